@@ -1,0 +1,36 @@
+// Generates src/config/types.generated.ts from the schema. `--check` fails when the committed file is stale.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { compile } from 'json-schema-to-typescript';
+
+const SCHEMA = new URL('../schema/mailserver.schema.json', import.meta.url);
+const OUT = new URL('../src/config/types.generated.ts', import.meta.url);
+
+const schema = JSON.parse(readFileSync(SCHEMA, 'utf8'));
+const ts = await compile(schema, 'MailserverConfig', {
+  additionalProperties: false,
+  bannerComment:
+    '/* Generated from schema/mailserver.schema.json by `npm run generate`. Do not edit by hand. */\n/* eslint-disable */',
+  cwd: new URL('../schema/', import.meta.url).pathname,
+  declareExternallyReferenced: true,
+  enableConstEnums: false,
+  strictIndexSignatures: true,
+  format: true,
+  style: { singleQuote: true, printWidth: 120 },
+  unreachableDefinitions: false,
+});
+
+const check = process.argv.includes('--check');
+let current = '';
+try {
+  current = readFileSync(OUT, 'utf8');
+} catch {}
+if (check) {
+  if (current !== ts) {
+    console.error('src/config/types.generated.ts is stale: run `npm run generate` and commit the result');
+    process.exit(1);
+  }
+  console.log('types.generated.ts: up to date');
+} else if (current !== ts) {
+  writeFileSync(OUT, ts);
+  console.log('wrote src/config/types.generated.ts');
+}

@@ -1,0 +1,56 @@
+// Entry point of the `mailplane` command: dispatches to one command per module.
+import { readFileSync } from 'node:fs';
+import { UsageError, type Command } from './command.js';
+import { hashPasswordCommand } from './hash-password.js';
+import { validateCommand } from './validate.js';
+
+const COMMANDS: readonly Command[] = [validateCommand, hashPasswordCommand];
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function help(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return `mailplane ${version()}: a mail server declared in one file and reconciled live
+
+Usage: mailplane COMMAND [options]
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Run "mailplane COMMAND --help" for a command's options.
+`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(help());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const cmd = COMMANDS.find((c) => c.name === name);
+  if (!cmd) {
+    process.stderr.write(`mailplane: unknown command '${name}'\n\n${help()}`);
+    return 2;
+  }
+  if (rest.includes('-h') || rest.includes('--help')) {
+    process.stdout.write(`${cmd.usage}\n`);
+    return 0;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`mailplane ${cmd.name}: ${err.message}\n\n${cmd.usage}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}

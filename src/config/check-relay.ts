@@ -1,0 +1,59 @@
+// Relay settings (secret source, TLS vs port) and the ops listen address.
+import { isIP } from 'node:net';
+import type { LoadContext } from './context.js';
+import type { RelayState } from './desired-state.js';
+import { Secret } from './secret.js';
+import type { RelayConfig } from './types.generated.js';
+
+export interface CheckOptions {
+  /** true when the state will be run (a missing environment variable is then an error, not a warning) */
+  readonly forRun: boolean;
+}
+
+export function checkRelay(ctx: LoadContext, r: RelayConfig, opts: CheckOptions): RelayState {
+  const port = r.port!;
+  const secure = r.secure!;
+  if (port === 465 && !secure) {
+    ctx.error('MP_RELAY_PORT', ['relay', 'secure'], 'port 465 speaks implicit TLS; set secure: true (or use port 587 for STARTTLS)');
+  }
+  let auth: RelayState['auth'] = null;
+  if (r.auth) {
+    const a = r.auth;
+    const path = ['relay', 'auth'];
+    if (a.passwordFile !== undefined && a.passwordEnv !== undefined) {
+      ctx.error('MP_SECRET_SOURCE', [...path, 'passwordEnv'], 'give exactly one of passwordFile or passwordEnv, not both', 'key');
+    } else if (a.passwordFile === undefined && a.passwordEnv === undefined) {
+      ctx.error('MP_SECRET_SOURCE', path, 'relay.auth needs passwordFile or passwordEnv (the password itself never goes in this file)', 'key');
+    } else if (a.passwordFile !== undefined) {
+      const text = ctx.readFile([...path, 'passwordFile'], a.passwordFile);
+      if (text !== null) {
+        const pw = text.replace(/\r?\n$/, '');
+        if (!pw) ctx.error('MP_SECRET_SOURCE', [...path, 'passwordFile'], 'password file is empty');
+        auth = { username: a.username, password: new Secret(pw), source: `file ${ctx.resolvePath(a.passwordFile)}` };
+      }
+    } else if (a.passwordEnv !== undefined) {
+      const pw = ctx.env[a.passwordEnv];
+      if (pw === undefined || pw === '') {
+        const msg = `environment variable ${a.passwordEnv} is not set${opts.forRun ? '' : ' here; it must be set where mailplane runs'}`;
+        if (opts.forRun) ctx.error('MP_SECRET_SOURCE', [...path, 'passwordEnv'], msg);
+        else ctx.warn('MP_SECRET_SOURCE', [...path, 'passwordEnv'], msg);
+      }
+      auth = { username: a.username, password: new Secret(pw ?? ''), source: `environment ${a.passwordEnv}` };
+    }
+    if (auth && !secure) {
+      ctx.warn('MP_RELAY_PORT', ['relay', 'secure'], 'with secure: false the relay password is sent in clear text when the relay does not offer STARTTLS');
+    }
+  }
+  return { enabled: r.enabled!, host: r.host ?? null, port, secure, auth };
+}
+
+export function checkListen(ctx: LoadContext, listen: string): { host: string; port: number } {
+  const m = listen.match(/^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/);
+  const host = m?.[1] ?? m?.[2] ?? '';
+  const port = Number(m?.[3]);
+  if (!isIP(host) && host !== 'localhost') {
+    ctx.error('MP_ADDRESS', ['observability', 'listen'], `'${host}' is not an IP address`);
+  }
+  if (!(port >= 0 && port <= 65535)) ctx.error('MP_ADDRESS', ['observability', 'listen'], `port ${m?.[3]} is out of range`);
+  return { host, port };
+}

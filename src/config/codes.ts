@@ -1,0 +1,31 @@
+// Stable codes of config problems. Programs (CI bots, editors) match on these;
+// docs/configuration.md lists them, generated from this table.
+export const ISSUE_CODES = {
+  MP_FILE_UNREADABLE: 'A file (the config or one it references) cannot be read.',
+  MP_YAML_SYNTAX: 'The file is not valid YAML, or a key appears twice in one mapping.',
+  MP_NOT_A_MAPPING: 'The top level of the file must be a mapping of keys to values.',
+  MP_UNKNOWN_KEY: 'A key that the schema does not define (a suggestion names the closest valid key).',
+  MP_MISSING_KEY: 'A required key is absent.',
+  MP_TYPE: 'A value has the wrong type (for example a string where an integer belongs).',
+  MP_INVALID_VALUE: 'A value is outside what the schema allows (range, enumeration, pattern, format).',
+  MP_DUPLICATE: 'Something that must be unique appears twice (domain, listener name, address:port, user).',
+  MP_TLS_REQUIRED: 'A listener uses TLS but `smtp.tls` is not configured.',
+  MP_TLS_FILE: 'A certificate or key cannot be parsed, or the key does not match the certificate.',
+  MP_TLS_EXPIRED: 'The certificate has expired or is not yet valid.',
+  MP_TLS_EXPIRING: 'The certificate expires within 30 days (warning).',
+  MP_TLS_NAME: 'The certificate does not cover `hostname` (warning).',
+  MP_CIDR: 'An IP address or CIDR range cannot be parsed.',
+  MP_OPEN_RELAY: 'A trusted range covers every address (0.0.0.0/0 or ::/0): that would make an open relay.',
+  MP_PUBLIC_RANGE: 'A trusted range contains public addresses (warning).',
+  MP_HASH_FORMAT: 'A password hash is in an unsupported or unrecognised format.',
+  MP_PLAINTEXT_PASSWORD: 'A plain-text password appears in the file; use a hash or a secret file instead.',
+  MP_SECRET_SOURCE: 'A secret is referenced wrongly (file missing, both or neither of passwordFile/passwordEnv, variable unset).',
+  MP_RELAY_PORT: 'relay.secure does not fit relay.port (port 465 needs implicit TLS).',
+  MP_NO_POSTMASTER: 'No user or alias receives postmaster@ (warning).',
+  MP_USERS_FILE: 'A line of accounts.local.usersFile is malformed.',
+  MP_LDAP: 'The LDAP settings are inconsistent.',
+  MP_ADDRESS: 'An IP address or listen address is malformed.',
+  MP_PORT_CONFLICT: 'Two sockets of this config would bind the same address and port.',
+} as const;
+
+export type IssueCode = keyof typeof ISSUE_CODES;

@@ -1,0 +1,104 @@
+// The normalized, frozen result of loading mailserver.yaml: what every other module
+// consumes. Nothing outside config/ sees the raw (generated) config types.
+import type { Cidr } from './cidr.js';
+import type { HashScheme } from './hashes.js';
+import type { Secret } from './secret.js';
+import type { TlsMaterial } from '../tls/material.js';
+
+export type ListenerRole = 'mx' | 'submission';
+export type ListenerTls = 'none' | 'starttls' | 'implicit';
+
+export interface ListenerSpec {
+  readonly name: string;
+  readonly port: number;
+  /** null = all interfaces */
+  readonly address: string | null;
+  readonly role: ListenerRole;
+  readonly tls: ListenerTls;
+  readonly proxyProtocol: boolean;
+}
+
+export interface AuthPolicy {
+  readonly required: boolean;
+  readonly exemptClients: readonly Cidr[];
+  readonly lanBypass: boolean;
+  readonly lanNetworks: readonly Cidr[];
+  readonly maxFailures: number;
+  readonly failureWindowMs: number;
+  readonly lockoutMs: number;
+}
+
+export interface SmtpLimits {
+  readonly maxRecipients: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerClient: number;
+  readonly idleTimeoutMs: number;
+}
+
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly material: TlsMaterial;
+}
+
+export interface SmtpState {
+  readonly enabled: boolean;
+  readonly maxMessageSize: number;
+  readonly tls: TlsFiles | null;
+  readonly listeners: readonly ListenerSpec[];
+  readonly auth: AuthPolicy;
+  readonly limits: SmtpLimits;
+  readonly drainGraceMs: number;
+}
+
+export interface LocalUser {
+  /** lower-case login and local part; also the Maildir name */
+  readonly name: string;
+  readonly passwordHash: Secret;
+  readonly scheme: HashScheme;
+  readonly aliases: readonly string[];
+}
+
+export interface LdapSettings {
+  readonly url: string;
+  readonly startTls: boolean;
+  readonly caFile: string | null;
+  readonly caPem: string | null;
+  readonly bindDn: string | null;
+  readonly bindPasswordFile: string | null;
+  readonly bindPassword: Secret | null;
+  readonly userBase: string;
+  readonly userFilter: string;
+  readonly aliasAttributes: readonly string[];
+  readonly timeoutMs: number;
+  readonly cacheTtlMs: number;
+  readonly poolSize: number;
+}
+
+export type AccountsState =
+  | { readonly type: 'local'; readonly users: readonly LocalUser[]; readonly usersFile: string | null }
+  | { readonly type: 'ldap'; readonly ldap: LdapSettings };
+
+export interface RelayState {
+  readonly enabled: boolean;
+  readonly host: string | null;
+  readonly port: number;
+  readonly secure: boolean;
+  readonly auth: { readonly username: string; readonly password: Secret; readonly source: string } | null;
+}
+
+export interface DesiredState {
+  /** sha256 over the normalized config and the content of every file it references */
+  readonly hash: string;
+  readonly configPath: string;
+  readonly hostname: string;
+  /** ASCII (punycode), lower case; the first is the primary domain */
+  readonly domains: readonly string[];
+  readonly smtp: SmtpState;
+  readonly accounts: AccountsState;
+  readonly relay: RelayState;
+  readonly storage: { readonly dataDir: string };
+  readonly observability: { readonly host: string; readonly port: number };
+  /** every file the state depends on, absolute; watched for changes */
+  readonly watchedFiles: readonly string[];
+}

@@ -1,0 +1,125 @@
+// Load = read → YAML with positions → schema (defaults applied) → semantic checks →
+// normalize. Every finding of every stage is reported at once, sorted by position.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { checkLdap, checkLocalUsers } from './check-accounts.js';
+import { checkDomains, checkHostname } from './check-names.js';
+import { checkPlaintextPasswords } from './check-plaintext.js';
+import { checkListen, checkRelay } from './check-relay.js';
+import { checkListeners, checkRanges, checkTls, overlaps } from './check-smtp.js';
+import { LoadContext } from './context.js';
+import type { DesiredState } from './desired-state.js';
+import { issue, sortIssues, type ConfigIssue } from './issues.js';
+import { normalize } from './normalize.js';
+import { validateSchema } from './schema.js';
+import { ConfigSource } from './source.js';
+import type { MailserverConfig } from './types.generated.js';
+
+export interface LoadOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly now?: number;
+  /** Loading for `run` (unset environment variables are errors) rather than `validate`. */
+  readonly forRun?: boolean;
+  /** Base for relative paths when the text has no file of its own (the embedded quick start). */
+  readonly baseDir?: string;
+}
+
+export interface LoadResult {
+  readonly state: DesiredState | null;
+  readonly errors: readonly ConfigIssue[];
+  readonly warnings: readonly ConfigIssue[];
+  /** the config file itself could not be read */
+  readonly unreadable: boolean;
+  /** the exact text that was loaded */
+  readonly text: string | null;
+}
+
+export function loadConfigFile(file: string, opts: LoadOptions = {}): LoadResult {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
+    const err = issue('error', 'MP_FILE_UNREADABLE', { file, line: 1, col: 1 }, '', `cannot read config file: ${why}`);
+    return { state: null, errors: [err], warnings: [], unreadable: true, text: null };
+  }
+  return loadConfigText(file, text, opts);
+}
+
+export function loadConfigText(file: string, text: string, opts: LoadOptions = {}): LoadResult {
+  const { source, errors: yamlErrors } = ConfigSource.parse(file, text);
+  if (yamlErrors.length) return done(yamlErrors, text);
+  const value = source.value;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return done([issue('error', 'MP_NOT_A_MAPPING', { file, line: 1, col: 1 }, '', 'the file must be a YAML mapping (key: value lines), starting with version: 1')], text);
+  }
+  const ctx = new LoadContext(source, opts.env ?? process.env, opts.now ?? Date.now(), opts.baseDir);
+  ctx.issues.push(...validateSchema(value, source));
+  checkPlaintextPasswords(ctx);
+  // Semantic checks skip what the schema already found broken; the set is fixed here so that
+  // one semantic finding does not hide another.
+  const schemaErrors = ctx.issues.filter((i) => i.severity === 'error').map((i) => i.path);
+  const brokenOne = (p: string) => schemaErrors.some((e) => e === p || e.startsWith(`${p}.`) || e.startsWith(`${p}[`));
+  const broken = (...prefixes: string[]) => prefixes.some(brokenOne);
+
+  // Until the schema passes, any value may have any type: read through list()/map().
+  const cfg = value as MailserverConfig;
+  const smtp = map(cfg.smtp) as NonNullable<MailserverConfig['smtp']>;
+  const domains = broken('domains') ? [] : checkDomains(ctx, list(cfg.domains));
+  const hostname = broken('hostname') || typeof cfg.hostname !== 'string' ? '' : checkHostname(ctx, cfg.hostname);
+  checkListeners(ctx, list(smtp.listeners), brokenOne);
+  const tls = broken('smtp.tls', 'smtp.listeners', 'hostname') ? null : checkTls(ctx, smtp, hostname);
+  const auth = map(smtp.auth) as NonNullable<typeof smtp.auth>;
+  const exemptClients = checkRanges(ctx, 'exemptClients', list(auth.exemptClients), brokenOne);
+  const lanNetworks = checkRanges(ctx, 'lanNetworks', list(auth.lanNetworks), brokenOne);
+  const accounts = map(cfg.accounts) as NonNullable<MailserverConfig['accounts']>;
+  const local = accounts.type === 'ldap' ? null : checkLocalUsers(ctx, accounts, brokenOne);
+  const ldap = !broken('accounts') && accounts.type === 'ldap' && accounts.ldap ? checkLdap(ctx, accounts.ldap) : null;
+  const relay = broken('relay') ? null : checkRelay(ctx, cfg.relay ?? {}, { forRun: opts.forRun ?? false });
+  const listen = broken('observability') ? null : checkListen(ctx, cfg.observability?.listen ?? '');
+  if (listen && !broken('smtp.listeners')) {
+    list(smtp.listeners).forEach((l, i) => {
+      if (smtp.enabled !== false && l.port === listen.port && overlaps(l.address ?? null, listen.host)) {
+        ctx.error('MP_PORT_CONFLICT', ['observability', 'listen'], `port ${listen.port} is also used by smtp.listeners[${i}] (${l.name})`);
+      }
+    });
+  }
+
+  const errors = ctx.issues.filter((i) => i.severity === 'error');
+  if (errors.length || !relay || !listen) return done(ctx.issues, text);
+  const state = normalize(cfg, {
+    configPath: resolve(file),
+    hostname,
+    domains,
+    tls,
+    exemptClients,
+    lanNetworks,
+    local,
+    ldap,
+    relay,
+    listen,
+    dataDir: ctx.resolvePath(cfg.storage!.dataDir!),
+    files: ctx.files,
+  });
+  return { ...done(ctx.issues, text), state };
+}
+
+function list<T>(v: readonly T[] | T[] | undefined): T[] {
+  return Array.isArray(v) ? [...v] : [];
+}
+
+function map(v: unknown): object {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? v : {};
+}
+
+function done(all: readonly ConfigIssue[], text: string): LoadResult {
+  const sorted = sortIssues(all);
+  return {
+    state: null,
+    errors: sorted.filter((i) => i.severity === 'error'),
+    warnings: sorted.filter((i) => i.severity === 'warning'),
+    unreadable: false,
+    text,
+  };
+}

@@ -1,0 +1,99 @@
+// The only code that turns the (schema-checked, defaulted) raw config into DesiredState:
+// units parsed, paths resolved, secrets wrapped, a content hash over everything, deep-frozen.
+import { createHash } from 'node:crypto';
+import type { Cidr } from './cidr.js';
+import type { AccountsState, DesiredState, LdapSettings, LocalUser, RelayState, TlsFiles } from './desired-state.js';
+import { Secret } from './secret.js';
+import type { MailserverConfig } from './types.generated.js';
+import { parseDuration, parseSize } from './units.js';
+
+export interface Resolved {
+  readonly configPath: string;
+  readonly hostname: string;
+  readonly domains: readonly string[];
+  readonly tls: TlsFiles | null;
+  readonly exemptClients: readonly Cidr[];
+  readonly lanNetworks: readonly Cidr[];
+  readonly local: { users: readonly LocalUser[]; usersFile: string | null } | null;
+  readonly ldap: LdapSettings | null;
+  readonly relay: RelayState;
+  readonly listen: { host: string; port: number };
+  readonly dataDir: string;
+  /** absolute path → content of every referenced file */
+  readonly files: ReadonlyMap<string, string>;
+}
+
+export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
+  const smtp = cfg.smtp!;
+  const auth = smtp.auth!;
+  const limits = smtp.limits!;
+  const accounts: AccountsState =
+    cfg.accounts!.type === 'ldap'
+      ? { type: 'ldap', ldap: r.ldap! }
+      : { type: 'local', users: r.local?.users ?? [], usersFile: r.local?.usersFile ?? null };
+  const body = {
+    configPath: r.configPath,
+    hostname: r.hostname,
+    domains: r.domains,
+    smtp: {
+      enabled: smtp.enabled!,
+      maxMessageSize: parseSize(smtp.maxMessageSize!),
+      tls: r.tls,
+      listeners: smtp.listeners!.map((l) => ({
+        name: l.name,
+        port: l.port,
+        address: l.address ?? null,
+        role: l.role,
+        tls: l.tls!,
+        proxyProtocol: l.proxyProtocol!,
+      })),
+      auth: {
+        required: auth.required!,
+        exemptClients: r.exemptClients,
+        lanBypass: auth.lanBypass!,
+        lanNetworks: r.lanNetworks,
+        maxFailures: auth.maxFailures!,
+        failureWindowMs: parseDuration(auth.failureWindow!),
+        lockoutMs: parseDuration(auth.lockoutDuration!),
+      },
+      limits: {
+        maxRecipients: limits.maxRecipients!,
+        maxConnections: limits.maxConnections!,
+        maxConnectionsPerClient: limits.maxConnectionsPerClient!,
+        idleTimeoutMs: parseDuration(limits.idleTimeout!),
+      },
+      drainGraceMs: parseDuration(smtp.drainGrace!),
+    },
+    accounts,
+    relay: r.relay,
+    storage: { dataDir: r.dataDir },
+    observability: r.listen,
+    watchedFiles: [r.configPath, ...[...r.files.keys()].sort()],
+  };
+  const hash = contentHash(body, r.files);
+  return deepFreeze({ hash, ...body });
+}
+
+/** sha256 over the normalized state and referenced file contents; secrets enter only as digests. */
+function contentHash(body: object, files: ReadonlyMap<string, string>): string {
+  const h = createHash('sha256');
+  h.update(
+    JSON.stringify(body, (key, value: unknown) => {
+      if (key === 'configPath' || key === 'watchedFiles') return undefined;
+      if (value instanceof Secret) return `sha256:${createHash('sha256').update(value.reveal()).digest('hex')}`;
+      return value;
+    }),
+  );
+  for (const [path, text] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
+    h.update(`\0${path}\0`).update(createHash('sha256').update(text).digest());
+  }
+  return h.digest('hex');
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const child of Object.values(v as object)) deepFreeze(child);
+  }
+  return v;
+}

@@ -1,0 +1,288 @@
+/* Generated from schema/mailserver.schema.json by `npm run generate`. Do not edit by hand. */
+/* eslint-disable */
+
+/**
+ * The whole desired state of one mailplane server. Validate with `mailplane validate FILE`.
+ */
+export interface MailserverConfig {
+  /**
+   * Version of this file's format. Must be 1.
+   */
+  version: 1;
+  /**
+   * The server's own fully qualified name: used in the SMTP banner, the EHLO reply and Received headers. It should match the certificate and the reverse DNS of the public address.
+   */
+  hostname: string;
+  /**
+   * Mail domains this server receives mail for. The first is the primary domain. Every user receives mail at user@<each domain> into one mailbox. Matched case-insensitively; internationalized names are accepted and compared in their ASCII (punycode) form.
+   *
+   * @minItems 1
+   */
+  domains: [string, ...string[]];
+  smtp?: SmtpConfig;
+  accounts?: AccountsConfig;
+  relay?: RelayConfig;
+  storage?: StorageConfig;
+  observability?: ObservabilityConfig;
+}
+/**
+ * SMTP service: listeners, TLS, authentication policy and limits.
+ */
+export interface SmtpConfig {
+  /**
+   * When false no listener is opened; mail already queued is still delivered.
+   */
+  enabled?: boolean;
+  /**
+   * Largest message accepted, as bytes or a string with a unit: KB, MB, GB (×1000) or KiB, MiB, GiB (×1024). Advertised with SIZE; larger messages get 552 5.3.4 and nothing is stored.
+   */
+  maxMessageSize?: number | string;
+  tls?: TlsConfig;
+  /**
+   * Sockets to serve SMTP on. Default: mx on 25 (starttls), submission on 587 (starttls), submissions on 465 (implicit).
+   */
+  listeners?: ListenerConfig[];
+  auth?: AuthPolicyConfig;
+  limits?: SmtpLimitsConfig;
+  /**
+   * How long sessions may keep running on a listener that is being removed or rebound, or when the server stops, before they are closed.
+   */
+  drainGrace?: number | string;
+}
+/**
+ * Certificate and key used by every listener with `tls: starttls` or `tls: implicit`. Required when any listener uses TLS. Both files are watched: a renewed certificate applies without a restart.
+ */
+export interface TlsConfig {
+  /**
+   * PEM certificate, optionally followed by its chain. Relative paths resolve against the folder of this file.
+   */
+  certFile: string;
+  /**
+   * PEM private key matching certFile. Relative paths resolve against the folder of this file.
+   */
+  keyFile: string;
+}
+export interface ListenerConfig {
+  /**
+   * Unique name of the listener; used as the `listener` label of metrics and in /status.
+   */
+  name: string;
+  /**
+   * TCP port.
+   */
+  port: number;
+  /**
+   * IP address to bind. Default: all interfaces.
+   */
+  address?: string;
+  /**
+   * `mx`: inbound mail from the internet for our domains (no AUTH needed to deliver to local users). `submission`: mail clients of our users, who must authenticate when `smtp.auth.required` is true.
+   */
+  role: 'mx' | 'submission';
+  /**
+   * `none`: plain text only, AUTH never offered. `starttls`: plain text with STARTTLS. `implicit`: TLS from the first byte ("SMTP-SSL", usually port 465).
+   */
+  tls?: 'none' | 'starttls' | 'implicit';
+  /**
+   * Expect a PROXY protocol v1 header from the load balancer in front of this listener, so that policy sees the real client address. Only enable it behind a proxy that always sends one.
+   */
+  proxyProtocol?: boolean;
+}
+/**
+ * Who must authenticate, and who is trusted without it.
+ */
+export interface AuthPolicyConfig {
+  /**
+   * Authorization required for mail clients: on submission listeners, MAIL FROM before AUTH gets 530 5.7.0 unless the client is exempt. When false, unauthenticated clients may still send only to local recipients; relaying always needs AUTH or a trusted network.
+   */
+  required?: boolean;
+  /**
+   * IP addresses or CIDR ranges that never need AUTH and may relay (for example the webmail host).
+   */
+  exemptClients?: string[];
+  /**
+   * Ignore authorization for LAN connections: clients in `lanNetworks` are treated like exempt clients.
+   */
+  lanBypass?: boolean;
+  /**
+   * What LAN means for `lanBypass`, as IP addresses or CIDR ranges.
+   */
+  lanNetworks?: string[];
+  /**
+   * Failed AUTH attempts from one client address within `failureWindow` before that address is refused (421 4.7.0) for `lockoutDuration`.
+   */
+  maxFailures?: number;
+  /**
+   * Window over which failed AUTH attempts are counted.
+   */
+  failureWindow?: number | string;
+  /**
+   * How long a client address that exceeded `maxFailures` is refused.
+   */
+  lockoutDuration?: number | string;
+}
+/**
+ * Bounds that protect the server from misbehaving clients.
+ */
+export interface SmtpLimitsConfig {
+  /**
+   * Recipients accepted per message; further RCPT commands get 452 4.5.3.
+   */
+  maxRecipients?: number;
+  /**
+   * Concurrent connections per listener; more get 421 and are closed.
+   */
+  maxConnections?: number;
+  /**
+   * Concurrent connections from one client address, across all listeners; more get 421 and are closed.
+   */
+  maxConnectionsPerClient?: number;
+  /**
+   * A session that sends nothing for this long is closed.
+   */
+  idleTimeout?: number | string;
+}
+/**
+ * Where users and their passwords come from.
+ */
+export interface AccountsConfig {
+  /**
+   * `local`: users listed here and in `usersFile`. `ldap`: users from a directory (requires `accounts.ldap`).
+   */
+  type?: 'local' | 'ldap';
+  local?: LocalAccountsConfig;
+  ldap?: LdapAccountsConfig;
+}
+/**
+ * Local users. Used when `type` is local.
+ */
+export interface LocalAccountsConfig {
+  /**
+   * Users. Each logs in as `name` or `name@<any domain>` and receives mail at name@ and alias@ every domain, into one Maildir.
+   */
+  users?: LocalUserConfig[];
+  /**
+   * Optional file of extra users, one `name:hash` per line (`#` starts a comment), such as a mounted Secret. Watched: changes apply without a restart. Relative paths resolve against the folder of this file.
+   */
+  usersFile?: string;
+}
+export interface LocalUserConfig {
+  /**
+   * Login and local part; letters, digits, dot, underscore and hyphen; matched case-insensitively.
+   */
+  name: string;
+  /**
+   * Password hash: bcrypt ($2a$, $2b$, $2y$), SHA512-CRYPT ($6$), SHA256-CRYPT ($5$) or argon2id. Produce one with `mailplane hash-password`. Never a plain-text password.
+   */
+  passwordHash: string;
+  /**
+   * Extra local parts delivered to this user at every domain.
+   */
+  aliases?: string[];
+}
+/**
+ * Directory settings. Required when `type` is ldap.
+ */
+export interface LdapAccountsConfig {
+  /**
+   * Directory URL, `ldap://host:port` or `ldaps://host:port`.
+   */
+  url: string;
+  /**
+   * Upgrade an `ldap://` connection with StartTLS before anything else is sent.
+   */
+  startTls?: boolean;
+  /**
+   * PEM file of the certificate authorities that sign the directory's certificate. Default: the system's.
+   */
+  caFile?: string;
+  /**
+   * Service account used to search for users. Without it, searches are anonymous.
+   */
+  bindDn?: string;
+  /**
+   * File holding the service account's password (trailing newline ignored). Watched like other referenced files.
+   */
+  bindPasswordFile?: string;
+  /**
+   * Search base for users.
+   */
+  userBase: string;
+  /**
+   * Search filter; `{user}` is replaced by the escaped local part or login name.
+   */
+  userFilter?: string;
+  /**
+   * Attributes that hold further addresses of a user (full addresses at any of our domains); a recipient whose local part matches one of them is delivered to that user.
+   */
+  aliasAttributes?: string[];
+  /**
+   * Bound on every directory operation; a slower directory counts as down (AUTH 454, RCPT 451).
+   */
+  timeout?: number | string;
+  /**
+   * How long a recipient found in the directory is remembered. Passwords are never cached. 0 disables the cache.
+   */
+  cacheTtl?: number | string;
+  /**
+   * Directory connections kept open for searches.
+   */
+  poolSize?: number;
+}
+/**
+ * Send outbound mail through a smarthost instead of to each recipient domain's MX.
+ */
+export interface RelayConfig {
+  /**
+   * true: every outbound message goes through `host`. false: direct delivery to each recipient domain's MX.
+   */
+  enabled?: boolean;
+  /**
+   * Smarthost name or address.
+   */
+  host?: string;
+  /**
+   * Smarthost port: usually 465 (implicit TLS) or 587 (STARTTLS).
+   */
+  port?: number;
+  /**
+   * Always use a secure connection: implicit TLS on 465, mandatory STARTTLS on any other port, with certificate verification. false: STARTTLS when the relay offers it.
+   */
+  secure?: boolean;
+  auth?: RelayAuthConfig;
+}
+/**
+ * Relay account. The password comes from exactly one of `passwordFile` or `passwordEnv`.
+ */
+export interface RelayAuthConfig {
+  /**
+   * Relay account name.
+   */
+  username: string;
+  /**
+   * File holding the relay password (trailing newline ignored). Watched like other referenced files.
+   */
+  passwordFile?: string;
+  /**
+   * Environment variable holding the relay password.
+   */
+  passwordEnv?: string;
+}
+/**
+ * Where mail is kept.
+ */
+export interface StorageConfig {
+  /**
+   * Data directory: Maildirs under mail/<user>/{tmp,new,cur} (Dovecot: `maildir:<dataDir>/mail/%n`), the outbound queue under queue/. Relative paths resolve against the folder of this file.
+   */
+  dataDir?: string;
+}
+/**
+ * The operations HTTP listener.
+ */
+export interface ObservabilityConfig {
+  /**
+   * `address:port` serving /metrics, /healthz, /readyz, /status and POST /-/reload. Keep it on a private address: reload is unauthenticated.
+   */
+  listen?: string;
+}
