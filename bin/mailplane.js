@@ -12,6 +12,9 @@ const { main } = await import(entry.href);
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // Whatever still holds the event loop (a slow client socket, a timer) must not keep a
+    // stopped server alive: give stdio a moment to flush, then exit.
+    setTimeout(() => process.exit(code), 2000).unref();
   },
   (err) => {
     process.stderr.write(`mailplane: ${err && err.stack ? err.stack : err}\n`);

@@ -2,9 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { UsageError, type Command } from './command.js';
 import { hashPasswordCommand } from './hash-password.js';
+import { runCommand } from './run.js';
 import { validateCommand } from './validate.js';
 
-const COMMANDS: readonly Command[] = [validateCommand, hashPasswordCommand];
+const COMMANDS: readonly Command[] = [runCommand, validateCommand, hashPasswordCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

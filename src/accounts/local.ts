@@ -1,0 +1,48 @@
+// Users from the config and usersFile. Hashes are verified off the event loop; an unknown
+// user costs the same hash work as a wrong password, so timing does not reveal who exists.
+import type { LocalUser } from '../config/desired-state.js';
+import type { AccountBackend, AuthOutcome, RecipientOutcome } from './backend.js';
+import { hashPassword, verifyPassword } from './passwords.js';
+
+let decoy: Promise<string> | undefined;
+
+export class LocalAccounts implements AccountBackend {
+  readonly kind = 'local' as const;
+  private readonly users = new Map<string, LocalUser>();
+  private readonly owners = new Map<string, string>(); // local part (name or alias) → user
+
+  constructor(users: readonly LocalUser[]) {
+    for (const u of users) {
+      this.users.set(u.name, u);
+      this.owners.set(u.name, u.name);
+      for (const a of u.aliases) this.owners.set(a, u.name);
+    }
+  }
+
+  async authenticate(login: string, password: string): Promise<AuthOutcome> {
+    const user = this.users.get(login.toLowerCase());
+    if (!user || !password) {
+      decoy ??= hashPassword('decoy password for unknown users', 'argon2id');
+      await verifyPassword(password || 'x', await decoy, 'argon2id');
+      return { ok: false, reason: 'invalid' };
+    }
+    const ok = await verifyPassword(password, user.passwordHash.reveal(), user.scheme);
+    return ok ? { ok: true, user: user.name } : { ok: false, reason: 'invalid' };
+  }
+
+  async findRecipient(localPart: string): Promise<RecipientOutcome> {
+    const user = this.owners.get(localPart.toLowerCase());
+    return user ? { found: true, user } : { found: false, unavailable: false };
+  }
+
+  async senderLocalParts(user: string): Promise<readonly string[]> {
+    const u = this.users.get(user);
+    return u ? [u.name, ...u.aliases] : [];
+  }
+
+  health(): { up: boolean } {
+    return { up: true };
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,128 @@
+// `mailplane run`: load, apply, serve; reload on file changes, SIGHUP and POST /-/reload;
+// drain on SIGTERM/SIGINT.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfigFile, loadConfigText } from '../config/load.js';
+import { ensureDevCertificate, QUICKSTART_LOGIN, QUICKSTART_YAML } from '../config/quickstart.js';
+import { createLogger, type Level } from '../ops/logger.js';
+import { Metrics } from '../ops/metrics.js';
+import { Controller, StartupError, type ConfigProvider } from '../reconcile/controller.js';
+import { ConfigWatcher } from '../reconcile/watch.js';
+import { AuthLimiter, ClientConnections } from '../smtp/limits.js';
+import { UsageError, type Command } from './command.js';
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'serve SMTP as the config says, and keep converging to it',
+  usage: `Usage: mailplane run [--config FILE] [--log-level LEVEL] [--log-format json|text]
+
+Serves the config and reloads it whenever the file (or a file it references) changes,
+on SIGHUP, and on POST /-/reload. An invalid file never stops service: the last good
+config keeps running. SIGTERM/SIGINT stop accepting and let sessions finish (within
+smtp.drainGrace); a second signal exits at once.
+
+Without --config, ./mailserver.yaml is used; when it does not exist, an embedded
+quick-start config serves on 127.0.0.1 (mx 2525, submission 2587, submissions 2465,
+ops 9465) with data in ./data and a generated development certificate.
+
+Options:
+  --config FILE        the config file (default ./mailserver.yaml)
+  --log-level LEVEL    debug, info (default), warn or error
+  --log-format FORMAT  json (default when stderr is not a terminal) or text
+  --recheck SECONDS    periodic hash check of the config and referenced files (default 60, 0 = off)
+  -h, --help           show this help`,
+  async run(argv) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        'log-level': { type: 'string', default: 'info' },
+        'log-format': { type: 'string' },
+        recheck: { type: 'string', default: '60' },
+      },
+    });
+    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+    const level = values['log-level'] as Level;
+    if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError('--log-level must be debug, info, warn or error');
+    const format = values['log-format'];
+    if (format !== undefined && format !== 'json' && format !== 'text') throw new UsageError('--log-format must be json or text');
+    const recheck = Number(values.recheck);
+    if (!Number.isFinite(recheck) || recheck < 0) throw new UsageError('--recheck must be a number of seconds');
+    const log = createLogger({ level, json: format === undefined ? undefined : format === 'json' });
+
+    let provider: ConfigProvider;
+    let quickstart = false;
+    if (values.config === undefined && !existsSync('mailserver.yaml')) {
+      quickstart = true;
+      const cwd = process.cwd();
+      if (ensureDevCertificate(cwd)) log.info('made a development certificate', { path: resolve(cwd, 'data/tls/dev.crt') });
+      provider = { path: '(embedded quick start)', load: () => loadConfigText('(embedded quick start)', QUICKSTART_YAML, { baseDir: cwd, forRun: true }) };
+    } else {
+      const file = resolve(values.config ?? 'mailserver.yaml');
+      provider = { path: file, load: () => loadConfigFile(file, { forRun: true }) };
+    }
+
+    const metrics = new Metrics();
+    const controller = new Controller(provider, { log, metrics, authLimiter: new AuthLimiter(), clients: new ClientConnections() });
+    try {
+      await controller.start();
+    } catch (e) {
+      if (e instanceof StartupError) {
+        process.stderr.write(`mailplane: cannot start: ${e.result.outcome === 'invalid' ? 'the config is invalid' : 'applying the config failed'}\n`);
+        for (const line of e.result.errors) process.stderr.write(`${line}\n`);
+        return 1;
+      }
+      throw e;
+    }
+    const gen = controller.applied!;
+    log.info('mailplane serving', {
+      config: provider.path,
+      generation: gen.number,
+      listeners: [...gen.listeners.values()].map((l) => `${l.name}=${l.spec.address ?? '*'}:${l.spec.port}/${l.spec.tls}`),
+      ops: `${gen.state.observability.host}:${controller.opsPort}`,
+      dataDir: gen.state.storage.dataDir,
+    });
+    if (quickstart) {
+      process.stderr.write(
+        `\nmailplane quick start (development only; listeners on 127.0.0.1):\n` +
+          `  submission 2587 (STARTTLS) / 2465 (TLS), login ${QUICKSTART_LOGIN.user} / ${QUICKSTART_LOGIN.password}, address ${QUICKSTART_LOGIN.address}\n` +
+          `  mx 2525, mail lands in ./data/mail/${QUICKSTART_LOGIN.user}/new\n` +
+          `  status http://127.0.0.1:${controller.opsPort}/status, metrics /metrics\n` +
+          `  write ./mailserver.yaml (see examples/) to run your own config\n\n`,
+      );
+    }
+
+    const watcher = quickstart
+      ? null
+      : new ConfigWatcher((reason) => void reconcile(reason), log, { debounceMs: 50, recheckMs: recheck * 1000 });
+    const reconcile = async (reason: string) => {
+      const r = await controller.reconcile(reason);
+      if (r.outcome === 'applied' && watcher && controller.applied) await watcher.update(controller.applied.state.watchedFiles);
+    };
+    await watcher?.update(gen.state.watchedFiles);
+
+    return new Promise<number>((done) => {
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) {
+          log.warn('second signal, exiting at once', { signal });
+          process.exit(1);
+        }
+        stopping = true;
+        const grace = controller.applied?.state.smtp.drainGraceMs ?? 30_000;
+        log.info('stopping: no new connections, letting sessions finish', { signal, graceMs: grace });
+        void (async () => {
+          await watcher?.close();
+          await controller.shutdown(grace);
+          log.info('stopped');
+          done(0);
+        })();
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGHUP', () => void reconcile('SIGHUP'));
+    });
+  },
+};

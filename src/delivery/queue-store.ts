@@ -1,0 +1,132 @@
+// The outbound queue on disk: <dataDir>/queue/<id>.eml (the message as received, with our
+// Received header) and <id>.json (envelope and per-recipient state). An entry exists once its
+// .json is in place; every update writes a new .json and renames it over the old one.
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { DirSyncer, writeFileDurably } from './durable.js';
+
+export type RecipientState = 'pending' | 'delivered' | 'failed';
+
+export interface QueueRecipient {
+  readonly address: string;
+  state: RecipientState;
+  attempts: number;
+  lastResponse: string | null;
+  updatedAt: number;
+}
+
+export interface QueueEntry {
+  readonly version: 1;
+  readonly id: string;
+  readonly sender: string;
+  readonly arrivedAt: number;
+  readonly size: number;
+  recipients: QueueRecipient[];
+  attempts: number;
+  nextAttemptAt: number;
+  lastError: string | null;
+  /** set once a bounce for the failed recipients has been queued or delivered */
+  bounced: boolean;
+}
+
+export function newQueueId(now = Date.now()): string {
+  return `${now.toString(36).padStart(9, '0')}${randomBytes(5).toString('hex')}`;
+}
+
+export class QueueStore {
+  readonly tmpDir: string;
+
+  constructor(
+    readonly dir: string,
+    private readonly syncer: DirSyncer,
+  ) {
+    this.tmpDir = join(dir, 'tmp');
+  }
+
+  async init(): Promise<void> {
+    await fs.mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+    // Leftovers of a crash before commit: never acknowledged, safe to remove.
+    for (const f of await fs.readdir(this.tmpDir)) await fs.unlink(join(this.tmpDir, f)).catch(() => {});
+    const names = new Set(await fs.readdir(this.dir));
+    for (const f of names) {
+      if (f.endsWith('.eml') && !names.has(f.replace(/\.eml$/, '.json'))) await fs.unlink(join(this.dir, f)).catch(() => {});
+      if (f.includes('.json.')) await fs.unlink(join(this.dir, f)).catch(() => {});
+    }
+  }
+
+  /** Writes the entry's files durably under tmp/; commit() puts them in place. */
+  async prepare(entry: QueueEntry, message: readonly Buffer[]): Promise<PreparedEntry> {
+    const eml = join(this.tmpDir, `${entry.id}.eml`);
+    const json = join(this.tmpDir, `${entry.id}.json`);
+    await writeFileDurably(eml, message);
+    try {
+      await writeFileDurably(json, [Buffer.from(JSON.stringify(entry))]);
+    } catch (e) {
+      await fs.unlink(eml).catch(() => {});
+      throw e;
+    }
+    return {
+      commit: async () => {
+        await fs.rename(eml, join(this.dir, `${entry.id}.eml`));
+        await fs.rename(json, join(this.dir, `${entry.id}.json`));
+        return this.dir;
+      },
+      abort: async () => {
+        await fs.unlink(eml).catch(() => {});
+        await fs.unlink(json).catch(() => {});
+      },
+    };
+  }
+
+  /** Replaces an entry's state durably (write new, rename over). */
+  async update(entry: QueueEntry): Promise<void> {
+    const tmp = join(this.dir, `${entry.id}.json.${randomBytes(4).toString('hex')}`);
+    await writeFileDurably(tmp, [Buffer.from(JSON.stringify(entry))]);
+    await fs.rename(tmp, join(this.dir, `${entry.id}.json`));
+    await this.syncer.sync(this.dir);
+  }
+
+  async remove(id: string): Promise<void> {
+    await fs.unlink(join(this.dir, `${id}.json`)).catch(ignoreMissing);
+    await fs.unlink(join(this.dir, `${id}.eml`)).catch(ignoreMissing);
+    await this.syncer.sync(this.dir);
+  }
+
+  async list(): Promise<QueueEntry[]> {
+    const out: QueueEntry[] = [];
+    for (const f of await fs.readdir(this.dir)) {
+      if (!f.endsWith('.json')) continue;
+      const e = await this.read(f.slice(0, -5));
+      if (e) out.push(e);
+    }
+    return out.sort((a, b) => a.arrivedAt - b.arrivedAt || a.id.localeCompare(b.id));
+  }
+
+  async read(id: string): Promise<QueueEntry | null> {
+    try {
+      return JSON.parse(await fs.readFile(join(this.dir, `${id}.json`), 'utf8')) as QueueEntry;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  messagePath(id: string): string {
+    return join(this.dir, `${id}.eml`);
+  }
+
+  async count(): Promise<number> {
+    return (await fs.readdir(this.dir)).filter((f) => f.endsWith('.json')).length;
+  }
+}
+
+export interface PreparedEntry {
+  /** renames the files into place; returns the directory to fsync */
+  commit(): Promise<string>;
+  abort(): Promise<void>;
+}
+
+function ignoreMissing(e: NodeJS.ErrnoException): void {
+  if (e.code !== 'ENOENT') throw e;
+}

@@ -1,0 +1,77 @@
+// The operations HTTP endpoint: /healthz, /readyz, /metrics, /status, POST /-/reload.
+// Keep it on a private address: reload is unauthenticated, like Prometheus' own.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface OpsHandlers {
+  ready(): boolean;
+  status(): unknown;
+  reload(): Promise<{ httpStatus: number; body: unknown }>;
+  registry: Registry;
+}
+
+export class OpsServer {
+  readonly server: Server;
+
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    private readonly h: OpsHandlers,
+  ) {
+    this.server = createServer((req, res) => {
+      this.route(req, res).catch((err: Error) => send(res, 500, 'text/plain', `internal error: ${err.message}\n`));
+    });
+    this.server.on('error', () => {});
+  }
+
+  get boundPort(): number {
+    const a = this.server.address();
+    return typeof a === 'object' && a ? a.port : this.port;
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      this.server.once('error', onError);
+      this.server.listen({ port: this.port, host: this.host }, () => {
+        this.server.removeListener('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/-/reload') {
+      if (req.method !== 'POST' && req.method !== 'PUT') return send(res, 405, 'text/plain', 'use POST\n', { allow: 'POST' });
+      const r = await this.h.reload();
+      return send(res, r.httpStatus, 'application/json', `${JSON.stringify(r.body, null, 2)}\n`);
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET' });
+    switch (path) {
+      case '/healthz':
+        return send(res, 200, 'text/plain', 'ok\n');
+      case '/readyz':
+        return this.h.ready() ? send(res, 200, 'text/plain', 'ready\n') : send(res, 503, 'text/plain', 'not ready\n');
+      case '/metrics':
+        return send(res, 200, this.h.registry.contentType, await this.h.registry.metrics());
+      case '/status':
+        return send(res, 200, 'application/json', `${JSON.stringify(this.h.status(), null, 2)}\n`);
+      default:
+        return send(res, 404, 'text/plain', 'not found: try /status, /metrics, /healthz, /readyz or POST /-/reload\n');
+    }
+  }
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers });
+  res.end(body);
+}

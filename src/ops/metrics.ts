@@ -1,0 +1,171 @@
+// Every Prometheus metric mailplane exports, defined in this one module. Labels never carry
+// an address or a user name: only listener names, fixed reasons and results.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+// prom-client's defaults that `promtool check metrics` rejects (gauges named *_total).
+const DROPPED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+export const REJECTION_REASONS = [
+  'relay_denied',
+  'unknown_recipient',
+  'auth_required',
+  'auth_failed',
+  'sender_mismatch',
+  'size',
+  'tls_required',
+  'rate_limited',
+  'storage',
+  'too_many_recipients',
+  'connection_limit',
+  'temporary_failure',
+] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly smtpConnections = new Counter({
+    name: 'mailplane_smtp_connections_total',
+    help: 'SMTP connections accepted, by listener.',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+  readonly smtpSessionsActive = new Gauge({
+    name: 'mailplane_smtp_sessions_active',
+    help: 'SMTP sessions currently open, by listener.',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+  readonly smtpMessages = new Counter({
+    name: 'mailplane_smtp_messages_total',
+    help: 'Messages at the end of DATA, by listener and result (accepted, rejected).',
+    labelNames: ['listener', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly smtpRejections = new Counter({
+    name: 'mailplane_smtp_rejections_total',
+    help: 'SMTP commands or connections refused, by listener and reason.',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly smtpAuth = new Counter({
+    name: 'mailplane_smtp_auth_total',
+    help: 'AUTH attempts, by listener and result (success, failure, error).',
+    labelNames: ['listener', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly smtpMessageSize = new Histogram({
+    name: 'mailplane_smtp_message_size_bytes',
+    help: 'Size of accepted messages, by listener.',
+    labelNames: ['listener'] as const,
+    buckets: [1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864],
+    registers: [this.registry],
+  });
+  readonly delivery = new Counter({
+    name: 'mailplane_delivery_total',
+    help: 'Delivery attempts per recipient, by transport (local, relay, mx) and result (delivered, deferred, bounced, failed).',
+    labelNames: ['transport', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly queueMessages = new Gauge({
+    name: 'mailplane_queue_messages',
+    help: 'Messages in the outbound queue, by state (active, deferred).',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly configLastReloadSuccessful = new Gauge({
+    name: 'mailplane_config_last_reload_successful',
+    help: 'Whether the last attempt to load and apply the config succeeded (1) or not (0).',
+    registers: [this.registry],
+  });
+  readonly configLastReloadSuccessTimestamp = new Gauge({
+    name: 'mailplane_config_last_reload_success_timestamp_seconds',
+    help: 'Time of the last successful config apply, in seconds since the epoch.',
+    registers: [this.registry],
+  });
+  readonly configReloads = new Counter({
+    name: 'mailplane_config_reloads_total',
+    help: 'Reconcile attempts by outcome (applied, unchanged, invalid, rolled_back).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly reconcileDuration = new Histogram({
+    name: 'mailplane_reconcile_duration_seconds',
+    help: 'Time from reading the config to the end of apply.',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly configGenerationInfo = new Gauge({
+    name: 'mailplane_config_generation_info',
+    help: 'The applied config generation: value is the generation number, label its content hash.',
+    labelNames: ['hash'] as const,
+    registers: [this.registry],
+  });
+  readonly listenerUp = new Gauge({
+    name: 'mailplane_listener_up',
+    help: 'Whether a configured listener is bound and serving (1) or not (0).',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+  readonly tlsCertificateExpiry = new Gauge({
+    name: 'mailplane_tls_certificate_expiry_timestamp_seconds',
+    help: 'Expiry of the certificate a TLS listener serves, in seconds since the epoch.',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    for (const name of DROPPED_DEFAULTS) this.registry.removeSingleMetric(name);
+  }
+
+  /** Starts the series of a listener at zero so dashboards see it before the first event. */
+  initListener(listener: string): void {
+    this.smtpConnections.inc({ listener }, 0);
+    this.smtpSessionsActive.set({ listener }, 0);
+    for (const result of ['accepted', 'rejected']) this.smtpMessages.inc({ listener, result }, 0);
+    for (const result of ['success', 'failure']) this.smtpAuth.inc({ listener, result }, 0);
+  }
+
+  /** One series for the applied generation: the old hash's series goes away. */
+  setGeneration(number: number, hash: string): void {
+    this.configGenerationInfo.reset();
+    this.configGenerationInfo.set({ hash }, number);
+  }
+
+  /** Removes every series of a listener that no longer exists. */
+  async dropListener(listener: string): Promise<void> {
+    for (const m of this.perListener()) await removeWhere(m, 'listener', listener);
+  }
+
+  protected perListener(): Removable[] {
+    return [
+      this.smtpConnections,
+      this.smtpSessionsActive,
+      this.smtpMessages,
+      this.smtpRejections,
+      this.smtpAuth,
+      this.smtpMessageSize,
+      this.listenerUp,
+      this.tlsCertificateExpiry,
+    ];
+  }
+}
+
+type Labels = Record<string, string | number>;
+interface Removable {
+  get(): Promise<{ values: { labels: Labels }[] }>;
+  remove(labels: Labels): void;
+}
+
+/** prom-client removes only exact label sets: find every series carrying label=value first. */
+async function removeWhere(metric: Removable, label: string, value: string): Promise<void> {
+  const seen = new Map<string, Labels>();
+  for (const v of (await metric.get()).values) {
+    if (v.labels[label] !== value) continue;
+    const { le: _le, ...labels } = v.labels;
+    seen.set(JSON.stringify(labels), labels);
+  }
+  for (const labels of seen.values()) metric.remove(labels);
+}

@@ -1,0 +1,50 @@
+// The /status document: what runs, where it came from, how the last attempt went. No secrets:
+// only names, counts, fingerprints and times.
+import type { Controller, ReloadOutcome } from './controller.js';
+
+export interface LastAttempt {
+  readonly time: number;
+  readonly reason: string;
+  readonly outcome: ReloadOutcome;
+  readonly errors: readonly string[];
+  readonly warnings: readonly string[];
+}
+
+const iso = (t: number | null | undefined) => (t ? new Date(t).toISOString() : null);
+
+export function buildStatus(c: Controller): unknown {
+  const gen = c.applied;
+  const tls = gen?.state.smtp.tls ?? null;
+  const listeners = [...(gen?.listeners.values() ?? []), ...c.draining].map((l) => {
+    const binding = [...c.pool.values()].find((b) => b.target === l);
+    return {
+      name: l.name,
+      role: l.context.spec.role,
+      address: l.spec.address ?? '*',
+      port: binding?.boundPort ?? l.spec.port,
+      tls: l.spec.tls,
+      state: l.state,
+      openSessions: l.openSessions,
+      certificateExpiry: l.spec.tls !== 'none' && tls ? iso(tls.material.notAfter) : null,
+    };
+  });
+  const accounts = gen?.accounts;
+  const relay = gen?.state.relay;
+  return {
+    configPath: c.configPath,
+    ready: c.ready(),
+    applied: gen ? { generation: gen.number, hash: gen.state.hash, appliedAt: iso(c.appliedAt), hostname: gen.state.hostname, domains: gen.state.domains } : null,
+    lastAttempt: c.lastAttempt ? { ...c.lastAttempt, time: iso(c.lastAttempt.time) } : null,
+    listeners,
+    tls: tls ? { certFile: tls.certFile, fingerprint256: tls.material.fingerprint256, subject: tls.material.subject, notAfter: iso(tls.material.notAfter) } : null,
+    accounts: accounts
+      ? {
+          backend: accounts.kind,
+          ...accounts.health(),
+          ...(gen.state.accounts.type === 'local' ? { users: gen.state.accounts.users.length } : { url: gen.state.accounts.ldap.url }),
+        }
+      : null,
+    relay: relay ? { enabled: relay.enabled, host: relay.host, port: relay.port, secure: relay.secure, username: relay.auth?.username ?? null } : null,
+    storage: gen ? { dataDir: gen.state.storage.dataDir } : null,
+  };
+}

@@ -1,0 +1,37 @@
+// Every policy reply mailplane sends, in one place: code, enhanced status code, text.
+// Clients and monitoring match on these; the README's policy table quotes them.
+import type { RejectionReason } from '../ops/metrics.js';
+
+export class SmtpReply extends Error {
+  constructor(
+    readonly responseCode: number,
+    readonly enhanced: string,
+    text: string,
+    /** metric reason, when this reply refuses something */
+    readonly reason: RejectionReason | null,
+  ) {
+    super(`${enhanced} ${text}`);
+  }
+}
+
+const r = (code: number, enhanced: string, text: string, reason: RejectionReason | null) => new SmtpReply(code, enhanced, text, reason);
+
+export const Replies = {
+  unknownRecipient: (addr: string) => r(550, '5.1.1', `<${addr}>: Recipient address rejected: User unknown`, 'unknown_recipient'),
+  relayDenied: (addr: string) => r(554, '5.7.1', `<${addr}>: Relay access denied`, 'relay_denied'),
+  authRequired: () => r(530, '5.7.0', 'Authentication required', 'auth_required'),
+  encryptionRequired: () => r(538, '5.7.11', 'Encryption required for requested authentication mechanism', 'tls_required'),
+  authFailed: () => r(535, '5.7.8', 'Authentication credentials invalid', 'auth_failed'),
+  authUnavailable: () => r(454, '4.7.0', 'Temporary authentication failure, try again later', 'temporary_failure'),
+  authIdentity: () => r(535, '5.7.8', 'Authorization identity must match the login', 'auth_failed'),
+  senderMismatch: (addr: string) => r(553, '5.7.1', `<${addr}>: Sender address rejected: not owned by the authenticated user`, 'sender_mismatch'),
+  tooBig: (limit: number) => r(552, '5.3.4', `Message size exceeds fixed maximum message size of ${limit} bytes`, 'size'),
+  tooManyFailures: () => r(421, '4.7.0', 'Too many failed authentication attempts, try again later', 'rate_limited'),
+  tooManyConnections: () => r(421, '4.7.0', 'Too many connections, try again later', 'connection_limit'),
+  tooManyRecipients: () => r(452, '4.5.3', 'Too many recipients', 'too_many_recipients'),
+  recipientUnavailable: () => r(451, '4.4.3', 'Recipient lookup failed temporarily, try again later', 'temporary_failure'),
+  storageFull: () => r(452, '4.3.1', 'Insufficient system storage, try again later', 'storage'),
+  storageError: () => r(451, '4.3.0', 'Local error in processing, try again later', 'storage'),
+  badAddress: (addr: string) => r(501, '5.1.3', `<${addr}>: Bad address syntax`, null),
+  accepted: (id: string) => `2.0.0 Ok: queued as ${id}`,
+} as const;
