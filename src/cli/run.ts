@@ -52,29 +52,65 @@ Options:
     if (!Number.isFinite(recheck) || recheck < 0) throw new UsageError('--recheck must be a number of seconds');
     const log = createLogger({ level, json: format === undefined ? undefined : format === 'json' });
 
+    // `npm start` runs in the package folder; INIT_CWD is where the operator typed it.
+    const fromNpmStart = process.env.npm_lifecycle_event === 'start' && process.env.INIT_CWD;
+    const cwd = fromNpmStart ? process.env.INIT_CWD! : process.cwd();
     let provider: ConfigProvider;
     let quickstart = false;
-    if (values.config === undefined && !existsSync('mailserver.yaml')) {
+    if (values.config === undefined && !existsSync(resolve(cwd, 'mailserver.yaml'))) {
       quickstart = true;
-      const cwd = process.cwd();
       if (ensureDevCertificate(cwd)) log.info('made a development certificate', { path: resolve(cwd, 'data/tls/dev.crt') });
       provider = { path: '(embedded quick start)', load: () => loadConfigText('(embedded quick start)', QUICKSTART_YAML, { baseDir: cwd, forRun: true }) };
     } else {
-      const file = resolve(values.config ?? 'mailserver.yaml');
+      const file = resolve(cwd, values.config ?? 'mailserver.yaml');
       provider = { path: file, load: () => loadConfigFile(file, { forRun: true }) };
     }
 
     const metrics = new Metrics();
     const controller = new Controller(provider, { log, metrics, authLimiter: new AuthLimiter(), clients: new ClientConnections() });
+    let watcher: ConfigWatcher | null = null;
+    const reconcile = async (reason: string) => {
+      const r = await controller.reconcile(reason);
+      if (r.outcome === 'applied' && watcher && controller.applied) await watcher.update(controller.applied.state.watchedFiles);
+    };
+
+    // Signals are handled from the first moment, start-up included.
+    let stopRequested: ((signal: string) => void) | null = null;
+    let stopping = false;
+    let stopped: Promise<void> | null = null;
+    const stop = (signal: string) => {
+      if (stopping) {
+        log.warn('second signal, exiting at once', { signal });
+        process.exit(1);
+      }
+      stopping = true;
+      const grace = controller.applied?.state.smtp.drainGraceMs ?? 30_000;
+      log.info('stopping: no new connections, letting sessions finish', { signal, graceMs: grace });
+      stopped = (async () => {
+        await watcher?.close();
+        await controller.shutdown(grace);
+        log.info('stopped');
+      })();
+      stopRequested?.(signal);
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => void (controller.applied ? reconcile('SIGHUP') : undefined));
+
     try {
       await controller.start();
     } catch (e) {
       if (e instanceof StartupError) {
         process.stderr.write(`mailplane: cannot start: ${e.result.outcome === 'invalid' ? 'the config is invalid' : 'applying the config failed'}\n`);
         for (const line of e.result.errors) process.stderr.write(`${line}\n`);
+        await controller.shutdown(0);
         return 1;
       }
       throw e;
+    }
+    if (stopping) {
+      await stopped;
+      return 0;
     }
     const gen = controller.applied!;
     log.info('mailplane serving', {
@@ -92,37 +128,16 @@ Options:
           `  status http://127.0.0.1:${controller.opsPort}/status, metrics /metrics\n` +
           `  write ./mailserver.yaml (see examples/) to run your own config\n\n`,
       );
+    } else {
+      watcher = new ConfigWatcher((reason) => void reconcile(reason), log, { debounceMs: 50, recheckMs: recheck * 1000 });
+      await watcher.update(gen.state.watchedFiles);
     }
-
-    const watcher = quickstart
-      ? null
-      : new ConfigWatcher((reason) => void reconcile(reason), log, { debounceMs: 50, recheckMs: recheck * 1000 });
-    const reconcile = async (reason: string) => {
-      const r = await controller.reconcile(reason);
-      if (r.outcome === 'applied' && watcher && controller.applied) await watcher.update(controller.applied.state.watchedFiles);
-    };
-    await watcher?.update(gen.state.watchedFiles);
-
+    if (stopping) {
+      await stopped;
+      return 0;
+    }
     return new Promise<number>((done) => {
-      let stopping = false;
-      const stop = (signal: string) => {
-        if (stopping) {
-          log.warn('second signal, exiting at once', { signal });
-          process.exit(1);
-        }
-        stopping = true;
-        const grace = controller.applied?.state.smtp.drainGraceMs ?? 30_000;
-        log.info('stopping: no new connections, letting sessions finish', { signal, graceMs: grace });
-        void (async () => {
-          await watcher?.close();
-          await controller.shutdown(grace);
-          log.info('stopped');
-          done(0);
-        })();
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
-      process.on('SIGHUP', () => void reconcile('SIGHUP'));
+      stopRequested = () => void stopped!.then(() => done(0));
     });
   },
 };

@@ -139,7 +139,10 @@ export class Controller {
           pool: this.pool,
           makeOps: (host, port) => new OpsServer(host, port, { ready: () => this.ready(), status: () => this.status(), reload: () => this.httpReload(), registry: m.registry }),
           currentOps: () => this.ops,
-          onQueued: (e) => this.d.onQueued?.(e),
+          onQueued: (e) => {
+            m.queueMessages.inc({ state: 'active' });
+            this.d.onQueued?.(e);
+          },
           createAccounts: this.d.createAccounts,
         },
         prev,
@@ -200,6 +203,9 @@ export class Controller {
       else m.tlsCertificateExpiry.remove({ listener: name });
     }
     m.setGeneration(gen.number, gen.state.hash);
+    if (!prev || prev.storage !== gen.storage) {
+      void gen.storage.queue.count().then((n) => m.queueMessages.set({ state: 'active' }, n));
+    }
   }
 
   private retire(l: Listener, graceMs: number): void {
