@@ -1,7 +1,7 @@
 // Generates docs/configuration.md from the schema's descriptions and the issue-code table.
-// `--check` fails when the committed file is stale.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { ISSUE_CODES } from '../src/config/codes.js';
+import { writeOrCheck } from './generated.js';
 
 type Schema = {
   title?: string;
@@ -107,18 +107,4 @@ ${rows.join('\n')}
 ${codes.join('\n')}
 `;
 
-const check = process.argv.includes('--check');
-let current = '';
-try {
-  current = readFileSync(OUT, 'utf8');
-} catch {}
-if (check) {
-  if (current !== doc) {
-    console.error('docs/configuration.md is stale: run `npm run generate` and commit the result');
-    process.exit(1);
-  }
-  console.log('configuration.md: up to date');
-} else if (current !== doc) {
-  writeFileSync(OUT, doc);
-  console.log('wrote docs/configuration.md');
-}
+writeOrCheck(OUT, doc, 'docs/configuration.md');

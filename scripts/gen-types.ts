@@ -1,6 +1,7 @@
 // Generates src/config/types.generated.ts from the schema. `--check` fails when the committed file is stale.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { compile } from 'json-schema-to-typescript';
+import { writeOrCheck } from './generated.js';
 
 const SCHEMA = new URL('../schema/mailserver.schema.json', import.meta.url);
 const OUT = new URL('../src/config/types.generated.ts', import.meta.url);
@@ -19,18 +20,4 @@ const ts = await compile(schema, 'MailserverConfig', {
   unreachableDefinitions: false,
 });
 
-const check = process.argv.includes('--check');
-let current = '';
-try {
-  current = readFileSync(OUT, 'utf8');
-} catch {}
-if (check) {
-  if (current !== ts) {
-    console.error('src/config/types.generated.ts is stale: run `npm run generate` and commit the result');
-    process.exit(1);
-  }
-  console.log('types.generated.ts: up to date');
-} else if (current !== ts) {
-  writeFileSync(OUT, ts);
-  console.log('wrote src/config/types.generated.ts');
-}
+writeOrCheck(OUT, ts, 'src/config/types.generated.ts');
