@@ -11,6 +11,11 @@ import { ROOT } from './helpers/cli.js';
 import { waitFor } from './helpers/server.js';
 
 test('npm start serves the quick start and the demo user can send mail', async () => {
+  const busy = await fetch('http://127.0.0.1:9465/healthz').then(
+    () => true,
+    () => false,
+  );
+  assert.equal(busy, false, 'port 9465 is taken by another process; the quick start needs it');
   const dir = mkdtempSync(join(tmpdir(), 'mailplane-quickstart-'));
   // npm runs the script in the package folder; INIT_CWD (this temp folder) is where data goes
   const { INIT_CWD: _i, npm_lifecycle_event: _e, ...parentEnv } = process.env;

@@ -3,6 +3,8 @@ export interface Command {
   readonly name: string;
   readonly summary: string;
   readonly usage: string;
+  /** exit code for a usage error (default 2) */
+  readonly usageExitCode?: number;
   /** Resolves to the process exit code. */
   run(argv: string[]): Promise<number>;
 }

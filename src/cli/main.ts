@@ -2,10 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { UsageError, type Command } from './command.js';
 import { hashPasswordCommand } from './hash-password.js';
+import { planCommand } from './plan.js';
 import { runCommand } from './run.js';
 import { validateCommand } from './validate.js';
 
-const COMMANDS: readonly Command[] = [runCommand, validateCommand, hashPasswordCommand];
+const COMMANDS: readonly Command[] = [runCommand, validateCommand, planCommand, hashPasswordCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -50,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
     const err = e as Error & { code?: string };
     if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`mailplane ${cmd.name}: ${err.message}\n\n${cmd.usage}\n`);
-      return 2;
+      return cmd.usageExitCode ?? 2;
     }
     throw e;
   }

@@ -31,6 +31,7 @@ Options:
   --log-level LEVEL    debug, info (default), warn or error
   --log-format FORMAT  json (default when stderr is not a terminal) or text
   --recheck SECONDS    periodic hash check of the config and referenced files (default 60, 0 = off)
+  --no-watch           do not watch files; reload only on SIGHUP, POST /-/reload and --recheck
   -h, --help           show this help`,
   async run(argv) {
     const { values, positionals } = parseArgs({
@@ -41,6 +42,7 @@ Options:
         'log-level': { type: 'string', default: 'info' },
         'log-format': { type: 'string' },
         recheck: { type: 'string', default: '60' },
+        'no-watch': { type: 'boolean', default: false },
       },
     });
     if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}'`);
@@ -129,7 +131,7 @@ Options:
           `  write ./mailserver.yaml (see examples/) to run your own config\n\n`,
       );
     } else {
-      watcher = new ConfigWatcher((reason) => void reconcile(reason), log, { debounceMs: 50, recheckMs: recheck * 1000 });
+      watcher = new ConfigWatcher((reason) => void reconcile(reason), log, { debounceMs: 50, recheckMs: recheck * 1000, events: !values['no-watch'] });
       await watcher.update(gen.state.watchedFiles);
     }
     if (stopping) {

@@ -45,7 +45,7 @@ export function checkLocalUsers(
       const alias = a.toLowerCase();
       if (claim(alias, `accounts.local.users[${i}] (${name})`, (m) => ctx.error('MP_DUPLICATE', [...path, 'aliases', j], `alias ${m}`))) aliases.push(alias);
     });
-    if (okName && check.ok) users.push({ name, passwordHash: new Secret(hash), scheme: check.scheme, aliases });
+    if (okName && check.ok) users.push({ name, passwordHash: new Secret(hash, 'hash'), scheme: check.scheme, aliases });
   });
 
   let usersFile: string | null = null;
@@ -92,7 +92,7 @@ function parseUsersFile(
     }
     const lower = name.toLowerCase();
     if (claim(lower, `${file}:${line}`, (m) => ctx.addAt('error', 'MP_DUPLICATE', at(col), '', `user ${m}`))) {
-      out.push({ name: lower, passwordHash: new Secret(hash), scheme: check.scheme, aliases: [] });
+      out.push({ name: lower, passwordHash: new Secret(hash, 'hash'), scheme: check.scheme, aliases: [] });
     }
   });
   return out;
@@ -114,11 +114,11 @@ export function checkLdap(ctx: LoadContext, l: LdapAccountsConfig): LdapSettings
   }
   let bindPassword: Secret | null = null;
   if (l.bindPasswordFile !== undefined) {
-    const text = ctx.readFile([...base, 'bindPasswordFile'], l.bindPasswordFile);
+    const text = ctx.readFile([...base, 'bindPasswordFile'], l.bindPasswordFile, 'password');
     if (text !== null) {
       const pw = text.replace(/\r?\n$/, '');
       if (!pw) ctx.error('MP_SECRET_SOURCE', [...base, 'bindPasswordFile'], 'password file is empty');
-      bindPassword = new Secret(pw);
+      bindPassword = new Secret(pw, 'password');
     }
   }
   let caPem: string | null = null;

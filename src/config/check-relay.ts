@@ -25,11 +25,11 @@ export function checkRelay(ctx: LoadContext, r: RelayConfig, opts: CheckOptions)
     } else if (a.passwordFile === undefined && a.passwordEnv === undefined) {
       ctx.error('MP_SECRET_SOURCE', path, 'relay.auth needs passwordFile or passwordEnv (the password itself never goes in this file)', 'key');
     } else if (a.passwordFile !== undefined) {
-      const text = ctx.readFile([...path, 'passwordFile'], a.passwordFile);
+      const text = ctx.readFile([...path, 'passwordFile'], a.passwordFile, 'password');
       if (text !== null) {
         const pw = text.replace(/\r?\n$/, '');
         if (!pw) ctx.error('MP_SECRET_SOURCE', [...path, 'passwordFile'], 'password file is empty');
-        auth = { username: a.username, password: new Secret(pw), source: `file ${ctx.resolvePath(a.passwordFile)}` };
+        auth = { username: a.username, password: new Secret(pw, 'password'), source: `file ${ctx.resolvePath(a.passwordFile)}` };
       }
     } else if (a.passwordEnv !== undefined) {
       const pw = ctx.env[a.passwordEnv];
@@ -38,7 +38,7 @@ export function checkRelay(ctx: LoadContext, r: RelayConfig, opts: CheckOptions)
         if (opts.forRun) ctx.error('MP_SECRET_SOURCE', [...path, 'passwordEnv'], msg);
         else ctx.warn('MP_SECRET_SOURCE', [...path, 'passwordEnv'], msg);
       }
-      auth = { username: a.username, password: new Secret(pw ?? ''), source: `environment ${a.passwordEnv}` };
+      auth = { username: a.username, password: new Secret(pw ?? '', 'password'), source: `environment ${a.passwordEnv}` };
     }
     if (auth && !secure) {
       ctx.warn('MP_RELAY_PORT', ['relay', 'secure'], 'with secure: false the relay password is sent in clear text when the relay does not offer STARTTLS');

@@ -10,6 +10,8 @@ export class LoadContext {
   readonly issues: ConfigIssue[] = [];
   /** absolute path → content, for every referenced file read successfully */
   readonly files = new Map<string, string>();
+  /** files holding raw passwords: hashed through their Secret (slowly), not as plain files */
+  readonly secretFiles = new Set<string>();
   readonly baseDir: string;
 
   constructor(
@@ -27,8 +29,9 @@ export class LoadContext {
   }
 
   /** Reads a referenced file; on failure records an error at the value that names it. */
-  readFile(path: readonly PathSegment[], p: string): string | null {
+  readFile(path: readonly PathSegment[], p: string, holds: 'data' | 'password' = 'data'): string | null {
     const abs = this.resolvePath(p);
+    if (holds === 'password') this.secretFiles.add(abs);
     const known = this.files.get(abs);
     if (known !== undefined) return known;
     try {

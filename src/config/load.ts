@@ -101,6 +101,7 @@ export function loadConfigText(file: string, text: string, opts: LoadOptions = {
     listen,
     dataDir: ctx.resolvePath(cfg.storage!.dataDir!),
     files: ctx.files,
+    secretFiles: ctx.secretFiles,
   });
   return { ...done(ctx.issues, text), state };
 }

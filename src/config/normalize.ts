@@ -21,6 +21,8 @@ export interface Resolved {
   readonly dataDir: string;
   /** absolute path → content of every referenced file */
   readonly files: ReadonlyMap<string, string>;
+  /** of those, the files holding raw passwords (covered by their Secret's digest) */
+  readonly secretFiles: ReadonlySet<string>;
 }
 
 export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
@@ -70,21 +72,22 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
     observability: r.listen,
     watchedFiles: [r.configPath, ...[...r.files.keys()].sort()],
   };
-  const hash = contentHash(body, r.files);
+  const hash = contentHash(body, r.files, r.secretFiles);
   return deepFreeze({ hash, ...body });
 }
 
-/** sha256 over the normalized state and referenced file contents; secrets enter only as digests. */
-function contentHash(body: object, files: ReadonlyMap<string, string>): string {
+/** sha256 over the normalized state and referenced file contents; secrets enter only as their digests. */
+function contentHash(body: object, files: ReadonlyMap<string, string>, skip: ReadonlySet<string>): string {
   const h = createHash('sha256');
   h.update(
     JSON.stringify(body, (key, value: unknown) => {
       if (key === 'configPath' || key === 'watchedFiles') return undefined;
-      if (value instanceof Secret) return `sha256:${createHash('sha256').update(value.reveal()).digest('hex')}`;
+      if (value instanceof Secret) return value.digest();
       return value;
     }),
   );
   for (const [path, text] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
+    if (skip.has(path)) continue;
     h.update(`\0${path}\0`).update(createHash('sha256').update(text).digest());
   }
   return h.digest('hex');

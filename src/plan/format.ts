@@ -1,57 +1,69 @@
-// Human forms of a Plan: one line per action for logs and /-/reload, and the Markdown-friendly
-// report `mailplane plan` prints (fit for a pull-request comment).
+// Human forms of a Plan: one line per action for logs and /-/reload, and the report
+// `mailplane plan` prints (fit for a pull-request comment).
 import { touchesSockets, type Action, type Plan } from './plan.js';
 
 function where(spec: { address: string | null; port: number }): string {
   return `${spec.address ?? '*'}:${spec.port}`;
 }
 
-export function describe(a: Action): string {
-  switch (a.kind) {
-    case 'listener.add':
-      return `add listener ${a.listener} (${a.spec.role}, ${where(a.spec)}, tls ${a.spec.tls}): binds a new socket`;
-    case 'listener.remove':
-      return `remove listener ${a.listener} (${where(a.spec)}): stops accepting, open sessions drain`;
-    case 'listener.rebind':
-      return `rebind listener ${a.listener} (${a.changes.join('; ')}): new connections go to the new settings, open sessions drain`;
-    case 'listener.update':
-      return `update listener ${a.listener} (${a.changes.join('; ')}): new sessions only, no socket touched`;
-    case 'tls.rotate':
-      return `rotate certificate ${short(a.from)} → ${short(a.to)}${a.notAfter ? ` (expires ${new Date(a.notAfter).toISOString().slice(0, 10)})` : ''}: swapped in place, no restart`;
-    case 'policy.update':
-      return `update policy (${a.changes.join('; ')}): new sessions only`;
-    case 'accounts.update':
-      return `update accounts (${a.changes.join('; ')}): new sessions only`;
-    case 'relay.update':
-      return `update relay (${a.changes.join('; ')}): new deliveries only, sends in flight finish`;
-    case 'storage.update':
-      return `update storage (${a.changes.join('; ')}): new messages go to the new data directory`;
-    case 'observability.rebind':
-      return `move observability endpoint ${a.from} → ${a.to}: binds a new socket`;
-  }
-}
-
 function short(fp: string | null): string {
   return fp ? fp.replace(/:/g, '').slice(0, 16).toLowerCase() : 'none';
 }
 
+/** A headline and the individual changes behind it. */
+export function describe(a: Action): { title: string; details: readonly string[] } {
+  switch (a.kind) {
+    case 'listener.add':
+      return { title: `add listener ${a.listener} (${a.spec.role}, ${where(a.spec)}, tls ${a.spec.tls}): binds a new socket`, details: [] };
+    case 'listener.remove':
+      return { title: `remove listener ${a.listener} (${where(a.spec)}): stops accepting, open sessions drain`, details: [] };
+    case 'listener.rebind':
+      return { title: `rebind listener ${a.listener}: new connections get the new settings, open sessions drain`, details: a.changes };
+    case 'listener.update':
+      return { title: `update listener ${a.listener}: new sessions only, no socket touched`, details: a.changes };
+    case 'tls.rotate':
+      return {
+        title: `rotate certificate ${short(a.from)} → ${short(a.to)}: swapped in place, no restart`,
+        details: a.notAfter ? [`new certificate expires ${new Date(a.notAfter).toISOString()}`] : [],
+      };
+    case 'policy.update':
+      return { title: 'update policy: new sessions only', details: a.changes };
+    case 'accounts.update':
+      return { title: 'update accounts: new sessions only', details: a.changes };
+    case 'relay.update':
+      return { title: 'update relay: new deliveries only, sends in flight finish', details: a.changes };
+    case 'storage.update':
+      return { title: 'update storage: new messages go to the new data directory', details: a.changes };
+    case 'observability.rebind':
+      return { title: `move observability endpoint ${a.from} → ${a.to}: binds a new socket`, details: [] };
+  }
+}
+
 /** One line per action, for logs and JSON. */
 export function summarize(plan: Plan): string[] {
-  return plan.actions.map(describe);
+  return plan.actions.map((a) => {
+    const d = describe(a);
+    return d.details.length ? `${d.title} (${d.details.join('; ')})` : d.title;
+  });
 }
 
 /** The `mailplane plan` report. */
 export function formatPlan(plan: Plan): string {
   if (plan.actions.length === 0) return 'No changes. The running server already matches this config.\n';
-  const lines = plan.actions.map((a) => `${touchesSockets(a) ? '!' : '~'} ${describe(a)}`);
+  const lines: string[] = [];
+  for (const a of plan.actions) {
+    const d = describe(a);
+    lines.push(`${touchesSockets(a) ? '!' : '~'} ${d.title}`);
+    for (const x of d.details) lines.push(`    ${x}`);
+  }
   const sockets = plan.actions.filter(touchesSockets).length;
   return [
-    `Plan: ${plan.actions.length} change${plan.actions.length === 1 ? '' : 's'}, ${sockets} touching sockets or draining sessions.`,
+    `Plan: ${plan.actions.length} change${plan.actions.length === 1 ? '' : 's'}, ${sockets} binding or closing sockets or draining sessions.`,
     '',
     ...lines,
     '',
-    '  ! binds or closes a socket, or drains open sessions',
-    '  ~ applied in place to new sessions; nothing is closed',
+    '! binds or closes a socket, or drains open sessions',
+    '~ applied in place to new sessions; nothing is closed',
     '',
   ].join('\n');
 }

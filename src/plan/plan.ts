@@ -1,7 +1,8 @@
 // Plan = diff(applied, desired): typed actions keyed by stable names. Pure: no I/O, so the
-// same function drives a reload and `mailplane plan`.
-import type { DesiredState, ListenerSpec } from '../config/desired-state.js';
-import { formatCidr } from '../config/cidr.js';
+// same function drives a reload and `mailplane plan` (which may diff against the view a
+// running server publishes in /status).
+import type { ListenerSpec } from '../config/desired-state.js';
+import type { PlanView } from './view.js';
 
 export type Action =
   | { readonly kind: 'listener.add'; readonly listener: string; readonly spec: ListenerSpec }
@@ -28,7 +29,7 @@ export function touchesSockets(a: Action): boolean {
   return a.kind === 'listener.add' || a.kind === 'listener.remove' || a.kind === 'listener.rebind' || a.kind === 'observability.rebind';
 }
 
-export function diff(applied: DesiredState | null, desired: DesiredState): Plan {
+export function diff(applied: PlanView | null, desired: PlanView): Plan {
   const actions: Action[] = [];
   const before = activeListeners(applied);
   const after = activeListeners(desired);
@@ -44,31 +45,25 @@ export function diff(applied: DesiredState | null, desired: DesiredState): Plan 
     if (rest.length) actions.push({ kind: 'listener.update', listener: name, changes: rest });
   }
   for (const [name, spec] of before) if (!after.has(name)) actions.push({ kind: 'listener.remove', listener: name, spec });
+  if (!applied) return { from: null, to: desired.hash, actions };
 
-  const oldFp = applied?.smtp.tls?.material.fingerprint256 ?? null;
-  const newFp = desired.smtp.tls?.material.fingerprint256 ?? null;
-  if (applied && oldFp !== newFp) actions.push({ kind: 'tls.rotate', from: oldFp, to: newFp, notAfter: desired.smtp.tls?.material.notAfter ?? null });
-
-  if (applied) {
-    const policy = policyChanges(applied, desired);
-    if (policy.length) actions.push({ kind: 'policy.update', changes: policy });
-    const accounts = accountChanges(applied, desired);
-    if (accounts.length) actions.push({ kind: 'accounts.update', changes: accounts });
-    const relay = relayChanges(applied, desired);
-    if (relay.length) actions.push({ kind: 'relay.update', changes: relay });
-    if (applied.storage.dataDir !== desired.storage.dataDir) {
-      actions.push({ kind: 'storage.update', changes: [`dataDir: ${applied.storage.dataDir} → ${desired.storage.dataDir}`] });
-    }
-    const oldListen = hostPort(applied.observability);
-    const newListen = hostPort(desired.observability);
-    if (oldListen !== newListen) actions.push({ kind: 'observability.rebind', from: oldListen, to: newListen });
-  }
-  return { from: applied?.hash ?? null, to: desired.hash, actions };
+  const oldFp = applied.smtp.tls?.fingerprint ?? null;
+  const newFp = desired.smtp.tls?.fingerprint ?? null;
+  if (oldFp !== newFp) actions.push({ kind: 'tls.rotate', from: oldFp, to: newFp, notAfter: desired.smtp.tls?.notAfter ?? null });
+  const policy = policyChanges(applied, desired);
+  if (policy.length) actions.push({ kind: 'policy.update', changes: policy });
+  const accounts = accountChanges(applied, desired);
+  if (accounts.length) actions.push({ kind: 'accounts.update', changes: accounts });
+  const relay = relayChanges(applied, desired);
+  if (relay.length) actions.push({ kind: 'relay.update', changes: relay });
+  if (applied.dataDir !== desired.dataDir) actions.push({ kind: 'storage.update', changes: [`dataDir: ${applied.dataDir} → ${desired.dataDir}`] });
+  if (applied.observability !== desired.observability) actions.push({ kind: 'observability.rebind', from: applied.observability, to: desired.observability });
+  return { from: applied.hash, to: desired.hash, actions };
 }
 
-function activeListeners(s: DesiredState | null): Map<string, ListenerSpec> {
-  if (!s || !s.smtp.enabled) return new Map();
-  return new Map(s.smtp.listeners.map((l) => [l.name, l]));
+function activeListeners(v: PlanView | null): Map<string, ListenerSpec> {
+  if (!v || !v.smtp.enabled) return new Map();
+  return new Map(v.smtp.listeners.map((l) => [l.name, l]));
 }
 
 function changed(a: ListenerSpec, b: ListenerSpec, keys: readonly (keyof ListenerSpec)[]): string[] {
@@ -76,12 +71,7 @@ function changed(a: ListenerSpec, b: ListenerSpec, keys: readonly (keyof Listene
 }
 
 function show(v: unknown): string {
-  if (v === null || v === undefined) return 'all interfaces';
-  return String(v);
-}
-
-function hostPort(o: { host: string; port: number }): string {
-  return o.host.includes(':') ? `[${o.host}]:${o.port}` : `${o.host}:${o.port}`;
+  return v === null || v === undefined ? 'all interfaces' : String(v);
 }
 
 function listDiff(label: string, a: readonly string[], b: readonly string[]): string[] {
@@ -97,7 +87,9 @@ function scalar(label: string, a: unknown, b: unknown): string[] {
   return a === b ? [] : [`${label}: ${String(a)} → ${String(b)}`];
 }
 
-function policyChanges(a: DesiredState, b: DesiredState): string[] {
+const ms = (n: number) => `${n}ms`;
+
+function policyChanges(a: PlanView, b: PlanView): string[] {
   const x = a.smtp;
   const y = b.smtp;
   return [
@@ -105,21 +97,21 @@ function policyChanges(a: DesiredState, b: DesiredState): string[] {
     ...listDiff('domains', a.domains, b.domains),
     ...scalar('maxMessageSize', x.maxMessageSize, y.maxMessageSize),
     ...scalar('auth.required', x.auth.required, y.auth.required),
-    ...listDiff('exemptClients', x.auth.exemptClients.map(formatCidr), y.auth.exemptClients.map(formatCidr)),
+    ...listDiff('exemptClients', x.auth.exemptClients, y.auth.exemptClients),
     ...scalar('lanBypass', x.auth.lanBypass, y.auth.lanBypass),
-    ...listDiff('lanNetworks', x.auth.lanNetworks.map(formatCidr), y.auth.lanNetworks.map(formatCidr)),
+    ...listDiff('lanNetworks', x.auth.lanNetworks, y.auth.lanNetworks),
     ...scalar('auth.maxFailures', x.auth.maxFailures, y.auth.maxFailures),
-    ...scalar('auth.failureWindow', `${x.auth.failureWindowMs}ms`, `${y.auth.failureWindowMs}ms`),
-    ...scalar('auth.lockoutDuration', `${x.auth.lockoutMs}ms`, `${y.auth.lockoutMs}ms`),
+    ...scalar('auth.failureWindow', ms(x.auth.failureWindowMs), ms(y.auth.failureWindowMs)),
+    ...scalar('auth.lockoutDuration', ms(x.auth.lockoutMs), ms(y.auth.lockoutMs)),
     ...scalar('limits.maxRecipients', x.limits.maxRecipients, y.limits.maxRecipients),
     ...scalar('limits.maxConnections', x.limits.maxConnections, y.limits.maxConnections),
     ...scalar('limits.maxConnectionsPerClient', x.limits.maxConnectionsPerClient, y.limits.maxConnectionsPerClient),
-    ...scalar('limits.idleTimeout', `${x.limits.idleTimeoutMs}ms`, `${y.limits.idleTimeoutMs}ms`),
-    ...scalar('drainGrace', `${x.drainGraceMs}ms`, `${y.drainGraceMs}ms`),
+    ...scalar('limits.idleTimeout', ms(x.limits.idleTimeoutMs), ms(y.limits.idleTimeoutMs)),
+    ...scalar('drainGrace', ms(x.drainGraceMs), ms(y.drainGraceMs)),
   ];
 }
 
-function accountChanges(a: DesiredState, b: DesiredState): string[] {
+function accountChanges(a: PlanView, b: PlanView): string[] {
   const x = a.accounts;
   const y = b.accounts;
   if (x.type !== y.type) return [`type: ${x.type} → ${y.type}`];
@@ -127,42 +119,38 @@ function accountChanges(a: DesiredState, b: DesiredState): string[] {
     const out = listDiff('users', x.users.map((u) => u.name), y.users.map((u) => u.name));
     const changedUsers = y.users.filter((u) => {
       const old = x.users.find((o) => o.name === u.name);
-      return old && (old.passwordHash.reveal() !== u.passwordHash.reveal() || old.aliases.join() !== u.aliases.join());
+      return old && (old.digest !== u.digest || old.aliases.join() !== u.aliases.join());
     });
     if (changedUsers.length) out.push(`users changed (password or aliases): ${changedUsers.map((u) => u.name).join(', ')}`);
     return out;
   }
   if (x.type === 'ldap' && y.type === 'ldap') {
-    const l = x.ldap;
-    const m = y.ldap;
-    const out = [
-      ...scalar('ldap.url', l.url, m.url),
-      ...scalar('ldap.startTls', l.startTls, m.startTls),
-      ...scalar('ldap.bindDn', l.bindDn, m.bindDn),
-      ...scalar('ldap.userBase', l.userBase, m.userBase),
-      ...scalar('ldap.userFilter', l.userFilter, m.userFilter),
-      ...listDiff('ldap.aliasAttributes', l.aliasAttributes, m.aliasAttributes),
-      ...scalar('ldap.timeout', `${l.timeoutMs}ms`, `${m.timeoutMs}ms`),
-      ...scalar('ldap.cacheTtl', `${l.cacheTtlMs}ms`, `${m.cacheTtlMs}ms`),
-      ...scalar('ldap.poolSize', l.poolSize, m.poolSize),
+    return [
+      ...scalar('ldap.url', x.url, y.url),
+      ...scalar('ldap.startTls', x.startTls, y.startTls),
+      ...scalar('ldap.bindDn', x.bindDn, y.bindDn),
+      ...scalar('ldap.userBase', x.userBase, y.userBase),
+      ...scalar('ldap.userFilter', x.userFilter, y.userFilter),
+      ...listDiff('ldap.aliasAttributes', x.aliasAttributes, y.aliasAttributes),
+      ...scalar('ldap.timeout', ms(x.timeoutMs), ms(y.timeoutMs)),
+      ...scalar('ldap.cacheTtl', ms(x.cacheTtlMs), ms(y.cacheTtlMs)),
+      ...scalar('ldap.poolSize', x.poolSize, y.poolSize),
+      ...(x.caDigest !== y.caDigest ? ['ldap.caFile: content changed'] : []),
+      ...(x.bindPasswordDigest !== y.bindPasswordDigest ? ['ldap bind password changed'] : []),
     ];
-    if (l.caPem !== m.caPem) out.push('ldap.caFile: content changed');
-    if (l.bindPassword?.reveal() !== m.bindPassword?.reveal()) out.push('ldap bind password changed');
-    return out;
   }
   return [];
 }
 
-function relayChanges(a: DesiredState, b: DesiredState): string[] {
+function relayChanges(a: PlanView, b: PlanView): string[] {
   const x = a.relay;
   const y = b.relay;
-  const out = [
+  return [
     ...scalar('relay.enabled', x.enabled, y.enabled),
     ...scalar('relay.host', x.host, y.host),
     ...scalar('relay.port', x.port, y.port),
     ...scalar('relay.secure', x.secure, y.secure),
-    ...scalar('relay.auth.username', x.auth?.username, y.auth?.username),
+    ...scalar('relay.auth.username', x.username, y.username),
+    ...(x.passwordDigest !== y.passwordDigest ? ['relay password changed'] : []),
   ];
-  if (x.auth?.password.reveal() !== y.auth?.password.reveal()) out.push('relay password changed');
-  return out;
 }

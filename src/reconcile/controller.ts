@@ -11,6 +11,7 @@ import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
 import { diff, type Plan } from '../plan/plan.js';
 import { summarize } from '../plan/format.js';
+import { planView } from '../plan/view.js';
 import type { Binding } from '../smtp/bindings.js';
 import type { Listener } from '../smtp/listener.js';
 import type { AuthLimiter, ClientConnections } from '../smtp/limits.js';
@@ -128,7 +129,7 @@ export class Controller {
     const desired = loaded.state;
     const prev = this.applied;
     if (prev && prev.state.hash === desired.hash) return this.finish(reason, this.result('unchanged', [], warnings, null, t0));
-    const plan = diff(prev?.state ?? null, desired);
+    const plan = diff(prev ? planView(prev.state) : null, planView(desired));
     let prepared: Prepared;
     const number = this.nextNumber;
     try {

@@ -1,5 +1,6 @@
 // The /status document: what runs, where it came from, how the last attempt went. No secrets:
 // only names, counts, fingerprints and times.
+import { planView } from '../plan/view.js';
 import type { Controller, ReloadOutcome } from './controller.js';
 
 export interface LastAttempt {
@@ -34,6 +35,8 @@ export function buildStatus(c: Controller): unknown {
     configPath: c.configPath,
     ready: c.ready(),
     applied: gen ? { generation: gen.number, hash: gen.state.hash, appliedAt: iso(c.appliedAt), hostname: gen.state.hostname, domains: gen.state.domains } : null,
+    /** what `mailplane plan NEW --server URL` diffs against */
+    planView: gen ? planView(gen.state) : null,
     lastAttempt: c.lastAttempt ? { ...c.lastAttempt, time: iso(c.lastAttempt.time) } : null,
     listeners,
     tls: tls ? { certFile: tls.certFile, fingerprint256: tls.material.fingerprint256, subject: tls.material.subject, notAfter: iso(tls.material.notAfter) } : null,

@@ -12,6 +12,8 @@ export interface WatchOptions {
   readonly debounceMs: number;
   /** safety net: ask for a reconcile this often even without events (0 = never) */
   readonly recheckMs: number;
+  /** watch for file events (false: only the periodic check) */
+  readonly events: boolean;
 }
 
 export class ConfigWatcher {
@@ -28,6 +30,11 @@ export class ConfigWatcher {
 
   /** Watches the folders of these files (the set changes when the config references new files). */
   async update(files: readonly string[]): Promise<void> {
+    if (!this.recheck && this.opts.recheckMs > 0) {
+      this.recheck = setInterval(() => this.trigger('periodic check'), this.opts.recheckMs);
+      this.recheck.unref();
+    }
+    if (!this.opts.events) return;
     const wanted = new Set(files.map((f) => dirname(f)));
     if (this.watcher && sameSet(wanted, this.dirs)) return;
     const old = this.watcher;
@@ -38,10 +45,6 @@ export class ConfigWatcher {
     await new Promise<void>((resolve) => w.once('ready', () => resolve()));
     this.watcher = w;
     await old?.close();
-    if (!this.recheck && this.opts.recheckMs > 0) {
-      this.recheck = setInterval(() => this.trigger('periodic check'), this.opts.recheckMs);
-      this.recheck.unref();
-    }
   }
 
   // The first event arms one timer; later events ride along (no starvation under a stream of

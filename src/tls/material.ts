@@ -35,7 +35,7 @@ export function readTlsMaterial(certPem: string, keyPem: string): TlsMaterial {
   }
   return {
     certPem,
-    keyPem: new Secret(keyPem),
+    keyPem: new Secret(keyPem, 'key'),
     fingerprint256: cert.fingerprint256,
     notBefore: Date.parse(cert.validFrom),
     notAfter: Date.parse(cert.validTo),

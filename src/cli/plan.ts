@@ -1,0 +1,78 @@
+// `mailplane plan`: what a reload would do, fit for a pull-request comment. Exit codes follow
+// `terraform plan -detailed-exitcode`: 0 no changes, 2 changes, 1 invalid or error.
+import { parseArgs } from 'node:util';
+import { formatIssue } from '../config/issues.js';
+import { loadConfigFile } from '../config/load.js';
+import { formatPlan } from '../plan/format.js';
+import { diff, touchesSockets } from '../plan/plan.js';
+import { planView, type PlanView } from '../plan/view.js';
+import { UsageError, type Command } from './command.js';
+
+export const planCommand: Command = {
+  name: 'plan',
+  summary: 'show what applying a config would change',
+  usageExitCode: 1,
+  usage: `Usage: mailplane plan OLD.yaml NEW.yaml
+       mailplane plan NEW.yaml --server http://HOST:PORT
+
+Prints the actions a reload from OLD (or from what a running server applied, read from
+its /status) to NEW would take. Actions marked "!" bind or close a socket or drain open
+sessions; "~" apply in place to new sessions.
+
+Options:
+  --server URL         compare with the running server whose ops endpoint is URL
+  --format text|json   output format (default text)
+  -h, --help           show this help
+
+Exit status: 0 no changes, 2 changes, 1 a config is invalid or the server unreachable.`,
+  async run(argv) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { server: { type: 'string' }, format: { type: 'string', default: 'text' } },
+    });
+    if (values.format !== 'text' && values.format !== 'json') throw new UsageError('--format must be text or json');
+    const files = positionals;
+    if (values.server ? files.length !== 1 : files.length !== 2) {
+      throw new UsageError(values.server ? 'with --server give exactly one file (the new config)' : 'give OLD and NEW config files, or NEW and --server URL');
+    }
+    let before: PlanView | null;
+    const loadView = (file: string): PlanView | null => {
+      const r = loadConfigFile(file);
+      for (const i of [...r.errors, ...r.warnings]) process.stderr.write(`${formatIssue(i)}\n`);
+      if (!r.state) {
+        process.stderr.write(`${file}: invalid, no plan\n`);
+        return null;
+      }
+      return planView(r.state);
+    };
+    if (values.server) {
+      const url = `${values.server.replace(/\/$/, '')}/status`;
+      let status: { planView?: PlanView | null };
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        status = (await res.json()) as { planView?: PlanView | null };
+      } catch (e) {
+        process.stderr.write(`mailplane plan: cannot read ${url}: ${(e as Error).message}\n`);
+        return 1;
+      }
+      before = status.planView ?? null;
+    } else {
+      before = loadView(files[0]!);
+      if (!before) return 1;
+    }
+    const after = loadView(files[files.length - 1]!);
+    if (!after) return 1;
+    const plan = before && before.hash === after.hash ? { from: before.hash, to: after.hash, actions: [] } : diff(before, after);
+    if (values.format === 'json') {
+      process.stdout.write(`${JSON.stringify({ changes: plan.actions.length, from: plan.from, to: plan.to, actions: plan.actions.map((a) => ({ ...a, touchesSockets: touchesSockets(a) })) }, null, 2)}\n`);
+    } else if (plan.actions.length === 0 && before && before.hash !== after.hash) {
+      process.stdout.write('Plan: 1 change: a secret or referenced file changed (password file, certificate chain, users file); applied in place.\n');
+      return 2;
+    } else {
+      process.stdout.write(formatPlan(plan));
+    }
+    return plan.actions.length === 0 && (!before || before.hash === after.hash) ? 0 : 2;
+  },
+};
