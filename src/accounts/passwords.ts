@@ -16,7 +16,7 @@ export async function hashPassword(password: string, scheme: NewHashScheme = 'ar
       // OWASP's recommended minimum: 19 MiB, 2 iterations, 1 lane.
       return argon2.hash(password, { algorithm: ARGON2ID, memoryCost: 19456, timeCost: 2, parallelism: 1 });
     case 'bcrypt':
-      return bcrypt.hash(password, { cost: 12, version: '2y' });
+      return bcrypt.hash(password, 12);
     case 'sha512-crypt':
       return shaCrypt('encrypt', password, `$6$${randomBytes(12).toString('base64').replace(/[+=]/g, '.').slice(0, 16)}`);
   }
