@@ -74,6 +74,12 @@ test('valid → invalid → valid: the gauge and generation follow, and the serv
     assert.equal(await mp.metric('mailplane_config_generation_info', `hash="${hash2}"`), 2);
     assert.equal(await mp.metric('mailplane_config_generation_info', `hash="${hash1}"`), undefined, 'the old hash series is gone');
     assert.equal(await mp.metric('mailplane_config_reloads_total', 'outcome="invalid"'), 1);
+    assert.equal(await mp.metric('mailplane_config_reloads_total', 'outcome="applied"'), 2);
+    const since = await mp.metric('mailplane_config_last_reload_success_timestamp_seconds');
+    assert.ok(since! > Date.now() / 1000 - 60 && since! <= Date.now() / 1000 + 1);
+    assert.ok((await mp.metric('mailplane_reconcile_duration_seconds_count'))! >= 3);
+    const expiry = await mp.metric('mailplane_tls_certificate_expiry_timestamp_seconds', 'listener="mx"');
+    assert.equal(expiry, Math.floor(Date.parse((await mp.status()).tls.notAfter) / 1000));
     assert.equal(await quickMessage(env), 250);
   } finally {
     assert.equal(await mp.stop(), 0);

@@ -16,6 +16,10 @@ before(async () => {
 });
 after(async () => {
   assert.equal(await mp.stop(), 0);
+  for (const secret of [USERS.alice.password, USERS.bob.password, 'bad1', 'wrong', USERS.alice.hash]) {
+    assert.ok(!mp.logs.includes(secret), `a password or hash appears in the logs: ${secret}`);
+  }
+  assert.match(mp.logs, /"msg":"session closed".*"user":"alice"/, 'one line per session outcome');
 });
 
 async function open(port: number, from: string = CLIENTS.untrusted, implicitTls = false): Promise<SmtpClient> {
@@ -170,8 +174,8 @@ describe('535 5.7.8 wrong credentials', () => {
 });
 
 describe('553 5.7.1 sender not owned by the authenticated user', () => {
-  test('own name and aliases at every domain pass, others are refused', async () => {
-    const c = await loggedIn(env.ports.submission, 'alice', '127.0.0.21');
+  for (const ip of ['127.0.0.21', CLIENTS.exempt]) test(`own name and aliases at every domain pass, others are refused (client ${ip})`, async () => {
+    const c = await loggedIn(env.ports.submission, 'alice', ip);
     for (const ok of ['alice@example.com', 'alice@example.org', 'postmaster@example.com', 'info@example.org', 'ALICE@EXAMPLE.COM']) {
       assert.equal((await c.cmd(`MAIL FROM:<${ok}>`)).code, 250, ok);
       await c.cmd('RSET');
@@ -185,8 +189,8 @@ describe('553 5.7.1 sender not owned by the authenticated user', () => {
 });
 
 describe('552 5.3.4 message too big, nothing stored', () => {
-  test('declared with SIZE=', async () => {
-    const c = await open(env.ports.mx, '127.0.0.22');
+  for (const ip of ['127.0.0.22', CLIENTS.lan]) test(`declared with SIZE= (client ${ip})`, async () => {
+    const c = await open(env.ports.mx, ip);
     const ehlo = await c.ehlo();
     assert.ok(ehlo.lines.some((l) => l.endsWith('SIZE 1000000')), ehlo.text);
     const r = await c.cmd('MAIL FROM:<x@example.net> SIZE=1000001');
@@ -240,5 +244,23 @@ describe('recipients per message are bounded', () => {
     const r = await c.cmd('RCPT TO:<friend100@elsewhere.example>');
     assert.equal(r.lines[0], '452 4.5.3 Too many recipients');
     await c.quit();
+  });
+});
+
+describe('TLS', () => {
+  test('TLS 1.2 and 1.3 are accepted, TLS 1.1 is refused', async () => {
+    const { connect } = await import('node:tls');
+    const hello = (max: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3') =>
+      new Promise<string>((resolve) => {
+        const s = connect({ port: env.ports.submissions, host: '127.0.0.1', rejectUnauthorized: false, minVersion: 'TLSv1', maxVersion: max, ciphers: 'DEFAULT@SECLEVEL=0' }, () => {
+          const v = s.getProtocol() ?? '';
+          s.destroy();
+          resolve(v);
+        });
+        s.once('error', () => resolve('refused'));
+      });
+    assert.equal(await hello('TLSv1.3'), 'TLSv1.3');
+    assert.equal(await hello('TLSv1.2'), 'TLSv1.2');
+    assert.equal(await hello('TLSv1.1'), 'refused');
   });
 });
