@@ -73,13 +73,17 @@ test('/metrics has the documented series and passes promtool', async () => {
     'mailplane_smtp_message_size_bytes_bucket{le="1024",listener="submission"}',
     'mailplane_delivery_total{transport="local",result="delivered"}',
     'mailplane_queue_messages{state="active"}',
+    'mailplane_queue_messages{state="deferred"}',
+    'mailplane_queue_oldest_message_age_seconds',
     'mailplane_config_last_reload_successful',
     'mailplane_listener_up{listener="mx"}',
   ]) {
     assert.ok(text.includes(name), `missing ${name}`);
   }
   assert.equal(await mp.metric('mailplane_smtp_messages_total', 'listener="submission",result="accepted"'), 1);
-  assert.equal(await mp.metric('mailplane_queue_messages', 'state="active"'), 1);
+  const queued = (await mp.metric('mailplane_queue_messages', 'state="active"'))! + (await mp.metric('mailplane_queue_messages', 'state="deferred"'))!;
+  assert.equal(queued, 1, 'the message to elsewhere.example waits in the queue (no DNS server in this test)');
+  assert.ok((await mp.metric('mailplane_queue_oldest_message_age_seconds'))! >= 0);
   assert.equal(await mp.metric('mailplane_smtp_sessions_active', 'listener="mx"'), 0);
   for (const line of text.split('\n').filter((l) => l.startsWith('mailplane_'))) {
     assert.ok(!/@|alice|bob|127\.0\.0/.test(line), `label leaks an address or user: ${line}`);

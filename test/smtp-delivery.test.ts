@@ -133,17 +133,11 @@ describe('local delivery', () => {
 
 describe('storage failures answer 4xx and store nothing', () => {
   test('451 4.3.0 when a Maildir cannot be created, and no partial delivery to the other recipient', async () => {
-    const dir = join(env.dataDir, 'mail');
-    mkdirSync(dir, { recursive: true });
     // a regular file where carol's Maildir folder belongs (root ignores permission bits, this does not)
     const users = `      - { name: alice, passwordHash: "${USERS.alice.hash}", aliases: [postmaster, info] }\n      - { name: bob, passwordHash: "${USERS.bob.hash}" }\n      - { name: carol, passwordHash: "${USERS.bob.hash}" }\n`;
-    const env2 = { ...env, dataDir: join(env.dir, 'data2'), configFile: join(env.dir, 'second.yaml') };
-    mkdirSync(join(env2.dataDir, 'mail'), { recursive: true });
-    writeFileSync(join(env2.dataDir, 'mail', 'carol'), 'not a folder');
-    const ports = { ...env.ports, mx: env.ports.plain, submission: env.ports.spare };
-    const [opsPort] = await import('./helpers/ports.js').then((m) => m.freePorts(2));
-    const [subs] = await import('./helpers/ports.js').then((m) => m.freePorts(1));
-    const e2 = { ...env2, ports: { ...ports, submissions: subs!, ops: opsPort! } };
+    const e2 = await makeEnv();
+    mkdirSync(join(e2.dataDir, 'mail'), { recursive: true });
+    writeFileSync(join(e2.dataDir, 'mail', 'carol'), 'not a folder');
     const second = await startMailplane(e2, baseConfig(e2, { users }));
     try {
       const c = (await SmtpClient.connect({ port: e2.ports.mx })).client;
@@ -169,9 +163,7 @@ describe('storage failures answer 4xx and store nothing', () => {
       t.skip('SKIPPED LOUDLY: cannot mount a tmpfs here (needs root); disk-full is not tested on this machine');
       return;
     }
-    const { freePorts } = await import('./helpers/ports.js');
-    const [a, b, c2, d, o, s] = await freePorts(6);
-    const e3: Env = { ...env, dataDir: mnt, configFile: join(env.dir, 'third.yaml'), ports: { mx: a!, submission: b!, submissions: c2!, plain: d!, ops: o!, spare: s! } };
+    const e3: Env = { ...(await makeEnv()), dataDir: mnt };
     const third = await startMailplane(e3, baseConfig(e3, { maxMessageSize: '10MB' }));
     try {
       const c = (await SmtpClient.connect({ port: e3.ports.mx })).client;
@@ -199,9 +191,7 @@ describe('storage failures answer 4xx and store nothing', () => {
 
 describe('durability', () => {
   test('kill -9 right after 250: the message is in new/, complete, and the server restarts', async () => {
-    const { freePorts } = await import('./helpers/ports.js');
-    const [a, b, c2, d, o, s] = await freePorts(6);
-    const e4: Env = { ...env, dataDir: join(env.dir, 'data4'), configFile: join(env.dir, 'fourth.yaml'), ports: { mx: a!, submission: b!, submissions: c2!, plain: d!, ops: o!, spare: s! } };
+    const e4 = await makeEnv();
     const p = await startMailplane(e4, baseConfig(e4));
     const c = (await SmtpClient.connect({ port: e4.ports.mx })).client;
     await c.ehlo();

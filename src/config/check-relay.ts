@@ -1,9 +1,10 @@
 // Relay settings (secret source, TLS vs port) and the ops listen address.
 import { isIP } from 'node:net';
 import type { LoadContext } from './context.js';
-import type { RelayState } from './desired-state.js';
+import type { DeliveryState, RelayState } from './desired-state.js';
 import { Secret } from './secret.js';
-import type { RelayConfig } from './types.generated.js';
+import type { DeliveryConfig, RelayConfig } from './types.generated.js';
+import { parseDuration } from './units.js';
 
 export interface CheckOptions {
   /** true when the state will be run (a missing environment variable is then an error, not a warning) */
@@ -44,7 +45,42 @@ export function checkRelay(ctx: LoadContext, r: RelayConfig, opts: CheckOptions)
       ctx.warn('MP_RELAY_PORT', ['relay', 'secure'], 'with secure: false the relay password is sent in clear text when the relay does not offer STARTTLS');
     }
   }
-  return { enabled: r.enabled!, host: r.host ?? null, port, secure, auth };
+  let caPem: string | null = null;
+  if (r.caFile !== undefined) {
+    caPem = ctx.readFile(['relay', 'caFile'], r.caFile);
+    if (caPem !== null && !caPem.includes('-----BEGIN CERTIFICATE-----')) {
+      ctx.error('MP_TLS_FILE', ['relay', 'caFile'], 'no PEM certificate found (expected -----BEGIN CERTIFICATE-----)');
+    }
+  }
+  return { enabled: r.enabled!, host: r.host ?? null, port, secure, caPem, auth };
+}
+
+export function checkDelivery(ctx: LoadContext, d: DeliveryConfig): DeliveryState {
+  const min = parseDuration(d.minRetryDelay!);
+  const max = parseDuration(d.maxRetryDelay!);
+  if (min > max) ctx.error('MP_INVALID_VALUE', ['delivery', 'minRetryDelay'], `must not be longer than delivery.maxRetryDelay (${d.maxRetryDelay})`);
+  const servers: string[] = [];
+  d.dns!.servers!.forEach((text, i) => {
+    const m = text.match(/^\[([^\]]+)\](?::(\d+))?$/) ?? text.match(/^([^:]+)(?::(\d+))?$/) ?? (isIP(text) === 6 ? [text, text] : null);
+    const host = m?.[1] ?? '';
+    const port = m?.[2] !== undefined ? Number(m[2]) : 53;
+    if (!isIP(host) || !(port > 0 && port < 65536)) {
+      ctx.error('MP_ADDRESS', ['delivery', 'dns', 'servers', i], `'${text}' is not a resolver address (ip, ip:port or [ipv6]:port)`);
+      return;
+    }
+    servers.push(isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`);
+  });
+  return {
+    minRetryDelayMs: min,
+    maxRetryDelayMs: max,
+    maxLifetimeMs: parseDuration(d.maxLifetime!),
+    concurrency: d.concurrency!,
+    maxReceivedHeaders: d.maxReceivedHeaders!,
+    dnsServers: servers,
+    dnsTimeoutMs: parseDuration(d.dns!.timeout!),
+    mxPort: d.mxPort!,
+    connectTimeoutMs: parseDuration(d.connectTimeout!),
+  };
 }
 
 export function checkListen(ctx: LoadContext, listen: string): { host: string; port: number } {

@@ -84,7 +84,22 @@ export interface RelayState {
   readonly host: string | null;
   readonly port: number;
   readonly secure: boolean;
+  /** extra trusted CAs for the relay's certificate */
+  readonly caPem: string | null;
   readonly auth: { readonly username: string; readonly password: Secret; readonly source: string } | null;
+}
+
+export interface DeliveryState {
+  readonly minRetryDelayMs: number;
+  readonly maxRetryDelayMs: number;
+  readonly maxLifetimeMs: number;
+  readonly concurrency: number;
+  readonly maxReceivedHeaders: number;
+  /** resolver addresses for MX lookups; empty = the system's */
+  readonly dnsServers: readonly string[];
+  readonly dnsTimeoutMs: number;
+  readonly mxPort: number;
+  readonly connectTimeoutMs: number;
 }
 
 export interface DesiredState {
@@ -97,6 +112,7 @@ export interface DesiredState {
   readonly smtp: SmtpState;
   readonly accounts: AccountsState;
   readonly relay: RelayState;
+  readonly delivery: DeliveryState;
   readonly storage: { readonly dataDir: string };
   readonly observability: { readonly host: string; readonly port: number };
   /** every file the state depends on, absolute; watched for changes */

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { checkLdap, checkLocalUsers } from './check-accounts.js';
 import { checkDomains, checkHostname } from './check-names.js';
 import { checkPlaintextPasswords } from './check-plaintext.js';
-import { checkListen, checkRelay } from './check-relay.js';
+import { checkDelivery, checkListen, checkRelay } from './check-relay.js';
 import { checkListeners, checkRanges, checkTls, overlaps } from './check-smtp.js';
 import { LoadContext } from './context.js';
 import type { DesiredState } from './desired-state.js';
@@ -77,6 +77,7 @@ export function loadConfigText(file: string, text: string, opts: LoadOptions = {
   const local = accounts.type === 'ldap' ? null : checkLocalUsers(ctx, accounts, brokenOne);
   const ldap = !broken('accounts') && accounts.type === 'ldap' && accounts.ldap ? checkLdap(ctx, accounts.ldap) : null;
   const relay = broken('relay') ? null : checkRelay(ctx, cfg.relay ?? {}, { forRun: opts.forRun ?? false });
+  const delivery = broken('delivery') ? null : checkDelivery(ctx, (cfg.delivery ?? {}) as NonNullable<MailserverConfig['delivery']>);
   const listen = broken('observability') ? null : checkListen(ctx, cfg.observability?.listen ?? '');
   if (listen && !broken('smtp.listeners')) {
     list(smtp.listeners).forEach((l, i) => {
@@ -87,7 +88,7 @@ export function loadConfigText(file: string, text: string, opts: LoadOptions = {
   }
 
   const errors = ctx.issues.filter((i) => i.severity === 'error');
-  if (errors.length || !relay || !listen) return done(ctx.issues, text);
+  if (errors.length || !relay || !listen || !delivery) return done(ctx.issues, text);
   const state = normalize(cfg, {
     configPath: resolve(file),
     hostname,
@@ -98,6 +99,7 @@ export function loadConfigText(file: string, text: string, opts: LoadOptions = {
     local,
     ldap,
     relay,
+    delivery,
     listen,
     dataDir: ctx.resolvePath(cfg.storage!.dataDir!),
     files: ctx.files,

@@ -2,7 +2,7 @@
 // units parsed, paths resolved, secrets wrapped, a content hash over everything, deep-frozen.
 import { createHash } from 'node:crypto';
 import type { Cidr } from './cidr.js';
-import type { AccountsState, DesiredState, LdapSettings, LocalUser, RelayState, TlsFiles } from './desired-state.js';
+import type { AccountsState, DeliveryState, DesiredState, LdapSettings, LocalUser, RelayState, TlsFiles } from './desired-state.js';
 import { Secret } from './secret.js';
 import type { MailserverConfig } from './types.generated.js';
 import { parseDuration, parseSize } from './units.js';
@@ -17,6 +17,7 @@ export interface Resolved {
   readonly local: { users: readonly LocalUser[]; usersFile: string | null } | null;
   readonly ldap: LdapSettings | null;
   readonly relay: RelayState;
+  readonly delivery: DeliveryState;
   readonly listen: { host: string; port: number };
   readonly dataDir: string;
   /** absolute path → content of every referenced file */
@@ -68,6 +69,7 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
     },
     accounts,
     relay: r.relay,
+    delivery: r.delivery,
     storage: { dataDir: r.dataDir },
     observability: r.listen,
     watchedFiles: [r.configPath, ...[...r.files.keys()].sort()],

@@ -22,6 +22,7 @@ export interface MailserverConfig {
   smtp?: SmtpConfig;
   accounts?: AccountsConfig;
   relay?: RelayConfig;
+  delivery?: DeliveryConfig;
   storage?: StorageConfig;
   observability?: ObservabilityConfig;
 }
@@ -249,6 +250,10 @@ export interface RelayConfig {
    * Always use a secure connection: implicit TLS on 465, mandatory STARTTLS on any other port, with certificate verification. false: STARTTLS when the relay offers it.
    */
   secure?: boolean;
+  /**
+   * PEM file of certificate authorities trusted for the relay's certificate, in addition to the system's (for a relay with an internal CA).
+   */
+  caFile?: string;
   auth?: RelayAuthConfig;
 }
 /**
@@ -267,6 +272,53 @@ export interface RelayAuthConfig {
    * Environment variable holding the relay password.
    */
   passwordEnv?: string;
+}
+/**
+ * Outbound delivery: retries, lifetime, concurrency and DNS.
+ */
+export interface DeliveryConfig {
+  /**
+   * Delay before the first retry of a deferred message; doubled after each failed attempt (with jitter) up to maxRetryDelay.
+   */
+  minRetryDelay?: number | string;
+  /**
+   * Longest delay between two attempts.
+   */
+  maxRetryDelay?: number | string;
+  /**
+   * How long a message may stay in the queue; recipients still undelivered after that are bounced to the sender.
+   */
+  maxLifetime?: number | string;
+  /**
+   * Messages delivered at the same time.
+   */
+  concurrency?: number;
+  /**
+   * A message with more Received headers than this is taken to be looping and is bounced.
+   */
+  maxReceivedHeaders?: number;
+  dns?: DeliveryDnsConfig;
+  /**
+   * TCP port for direct MX delivery. Always 25 on the internet; change it only in a test lab, to point delivery at a test server.
+   */
+  mxPort?: number;
+  /**
+   * Bound on connecting to a relay or MX host and on its greeting.
+   */
+  connectTimeout?: number | string;
+}
+/**
+ * Resolvers for MX lookups of direct delivery.
+ */
+export interface DeliveryDnsConfig {
+  /**
+   * Resolver addresses (`ip` or `ip:port`, `[ipv6]:port`) for split-horizon setups. Default: the system's resolvers.
+   */
+  servers?: string[];
+  /**
+   * Bound on one DNS lookup; a timeout defers the message.
+   */
+  timeout?: number | string;
 }
 /**
  * Where mail is kept.

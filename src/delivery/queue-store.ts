@@ -13,6 +13,8 @@ export interface QueueRecipient {
   state: RecipientState;
   attempts: number;
   lastResponse: string | null;
+  /** the host that gave lastResponse */
+  remote?: string | null;
   updatedAt: number;
 }
 

@@ -1,10 +1,15 @@
-// Everything under one dataDir: Maildirs, the outbound queue, and the intake that writes both.
+// Everything under one dataDir: the lock, Maildirs, the outbound queue on disk and at work,
+// and the intake that writes both.
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from '../ops/logger.js';
+import type { Metrics } from '../ops/metrics.js';
 import { DirSyncer } from './durable.js';
 import { Intake } from './intake.js';
+import { DataDirLock } from './lock.js';
 import { Maildirs } from './maildir.js';
-import { QueueStore, type QueueEntry } from './queue-store.js';
+import { OutboundQueue } from './outbound.js';
+import { QueueStore } from './queue-store.js';
 
 export class Storage {
   private constructor(
@@ -12,17 +17,33 @@ export class Storage {
     readonly maildirs: Maildirs,
     readonly queue: QueueStore,
     readonly intake: Intake,
+    readonly outbound: OutboundQueue,
+    private readonly lock: DataDirLock,
   ) {}
 
-  /** Creates the layout (mail/, queue/) and cleans what a crash left half-written. */
-  static async open(dataDir: string, onQueued: (entry: QueueEntry) => void): Promise<Storage> {
+  /** Creates the layout (mail/, queue/), takes the lock, cleans what a crash left half-written. */
+  static async open(dataDir: string, log: Logger, metrics: Metrics): Promise<Storage> {
     await fs.mkdir(join(dataDir, 'mail'), { recursive: true, mode: 0o700 });
     await fs.mkdir(join(dataDir, 'queue'), { recursive: true, mode: 0o700 });
-    await fs.access(dataDir, fs.constants.W_OK);
-    const syncer = new DirSyncer();
-    const maildirs = new Maildirs(join(dataDir, 'mail'));
-    const queue = new QueueStore(join(dataDir, 'queue'), syncer);
-    await queue.init();
-    return new Storage(dataDir, maildirs, queue, new Intake(maildirs, queue, syncer, onQueued));
+    const lock = await DataDirLock.acquire(dataDir);
+    try {
+      const syncer = new DirSyncer();
+      const maildirs = new Maildirs(join(dataDir, 'mail'));
+      const queue = new QueueStore(join(dataDir, 'queue'), syncer);
+      await queue.init();
+      let outbound: OutboundQueue | null = null;
+      const intake = new Intake(maildirs, queue, syncer, (entry) => outbound?.enqueued(entry));
+      outbound = new OutboundQueue(queue, intake, log, metrics);
+      return new Storage(dataDir, maildirs, queue, intake, outbound, lock);
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
+  }
+
+  /** Finishes deliveries in flight and releases the data dir. */
+  async close(): Promise<void> {
+    await this.outbound.stop();
+    await this.lock.release();
   }
 }

@@ -67,11 +67,46 @@ export class Metrics {
     labelNames: ['transport', 'result'] as const,
     registers: [this.registry],
   });
+  /** set by the serving generation: where queue gauges read from */
+  queueSource: (() => { active: number; deferred: number; oldestArrival: number | null }) | null = null;
+  relaySource: (() => boolean | null) | null = null;
+
   readonly queueMessages = new Gauge({
     name: 'mailplane_queue_messages',
-    help: 'Messages in the outbound queue, by state (active, deferred).',
+    help: 'Messages in the outbound queue, by state (active: new or being delivered; deferred: waiting for a retry).',
     labelNames: ['state'] as const,
     registers: [this.registry],
+    collect: () => {
+      const s = this.queueSource?.();
+      this.queueMessages.set({ state: 'active' }, s?.active ?? 0);
+      this.queueMessages.set({ state: 'deferred' }, s?.deferred ?? 0);
+    },
+  });
+  readonly queueOldestAge = new Gauge({
+    name: 'mailplane_queue_oldest_message_age_seconds',
+    help: 'Age of the oldest message in the outbound queue (0 when empty).',
+    registers: [this.registry],
+    collect: () => {
+      const oldest = this.queueSource?.().oldestArrival ?? null;
+      this.queueOldestAge.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+    },
+  });
+  readonly deliveryDuration = new Histogram({
+    name: 'mailplane_delivery_duration_seconds',
+    help: 'Time of one delivery attempt through a transport (relay, mx).',
+    labelNames: ['transport'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [this.registry],
+  });
+  readonly relayUp = new Gauge({
+    name: 'mailplane_relay_up',
+    help: 'Whether the last attempt through the relay reached it and was not refused for its credentials (1) or not (0); absent without a relay.',
+    registers: [this.registry],
+    collect: () => {
+      const up = this.relaySource?.() ?? null;
+      this.relayUp.reset();
+      if (up !== null) this.relayUp.set(up ? 1 : 0);
+    },
   });
 
   readonly configLastReloadSuccessful = new Gauge({

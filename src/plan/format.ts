@@ -32,6 +32,8 @@ export function describe(a: Action): { title: string; details: readonly string[]
       return { title: 'update accounts: new sessions only', details: a.changes };
     case 'relay.update':
       return { title: 'update relay: new deliveries only, sends in flight finish', details: a.changes };
+    case 'delivery.update':
+      return { title: 'update delivery settings: applies from the next attempt', details: a.changes };
     case 'storage.update':
       return { title: 'update storage: new messages go to the new data directory', details: a.changes };
     case 'observability.rebind':

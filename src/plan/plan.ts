@@ -15,6 +15,7 @@ export type Action =
   | { readonly kind: 'policy.update'; readonly changes: readonly string[] }
   | { readonly kind: 'accounts.update'; readonly changes: readonly string[] }
   | { readonly kind: 'relay.update'; readonly changes: readonly string[] }
+  | { readonly kind: 'delivery.update'; readonly changes: readonly string[] }
   | { readonly kind: 'storage.update'; readonly changes: readonly string[] }
   | { readonly kind: 'observability.rebind'; readonly from: string; readonly to: string };
 
@@ -56,6 +57,8 @@ export function diff(applied: PlanView | null, desired: PlanView): Plan {
   if (accounts.length) actions.push({ kind: 'accounts.update', changes: accounts });
   const relay = relayChanges(applied, desired);
   if (relay.length) actions.push({ kind: 'relay.update', changes: relay });
+  const delivery = deliveryChanges(applied, desired);
+  if (delivery.length) actions.push({ kind: 'delivery.update', changes: delivery });
   if (applied.dataDir !== desired.dataDir) actions.push({ kind: 'storage.update', changes: [`dataDir: ${applied.dataDir} → ${desired.dataDir}`] });
   if (applied.observability !== desired.observability) actions.push({ kind: 'observability.rebind', from: applied.observability, to: desired.observability });
   return { from: applied.hash, to: desired.hash, actions };
@@ -152,5 +155,22 @@ function relayChanges(a: PlanView, b: PlanView): string[] {
     ...scalar('relay.secure', x.secure, y.secure),
     ...scalar('relay.auth.username', x.username, y.username),
     ...(x.passwordDigest !== y.passwordDigest ? ['relay password changed'] : []),
+    ...(x.caDigest !== y.caDigest ? ['relay.caFile: content changed'] : []),
+  ];
+}
+
+function deliveryChanges(a: PlanView, b: PlanView): string[] {
+  const x = a.delivery;
+  const y = b.delivery;
+  return [
+    ...scalar('delivery.minRetryDelay', ms(x.minRetryDelayMs), ms(y.minRetryDelayMs)),
+    ...scalar('delivery.maxRetryDelay', ms(x.maxRetryDelayMs), ms(y.maxRetryDelayMs)),
+    ...scalar('delivery.maxLifetime', ms(x.maxLifetimeMs), ms(y.maxLifetimeMs)),
+    ...scalar('delivery.concurrency', x.concurrency, y.concurrency),
+    ...scalar('delivery.maxReceivedHeaders', x.maxReceivedHeaders, y.maxReceivedHeaders),
+    ...listDiff('delivery.dns.servers', x.dnsServers, y.dnsServers),
+    ...scalar('delivery.dns.timeout', ms(x.dnsTimeoutMs), ms(y.dnsTimeoutMs)),
+    ...scalar('delivery.mxPort', x.mxPort, y.mxPort),
+    ...scalar('delivery.connectTimeout', ms(x.connectTimeoutMs), ms(y.connectTimeoutMs)),
   ];
 }

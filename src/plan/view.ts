@@ -3,7 +3,7 @@
 // exactly as a reload would. Secrets appear only as digests (slow ones for raw passwords).
 import { createHash } from 'node:crypto';
 import { formatCidr } from '../config/cidr.js';
-import type { DesiredState, ListenerSpec } from '../config/desired-state.js';
+import type { DeliveryState, DesiredState, ListenerSpec } from '../config/desired-state.js';
 
 export interface PlanView {
   readonly hash: string;
@@ -49,7 +49,9 @@ export interface PlanView {
     readonly secure: boolean;
     readonly username: string | null;
     readonly passwordDigest: string | null;
+    readonly caDigest: string | null;
   };
+  readonly delivery: DeliveryState;
   readonly dataDir: string;
   readonly observability: string;
 }
@@ -108,7 +110,9 @@ export function planView(s: DesiredState): PlanView {
       secure: s.relay.secure,
       username: s.relay.auth?.username ?? null,
       passwordDigest: s.relay.auth ? s.relay.auth.password.digest() : null,
+      caDigest: s.relay.caPem ? sha(s.relay.caPem) : null,
     },
+    delivery: s.delivery,
     dataDir: s.storage.dataDir,
     observability: hostPort(s.observability),
   };

@@ -5,7 +5,9 @@ import type { AccountBackend } from '../accounts/backend.js';
 import type { DesiredState } from '../config/desired-state.js';
 import { formatIssue } from '../config/issues.js';
 import type { LoadResult } from '../config/load.js';
-import type { QueueEntry } from '../delivery/queue-store.js';
+import type { Storage } from '../delivery/storage.js';
+import type { DeliveryContext } from '../delivery/outbound.js';
+import type { Transport } from '../delivery/transports.js';
 import { OpsServer } from '../ops/http.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -42,7 +44,6 @@ export interface ControllerDeps {
   readonly authLimiter: AuthLimiter;
   readonly clients: ClientConnections;
   readonly createAccounts?: (state: DesiredState) => AccountBackend;
-  readonly onQueued?: (entry: QueueEntry) => void;
 }
 
 export class StartupError extends Error {
@@ -57,6 +58,8 @@ export class Controller {
   appliedAt: number | null = null;
   readonly pool = new Map<string, Binding>();
   readonly draining = new Set<Listener>();
+  /** storages of an earlier dataDir: their queue keeps delivering until shutdown */
+  private readonly oldStorages: Storage[] = [];
   private ops: OpsServer | null = null;
   private running: Promise<ReloadResult> | null = null;
   private queued: Promise<ReloadResult> | null = null;
@@ -114,7 +117,16 @@ export class Controller {
     const all = new Set<Listener>([...(this.applied?.listeners.values() ?? []), ...this.draining]);
     await Promise.all([...all].map((l) => l.drain(graceMs)));
     await this.ops?.close();
+    const storages = [...this.oldStorages, ...(this.applied ? [this.applied.storage] : [])];
+    await Promise.all(storages.map((s) => s.close()));
+    await this.applied?.transport.close();
     await this.applied?.accounts.close();
+  }
+
+  /** What queued mail is delivered with: always the serving generation's transport and settings. */
+  deliveryContext(): DeliveryContext {
+    const gen = this.applied!;
+    return { transport: gen.transport, settings: gen.state.delivery, hostname: gen.state.hostname, domains: gen.policy.domains, accounts: gen.accounts };
   }
 
   private async runOnce(reason: string): Promise<ReloadResult> {
@@ -140,10 +152,7 @@ export class Controller {
           pool: this.pool,
           makeOps: (host, port) => new OpsServer(host, port, { ready: () => this.ready(), status: () => this.status(), reload: () => this.httpReload(), registry: m.registry }),
           currentOps: () => this.ops,
-          onQueued: (e) => {
-            m.queueMessages.inc({ state: 'active' });
-            this.d.onQueued?.(e);
-          },
+          metrics: m,
           createAccounts: this.d.createAccounts,
         },
         prev,
@@ -205,8 +214,25 @@ export class Controller {
     }
     m.setGeneration(gen.number, gen.state.hash);
     if (!prev || prev.storage !== gen.storage) {
-      void gen.storage.queue.count().then((n) => m.queueMessages.set({ state: 'active' }, n));
+      if (prev) this.oldStorages.push(prev.storage);
+      m.queueSource = () => gen.storage.outbound.stats();
+      void gen.storage.outbound.start(() => this.deliveryContext()).catch((e: Error) => this.d.log.error('cannot start the outbound queue', { error: e }));
     }
+    if (!prev || prev.transport !== gen.transport) {
+      m.relaySource = () => (this.applied?.transport.kind === 'relay' ? this.applied.transport.health().up : null);
+      if (gen.transport.verify) void gen.transport.verify();
+      if (prev) this.retireTransport(prev.transport);
+    }
+  }
+
+  /** Closes a replaced transport once no send uses it any more. */
+  private retireTransport(t: Transport): void {
+    const storages = () => [...this.oldStorages, ...(this.applied ? [this.applied.storage] : [])];
+    const check = () => {
+      if (storages().some((s) => s.outbound.usersOf(t) > 0)) setTimeout(check, 200).unref();
+      else void t.close();
+    };
+    check();
   }
 
   private retire(l: Listener, graceMs: number): void {

@@ -47,7 +47,22 @@ export function buildStatus(c: Controller): unknown {
           ...(gen.state.accounts.type === 'local' ? { users: gen.state.accounts.users.length } : { url: gen.state.accounts.ldap.url }),
         }
       : null,
-    relay: relay ? { enabled: relay.enabled, host: relay.host, port: relay.port, secure: relay.secure, username: relay.auth?.username ?? null } : null,
+    relay: relay
+      ? {
+          enabled: relay.enabled,
+          host: relay.host,
+          port: relay.port,
+          secure: relay.secure,
+          username: relay.auth?.username ?? null,
+          ...(relay.enabled ? gen.transport.health() : {}),
+        }
+      : null,
+    delivery: gen ? { transport: gen.transport.kind, ...(gen.transport.kind === 'mx' ? { lastError: gen.transport.health().lastError } : {}) } : null,
+    queue: gen ? queueStatus(gen.storage.outbound.stats()) : null,
     storage: gen ? { dataDir: gen.state.storage.dataDir } : null,
   };
+}
+
+function queueStatus(s: { active: number; deferred: number; oldestArrival: number | null }) {
+  return { active: s.active, deferred: s.deferred, oldestAgeSeconds: s.oldestArrival === null ? null : Math.round((Date.now() - s.oldestArrival) / 1000) };
 }

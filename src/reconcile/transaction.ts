@@ -6,7 +6,8 @@ import type { AccountBackend } from '../accounts/backend.js';
 import { LocalAccounts } from '../accounts/local.js';
 import type { DesiredState, ListenerSpec } from '../config/desired-state.js';
 import { Storage } from '../delivery/storage.js';
-import type { QueueEntry } from '../delivery/queue-store.js';
+import { MxTransport, RelayTransport, type Transport } from '../delivery/transports.js';
+import type { Metrics } from '../ops/metrics.js';
 import type { OpsServer } from '../ops/http.js';
 import type { Plan } from '../plan/plan.js';
 import { Binding, bindingKey } from '../smtp/bindings.js';
@@ -22,6 +23,8 @@ export interface Generation {
   readonly policy: SessionPolicy;
   readonly accounts: AccountBackend;
   readonly storage: Storage;
+  /** how queued mail leaves: the relay, or direct to MX */
+  readonly transport: Transport;
   readonly tlsContext: SecureContext | null;
   /** listener name → the instance serving it */
   readonly listeners: ReadonlyMap<string, Listener>;
@@ -39,6 +42,8 @@ export interface Created {
   listeners: Listener[];
   accounts: AccountBackend | null;
   ops: OpsServer | null;
+  storage: Storage | null;
+  transport: Transport | null;
 }
 
 export interface TransactionDeps {
@@ -48,7 +53,7 @@ export interface TransactionDeps {
   readonly pool: Map<string, Binding>;
   readonly makeOps: (host: string, port: number) => OpsServer;
   readonly currentOps: () => OpsServer | null;
-  readonly onQueued: (entry: QueueEntry) => void;
+  readonly metrics: Metrics;
   readonly createAccounts?: (state: DesiredState) => AccountBackend;
 }
 
@@ -72,7 +77,7 @@ export function contextFor(gen: Generation, spec: ListenerSpec): ListenerContext
 }
 
 export async function prepare(d: TransactionDeps, prev: Generation | null, plan: Plan, desired: DesiredState, number: number): Promise<Prepared> {
-  const created: Created = { bindings: [], listeners: [], accounts: null, ops: null };
+  const created: Created = { bindings: [], listeners: [], accounts: null, ops: null, storage: null, transport: null };
   try {
     const tls = desired.smtp.tls;
     const sameCert = prev && prev.state.smtp.tls?.material.fingerprint256 === tls?.material.fingerprint256;
@@ -80,9 +85,12 @@ export async function prepare(d: TransactionDeps, prev: Generation | null, plan:
 
     const accountsChanged = !prev || plan.actions.some((a) => a.kind === 'accounts.update');
     const accounts = accountsChanged ? (created.accounts = (d.createAccounts ?? defaultAccounts)(desired)) : prev.accounts;
-    const storage = prev && prev.storage.dataDir === desired.storage.dataDir ? prev.storage : await Storage.open(desired.storage.dataDir, d.onQueued);
+    const storage =
+      prev && prev.storage.dataDir === desired.storage.dataDir ? prev.storage : (created.storage = await Storage.open(desired.storage.dataDir, d.log, d.metrics));
+    const transportChanged = !prev || plan.actions.some((a) => a.kind === 'relay.update' || a.kind === 'delivery.update') || prev.state.hostname !== desired.hostname;
+    const transport = transportChanged ? (created.transport = createTransport(desired)) : prev.transport;
     const policy = buildPolicy(desired, number, accounts);
-    const gen: Generation = { number, state: desired, policy, accounts, storage, tlsContext, listeners: new Map() };
+    const gen: Generation = { number, state: desired, policy, accounts, storage, transport, tlsContext, listeners: new Map() };
 
     const listeners = gen.listeners as Map<string, Listener>;
     const targets = new Map<string, Listener>();
@@ -129,6 +137,12 @@ export async function abort(c: Created): Promise<void> {
   await Promise.all(c.bindings.map((b) => b.close()));
   await c.ops?.close();
   await c.accounts?.close();
+  await c.transport?.close();
+  await c.storage?.close();
+}
+
+function createTransport(state: DesiredState): Transport {
+  return state.relay.enabled ? new RelayTransport(state.relay, state.delivery, state.hostname) : new MxTransport(state.delivery, state.hostname);
 }
 
 function defaultAccounts(state: DesiredState): AccountBackend {

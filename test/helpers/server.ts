@@ -21,20 +21,20 @@ export interface Env {
   configFile: string;
   certFile: string;
   keyFile: string;
-  ports: { mx: number; submission: number; submissions: number; plain: number; ops: number; spare: number };
+  ports: { mx: number; submission: number; submissions: number; plain: number; ops: number; spare: number; dns: number };
 }
 
 export async function makeEnv(): Promise<Env> {
   const dir = mkdtempSync(join(tmpdir(), 'mailplane-test-'));
   const { certFile, keyFile } = writeCert(dir, serverCert());
-  const [mx, submission, submissions, plain, ops, spare] = await freePorts(6);
+  const [mx, submission, submissions, plain, ops, spare, dns] = await freePorts(7);
   return {
     dir,
     dataDir: join(dir, 'data'),
     configFile: join(dir, 'mailserver.yaml'),
     certFile,
     keyFile,
-    ports: { mx: mx!, submission: submission!, submissions: submissions!, plain: plain!, ops: ops!, spare: spare! },
+    ports: { mx: mx!, submission: submission!, submissions: submissions!, plain: plain!, ops: ops!, spare: spare!, dns: dns! },
   };
 }
 
@@ -46,6 +46,8 @@ export interface ConfigOptions {
   users?: string;
   relay?: string;
   plainListener?: boolean;
+  /** the delivery block; by default MX lookups go to a loopback port where no DNS server runs */
+  delivery?: string;
 }
 
 /** The default test config: two domains, alice (aliases postmaster, info) and bob. */
@@ -71,7 +73,7 @@ ${o.extraAuth ?? ''}${o.extraSmtp ?? ''}accounts:
     users:
 ${o.users ?? `      - { name: alice, passwordHash: "${USERS.alice.hash}", aliases: [postmaster, info] }
       - { name: bob, passwordHash: "${USERS.bob.hash}" }
-`}${o.relay ?? ''}storage:
+`}${o.relay ?? ''}${o.delivery ?? `delivery:\n  dns: { servers: [127.0.0.1:${e.ports.dns}], timeout: 1s }\n`}storage:
   dataDir: ${e.dataDir}
 observability:
   listen: 127.0.0.1:${e.ports.ops}

@@ -1,0 +1,275 @@
+// Sending queued mail: through the configured relay, or straight to each recipient domain's
+// MX. The only importer of nodemailer. Results are per recipient: delivered, deferred (4xx,
+// network, TLS unavailable, relay credentials refused) or failed (5xx).
+import { rootCertificates } from 'node:tls';
+import nodemailer from 'nodemailer';
+import type { DeliveryState, RelayState } from '../config/desired-state.js';
+import { MxResolver, TemporaryDnsError } from './dns.js';
+
+export type Outcome = 'delivered' | 'deferred' | 'failed';
+
+export interface RecipientResult {
+  readonly address: string;
+  readonly outcome: Outcome;
+  /** the remote reply, or why there was none */
+  readonly response: string;
+  /** the host that answered, for bounces */
+  readonly remote: string | null;
+}
+
+export interface Envelope {
+  readonly from: string;
+  readonly to: readonly string[];
+}
+
+export interface Transport {
+  readonly kind: 'relay' | 'mx';
+  /** Sends; onResults is called as groups of recipients finish (persist them at once). */
+  send(envelope: Envelope, raw: Buffer, onResults: (r: RecipientResult[]) => Promise<void>): Promise<void>;
+  health(): { up: boolean | null; lastError: string | null };
+  /** Checks reachability and credentials in the background (relay only). */
+  verify?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface MailError extends Error {
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  permanent?: boolean;
+  rejected?: string[];
+  rejectedErrors?: MailError[];
+}
+
+interface SendInfo {
+  accepted?: (string | { address: string })[];
+  rejected?: (string | { address: string })[];
+  rejectedErrors?: MailError[];
+  response?: string;
+}
+
+type Mailer = ReturnType<typeof nodemailer.createTransport>;
+
+const addr = (a: string | { address: string }) => (typeof a === 'string' ? a : a.address).toLowerCase();
+
+interface Attempt {
+  readonly results: RecipientResult[];
+  /** false when the remote end never answered the transaction (connection, TLS or greeting failure) */
+  readonly reached: boolean;
+}
+
+/** Turns one nodemailer send (success, partial or error) into per-recipient results. */
+async function sendVia(mailer: Mailer, envelope: Envelope, raw: Buffer, remote: string, treatAsTemporary: (e: MailError) => boolean): Promise<Attempt> {
+  const results = await sendResults(mailer, envelope, raw, remote, treatAsTemporary);
+  return { results: results.list, reached: results.reached };
+}
+
+async function sendResults(
+  mailer: Mailer,
+  envelope: Envelope,
+  raw: Buffer,
+  remote: string,
+  treatAsTemporary: (e: MailError) => boolean,
+): Promise<{ list: RecipientResult[]; reached: boolean }> {
+  try {
+    const info = (await mailer.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw })) as SendInfo;
+    const rejected = new Map((info.rejectedErrors ?? []).map((e) => [(e as { recipient?: string }).recipient?.toLowerCase() ?? '', e]));
+    const accepted = new Set((info.accepted ?? []).map(addr));
+    const list = envelope.to.map((to): RecipientResult => {
+      if (accepted.has(to.toLowerCase())) return { address: to, outcome: 'delivered', response: info.response ?? '250 accepted', remote };
+      const e = rejected.get(to.toLowerCase());
+      return { address: to, outcome: e && e.permanent && !treatAsTemporary(e) ? 'failed' : 'deferred', response: errorText(e), remote };
+    });
+    return { list, reached: true };
+  } catch (err) {
+    const e = err as MailError;
+    if (e.rejectedErrors?.length) {
+      const byRcpt = new Map(e.rejectedErrors.map((x) => [(x as { recipient?: string }).recipient?.toLowerCase() ?? '', x]));
+      const list = envelope.to.map((to): RecipientResult => {
+        const x = byRcpt.get(to.toLowerCase()) ?? e;
+        return { address: to, outcome: x.permanent && !treatAsTemporary(x) ? 'failed' : 'deferred', response: errorText(x), remote };
+      });
+      return { list, reached: true };
+    }
+    const outcome: Outcome = e.permanent && !treatAsTemporary(e) ? 'failed' : 'deferred';
+    return { list: envelope.to.map((to) => ({ address: to, outcome, response: errorText(e), remote })), reached: !connectionLevel(e) };
+  }
+}
+
+function errorText(e: MailError | undefined): string {
+  if (!e) return 'rejected';
+  if (e.response) return e.response.split('\n')[0]!.trim();
+  return `${e.code ?? 'error'}: ${e.message}`.slice(0, 300);
+}
+
+/** A failure that means "the remote end never took responsibility": network, TLS, greeting. */
+function connectionLevel(e: MailError): boolean {
+  return !e.responseCode || ['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'ETLS', 'EDNS', 'EGREETING', 'EPROTOCOL'].includes(e.code ?? '');
+}
+
+export class RelayTransport implements Transport {
+  readonly kind = 'relay' as const;
+  private readonly mailer: Mailer;
+  private up: boolean | null = null;
+  private lastError: string | null = null;
+
+  constructor(
+    readonly relay: RelayState,
+    delivery: DeliveryState,
+    hostname: string,
+  ) {
+    const implicit = relay.secure && relay.port === 465;
+    this.mailer = nodemailer.createTransport({
+      pool: true,
+      maxConnections: Math.max(1, Math.min(delivery.concurrency, 10)),
+      host: relay.host!,
+      port: relay.port,
+      name: hostname,
+      secure: implicit,
+      requireTLS: relay.secure && !implicit,
+      tls: {
+        minVersion: 'TLSv1.2',
+        servername: relay.host!,
+        rejectUnauthorized: relay.secure,
+        ...(relay.caPem ? { ca: [...rootCertificates, relay.caPem] } : {}),
+      },
+      auth: relay.auth ? { user: relay.auth.username, pass: relay.auth.password.reveal() } : undefined,
+      connectionTimeout: delivery.connectTimeoutMs,
+      greetingTimeout: delivery.connectTimeoutMs,
+      socketTimeout: 5 * 60_000,
+      logger: false,
+    } as Parameters<typeof nodemailer.createTransport>[0]) as Mailer;
+  }
+
+  async send(envelope: Envelope, raw: Buffer, onResults: (r: RecipientResult[]) => Promise<void>): Promise<void> {
+    const remote = `${this.relay.host}:${this.relay.port}`;
+    // Refused relay credentials keep the mail queued: fixing the password must deliver it.
+    const { results, reached } = await sendVia(this.mailer, envelope, raw, remote, (e) => e.code === 'EAUTH');
+    const authRefused = results.some((r) => /^535|EAUTH/.test(r.response)) && results.every((r) => r.outcome !== 'delivered');
+    this.up = reached && !authRefused;
+    this.lastError = this.up ? null : results[0]?.response ?? null;
+    await onResults(results);
+  }
+
+  health(): { up: boolean | null; lastError: string | null } {
+    return { up: this.up, lastError: this.lastError };
+  }
+
+  async verify(): Promise<void> {
+    try {
+      await this.mailer.verify();
+      if (this.up === null) this.up = true;
+    } catch (e) {
+      if (this.up === null) {
+        this.up = false;
+        this.lastError = errorText(e as MailError);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.mailer.close();
+  }
+}
+
+/** Direct delivery: each domain's MX hosts in order, opportunistic STARTTLS, pooled per host. */
+export class MxTransport implements Transport {
+  readonly kind = 'mx' as const;
+  private readonly resolver: MxResolver;
+  private readonly pools = new Map<string, { mailer: Mailer; used: number }>();
+  private readonly sweeper: NodeJS.Timeout;
+  private lastError: string | null = null;
+
+  constructor(
+    private readonly delivery: DeliveryState,
+    private readonly hostname: string,
+  ) {
+    this.resolver = new MxResolver(delivery.dnsServers, delivery.dnsTimeoutMs);
+    this.sweeper = setInterval(() => this.sweep(), 30_000);
+    this.sweeper.unref();
+  }
+
+  async send(envelope: Envelope, raw: Buffer, onResults: (r: RecipientResult[]) => Promise<void>): Promise<void> {
+    const byDomain = new Map<string, string[]>();
+    for (const to of envelope.to) {
+      const domain = to.slice(to.lastIndexOf('@') + 1).toLowerCase();
+      byDomain.set(domain, [...(byDomain.get(domain) ?? []), to]);
+    }
+    await Promise.all(
+      [...byDomain].map(async ([domain, rcpts]) => {
+        const results = await this.toDomain(domain, { from: envelope.from, to: rcpts }, raw);
+        await onResults(results);
+      }),
+    );
+  }
+
+  private async toDomain(domain: string, envelope: Envelope, raw: Buffer): Promise<RecipientResult[]> {
+    const all = (outcome: Outcome, response: string, remote: string | null = null) =>
+      envelope.to.map((address) => ({ address, outcome, response, remote }));
+    let route;
+    try {
+      route = await this.resolver.route(domain);
+    } catch (e) {
+      this.lastError = (e as Error).message;
+      return all('deferred', e instanceof TemporaryDnsError ? e.message : `DNS: ${(e as Error).message}`);
+    }
+    if (route.kind === 'none') return all('failed', `${route.status} ${route.reason}`);
+    let last = 'no mail exchanger could be reached';
+    for (const host of route.hosts) {
+      for (const ip of host.addresses) {
+        const remote = `${host.name}[${ip}]:${this.delivery.mxPort}`;
+        const { results, reached } = await sendVia(this.pool(host.name, ip), envelope, raw, remote, () => false);
+        // The next host is tried only when this one never answered the transaction.
+        if (reached) return results;
+        last = `${remote}: ${results[0]!.response}`;
+        this.lastError = last;
+      }
+    }
+    return all('deferred', last);
+  }
+
+  private pool(name: string, ip: string): Mailer {
+    const key = `${ip}|${name}`;
+    let p = this.pools.get(key);
+    if (!p) {
+      const mailer = nodemailer.createTransport({
+        pool: true,
+        maxConnections: 2,
+        maxMessages: 100,
+        host: ip,
+        port: this.delivery.mxPort,
+        name: this.hostname,
+        secure: false,
+        // opportunistic STARTTLS, as MTAs do between each other: encrypted when offered
+        tls: { servername: name, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+        connectionTimeout: this.delivery.connectTimeoutMs,
+        greetingTimeout: this.delivery.connectTimeoutMs,
+        socketTimeout: 5 * 60_000,
+        logger: false,
+      } as Parameters<typeof nodemailer.createTransport>[0]) as Mailer;
+      p = { mailer, used: Date.now() };
+      this.pools.set(key, p);
+    }
+    p.used = Date.now();
+    return p.mailer;
+  }
+
+  private sweep(): void {
+    for (const [key, p] of this.pools) {
+      if (Date.now() - p.used > 60_000) {
+        p.mailer.close();
+        this.pools.delete(key);
+      }
+    }
+  }
+
+  health(): { up: boolean | null; lastError: string | null } {
+    return { up: null, lastError: this.lastError };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    for (const p of this.pools.values()) p.mailer.close();
+    this.pools.clear();
+  }
+}
