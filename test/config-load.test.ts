@@ -1,7 +1,7 @@
 // The loader's normalized result: defaults from the schema, units, IDN domains, frozen state,
 // a content hash that follows referenced files, and JSON output of `validate`.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -161,4 +161,18 @@ test('hash-password output is accepted by the config and verifies', async () => 
   const empty = await mailplane(['hash-password'], { input: '\n' });
   assert.equal(empty.code, 1);
   assert.match(empty.stderr, /empty password refused/);
+});
+
+test('the content hash changes when only a secret changes (password file, password hash)', () => {
+  const { file, dir } = tempConfig(`${BASE}relay:\n  enabled: true\n  host: smtp.provider.example\n  auth: { username: u, passwordFile: pw }\n`);
+  writeFileSync(join(dir, 'pw'), 'first\n');
+  const h1 = loadConfigFile(file).state!.hash;
+  writeFileSync(join(dir, 'pw'), 'second\n');
+  const h2 = loadConfigFile(file).state!.hash;
+  assert.notEqual(h2, h1);
+  writeFileSync(join(dir, 'pw'), 'first\n');
+  assert.equal(loadConfigFile(file).state!.hash, h1);
+  const other = '$2y$12$r/q3DsaRDIMMjHSg8wjcAOHN78lpMRoDooPr4Wef65aArYRvKrV9i';
+  writeFileSync(file, readFileSync(file, 'utf8').replace(HASH, other));
+  assert.notEqual(loadConfigFile(file).state!.hash, h1);
 });

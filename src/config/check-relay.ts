@@ -14,8 +14,9 @@ export interface CheckOptions {
 export function checkRelay(ctx: LoadContext, r: RelayConfig, opts: CheckOptions): RelayState {
   const port = r.port!;
   const secure = r.secure!;
-  if (port === 465 && !secure) {
-    ctx.error('MP_RELAY_PORT', ['relay', 'secure'], 'port 465 speaks implicit TLS; set secure: true (or use port 587 for STARTTLS)');
+  const implicitTls = r.implicitTls ?? port === 465; // derived from the port unless said otherwise
+  if (implicitTls && !secure) {
+    ctx.error('MP_RELAY_PORT', ['relay', 'secure'], `${r.implicitTls ? 'implicitTls' : 'port 465'} means implicit TLS; set secure: true (or use port 587 for STARTTLS)`);
   }
   let auth: RelayState['auth'] = null;
   if (r.auth) {
@@ -52,7 +53,7 @@ export function checkRelay(ctx: LoadContext, r: RelayConfig, opts: CheckOptions)
       ctx.error('MP_TLS_FILE', ['relay', 'caFile'], 'no PEM certificate found (expected -----BEGIN CERTIFICATE-----)');
     }
   }
-  return { enabled: r.enabled!, host: r.host ?? null, port, secure, caPem, auth };
+  return { enabled: r.enabled!, host: r.host ?? null, port, secure, implicitTls, caPem, auth };
 }
 
 export function checkDelivery(ctx: LoadContext, d: DeliveryConfig): DeliveryState {

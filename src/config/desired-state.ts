@@ -84,6 +84,8 @@ export interface RelayState {
   readonly host: string | null;
   readonly port: number;
   readonly secure: boolean;
+  /** TLS from the first byte (port 465 unless configured) rather than STARTTLS */
+  readonly implicitTls: boolean;
   /** extra trusted CAs for the relay's certificate */
   readonly caPem: string | null;
   readonly auth: { readonly username: string; readonly password: Secret; readonly source: string } | null;

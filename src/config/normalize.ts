@@ -81,18 +81,21 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
 /** sha256 over the normalized state and referenced file contents; secrets enter only as their digests. */
 function contentHash(body: object, files: ReadonlyMap<string, string>, skip: ReadonlySet<string>): string {
   const h = createHash('sha256');
-  h.update(
-    JSON.stringify(body, (key, value: unknown) => {
-      if (key === 'configPath' || key === 'watchedFiles') return undefined;
-      if (value instanceof Secret) return value.digest();
-      return value;
-    }),
-  );
+  const { configPath: _c, watchedFiles: _w, ...meaning } = body as { configPath?: unknown; watchedFiles?: unknown };
+  h.update(JSON.stringify(withDigests(meaning)));
   for (const [path, text] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
     if (skip.has(path)) continue;
     h.update(`\0${path}\0`).update(createHash('sha256').update(text).digest());
   }
   return h.digest('hex');
+}
+
+/** A copy where every Secret is its digest (JSON.stringify alone would see only "[redacted]"). */
+function withDigests(v: unknown): unknown {
+  if (v instanceof Secret) return { secret: v.digest() };
+  if (Array.isArray(v)) return v.map(withDigests);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, withDigests(x)]));
+  return v;
 }
 
 function deepFreeze<T>(v: T): T {

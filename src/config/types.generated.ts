@@ -251,6 +251,10 @@ export interface RelayConfig {
    */
   secure?: boolean;
   /**
+   * Speak TLS from the first byte ("SMTPS"). Leave it out to decide by port: implicit TLS on 465, STARTTLS otherwise. Only needed for a relay that serves implicit TLS on another port.
+   */
+  implicitTls?: boolean;
+  /**
    * PEM file of certificate authorities trusted for the relay's certificate, in addition to the system's (for a relay with an internal CA).
    */
   caFile?: string;

@@ -1,6 +1,7 @@
 // Sending queued mail: through the configured relay, or straight to each recipient domain's
 // MX. The only importer of nodemailer. Results are per recipient: delivered, deferred (4xx,
 // network, TLS unavailable, relay credentials refused) or failed (5xx).
+import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import nodemailer from 'nodemailer';
 import type { DeliveryState, RelayState } from '../config/desired-state.js';
@@ -34,6 +35,7 @@ export interface Transport {
 
 interface MailError extends Error {
   code?: string;
+  command?: string;
   responseCode?: number;
   response?: string;
   permanent?: boolean;
@@ -78,7 +80,7 @@ async function sendResults(
     const list = envelope.to.map((to): RecipientResult => {
       if (accepted.has(to.toLowerCase())) return { address: to, outcome: 'delivered', response: info.response ?? '250 accepted', remote };
       const e = rejected.get(to.toLowerCase());
-      return { address: to, outcome: e && e.permanent && !treatAsTemporary(e) ? 'failed' : 'deferred', response: errorText(e), remote };
+      return { address: to, outcome: e && isPermanent(e, treatAsTemporary) ? 'failed' : 'deferred', response: errorText(e), remote };
     });
     return { list, reached: true };
   } catch (err) {
@@ -87,24 +89,33 @@ async function sendResults(
       const byRcpt = new Map(e.rejectedErrors.map((x) => [(x as { recipient?: string }).recipient?.toLowerCase() ?? '', x]));
       const list = envelope.to.map((to): RecipientResult => {
         const x = byRcpt.get(to.toLowerCase()) ?? e;
-        return { address: to, outcome: x.permanent && !treatAsTemporary(x) ? 'failed' : 'deferred', response: errorText(x), remote };
+        return { address: to, outcome: isPermanent(x, treatAsTemporary) ? 'failed' : 'deferred', response: errorText(x), remote };
       });
       return { list, reached: true };
     }
-    const outcome: Outcome = e.permanent && !treatAsTemporary(e) ? 'failed' : 'deferred';
-    return { list: envelope.to.map((to) => ({ address: to, outcome, response: errorText(e), remote })), reached: !connectionLevel(e) };
+    const outcome: Outcome = isPermanent(e, treatAsTemporary) ? 'failed' : 'deferred';
+    return { list: envelope.to.map((to) => ({ address: to, outcome, response: errorText(e), remote })), reached: inTransaction(e) };
   }
+}
+
+/** The remote end answered our transaction (MAIL, RCPT, DATA) or our login. */
+function inTransaction(e: MailError): boolean {
+  return /^(MAIL FROM|RCPT TO|DATA|AUTH)/.test(e.command ?? '');
+}
+
+/**
+ * Only a 5xx to the transaction itself is permanent. A 5xx to STARTTLS, EHLO or the greeting
+ * means "TLS (or this host) is not available": retry later, never fall back to clear text.
+ */
+function isPermanent(e: MailError, treatAsTemporary: (e: MailError) => boolean): boolean {
+  return !!e.permanent && /^(MAIL FROM|RCPT TO|DATA)/.test(e.command ?? '') && !treatAsTemporary(e);
 }
 
 function errorText(e: MailError | undefined): string {
   if (!e) return 'rejected';
-  if (e.response) return e.response.split('\n')[0]!.trim();
-  return `${e.code ?? 'error'}: ${e.message}`.slice(0, 300);
-}
-
-/** A failure that means "the remote end never took responsibility": network, TLS, greeting. */
-function connectionLevel(e: MailError): boolean {
-  return !e.responseCode || ['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'ETLS', 'EDNS', 'EGREETING', 'EPROTOCOL'].includes(e.code ?? '');
+  const during = e.command && !/^(MAIL FROM|RCPT TO|DATA)/.test(e.command) ? `${e.command}: ` : '';
+  if (e.response) return `${during}${e.response.split('\n')[0]!.trim()}`;
+  return `${during}${e.code ?? 'error'}: ${e.message}`.slice(0, 300);
 }
 
 export class RelayTransport implements Transport {
@@ -118,7 +129,7 @@ export class RelayTransport implements Transport {
     delivery: DeliveryState,
     hostname: string,
   ) {
-    const implicit = relay.secure && relay.port === 465;
+    const implicit = relay.implicitTls;
     this.mailer = nodemailer.createTransport({
       pool: true,
       maxConnections: Math.max(1, Math.min(delivery.concurrency, 10)),
@@ -129,7 +140,7 @@ export class RelayTransport implements Transport {
       requireTLS: relay.secure && !implicit,
       tls: {
         minVersion: 'TLSv1.2',
-        servername: relay.host!,
+        ...(isIP(relay.host!) ? {} : { servername: relay.host! }),
         rejectUnauthorized: relay.secure,
         ...(relay.caPem ? { ca: [...rootCertificates, relay.caPem] } : {}),
       },
@@ -145,7 +156,7 @@ export class RelayTransport implements Transport {
     const remote = `${this.relay.host}:${this.relay.port}`;
     // Refused relay credentials keep the mail queued: fixing the password must deliver it.
     const { results, reached } = await sendVia(this.mailer, envelope, raw, remote, (e) => e.code === 'EAUTH');
-    const authRefused = results.some((r) => /^535|EAUTH/.test(r.response)) && results.every((r) => r.outcome !== 'delivered');
+    const authRefused = results.length > 0 && results.every((r) => r.outcome !== 'delivered' && /^AUTH /.test(r.response));
     this.up = reached && !authRefused;
     this.lastError = this.up ? null : results[0]?.response ?? null;
     await onResults(results);
@@ -241,7 +252,7 @@ export class MxTransport implements Transport {
         name: this.hostname,
         secure: false,
         // opportunistic STARTTLS, as MTAs do between each other: encrypted when offered
-        tls: { servername: name, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+        tls: { ...(isIP(name) ? {} : { servername: name }), rejectUnauthorized: false, minVersion: 'TLSv1.2' },
         connectionTimeout: this.delivery.connectTimeoutMs,
         greetingTimeout: this.delivery.connectTimeoutMs,
         socketTimeout: 5 * 60_000,

@@ -153,6 +153,7 @@ function relayChanges(a: PlanView, b: PlanView): string[] {
     ...scalar('relay.host', x.host, y.host),
     ...scalar('relay.port', x.port, y.port),
     ...scalar('relay.secure', x.secure, y.secure),
+    ...scalar('relay.implicitTls', x.implicitTls, y.implicitTls),
     ...scalar('relay.auth.username', x.username, y.username),
     ...(x.passwordDigest !== y.passwordDigest ? ['relay password changed'] : []),
     ...(x.caDigest !== y.caDigest ? ['relay.caFile: content changed'] : []),

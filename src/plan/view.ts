@@ -47,6 +47,7 @@ export interface PlanView {
     readonly host: string | null;
     readonly port: number;
     readonly secure: boolean;
+    readonly implicitTls: boolean;
     readonly username: string | null;
     readonly passwordDigest: string | null;
     readonly caDigest: string | null;
@@ -108,6 +109,7 @@ export function planView(s: DesiredState): PlanView {
       host: s.relay.host,
       port: s.relay.port,
       secure: s.relay.secure,
+      implicitTls: s.relay.implicitTls,
       username: s.relay.auth?.username ?? null,
       passwordDigest: s.relay.auth ? s.relay.auth.password.digest() : null,
       caDigest: s.relay.caPem ? sha(s.relay.caPem) : null,
