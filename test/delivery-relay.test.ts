@@ -275,7 +275,7 @@ test('kill -9 with queued and half-delivered messages: after restart everything 
     await queueEmpty(second);
     for (let i = 0; i < 3; i++) {
       assert.equal(relay.for(`ok${i}@remote.example`).length + relay2.for(`ok${i}@remote.example`).length, 1, `ok${i} once`);
-      assert.equal(relay2.for(`defer${i}@remote.example`).length, 1, `defer${i} once`);
+      assert.equal(relay2.for(`defer${i}@remote.example`).length, 1, `defer${i} once\n${first.logs}\n---\n${second.logs}`);
       assert.equal(relay2.for(`later${i}@remote.example`).length, 1, `later${i} once`);
     }
     const queueDir = join(env.dataDir, 'queue');

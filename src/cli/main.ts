@@ -3,10 +3,11 @@ import { readFileSync } from 'node:fs';
 import { UsageError, type Command } from './command.js';
 import { hashPasswordCommand } from './hash-password.js';
 import { planCommand } from './plan.js';
+import { queueCommand } from './queue.js';
 import { runCommand } from './run.js';
 import { validateCommand } from './validate.js';
 
-const COMMANDS: readonly Command[] = [runCommand, validateCommand, planCommand, hashPasswordCommand];
+const COMMANDS: readonly Command[] = [runCommand, validateCommand, planCommand, queueCommand, hashPasswordCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

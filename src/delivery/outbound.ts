@@ -41,6 +41,8 @@ export class OutboundQueue {
   private ctx: (() => DeliveryContext) | null = null;
   private stopping = false;
   private idle: (() => void) | null = null;
+  /** true once the entries on disk are loaded */
+  loaded = false;
 
   constructor(
     private readonly store: QueueStore,
@@ -53,6 +55,7 @@ export class OutboundQueue {
   async start(ctx: () => DeliveryContext): Promise<void> {
     this.ctx = ctx;
     for (const e of await this.store.list()) this.entries.set(e.id, e);
+    this.loaded = true;
     this.requestTimer = setInterval(() => void this.handleRequests(), REQUEST_POLL_MS);
     this.requestTimer.unref();
     this.kick();

@@ -102,7 +102,7 @@ export class Controller {
   }
 
   ready(): boolean {
-    return !this.stopping && this.applied !== null && [...this.pool.values()].every((b) => b.server.listening);
+    return !this.stopping && this.applied !== null && this.applied.storage.outbound.loaded && [...this.pool.values()].every((b) => b.server.listening);
   }
 
   status(): unknown {

@@ -19,12 +19,17 @@ export class TestDns {
   constructor(public zone: Zone) {}
 
   async start(): Promise<this> {
+    return this.startOn(0);
+  }
+
+  /** Binds a given port (to come back where the server under test expects it). */
+  async startOn(port: number): Promise<this> {
     const s = createSocket('udp4');
     s.on('message', (msg, rinfo) => {
       const reply = this.answer(msg);
       if (reply) s.send(reply, rinfo.port, rinfo.address);
     });
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => s.bind(port, '127.0.0.1', () => r()));
     this.port = s.address().port;
     this.socket = s;
     return this;
