@@ -194,7 +194,7 @@ export interface LdapAccountsConfig {
    */
   startTls?: boolean;
   /**
-   * PEM file of the certificate authorities that sign the directory's certificate. Default: the system's.
+   * PEM file of the certificate authorities that sign the directory's certificate; when given, only these are trusted. Default: the system's.
    */
   caFile?: string;
   /**

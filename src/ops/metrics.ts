@@ -109,6 +109,27 @@ export class Metrics {
     },
   });
 
+  readonly accountsLookupDuration = new Histogram({
+    name: 'mailplane_accounts_lookup_duration_seconds',
+    help: 'Time the account backend took to answer, by backend (local, ldap) and operation (auth, recipient, sender).',
+    labelNames: ['backend', 'operation'] as const,
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  /** set by the serving generation: the account backend whose state is reported */
+  accountsSource: (() => { backend: string; up: boolean }) | null = null;
+  readonly accountsBackendUp = new Gauge({
+    name: 'mailplane_accounts_backend_up',
+    help: 'Whether the account backend of the serving config answered its last request (1) or not (0).',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const s = this.accountsSource?.();
+      this.accountsBackendUp.reset();
+      if (s) this.accountsBackendUp.set({ backend: s.backend }, s.up ? 1 : 0);
+    },
+  });
+
   readonly configLastReloadSuccessful = new Gauge({
     name: 'mailplane_config_last_reload_successful',
     help: 'Whether the last attempt to load and apply the config succeeded (1) or not (0).',

@@ -213,6 +213,7 @@ export class Controller {
       else m.tlsCertificateExpiry.remove({ listener: name });
     }
     m.setGeneration(gen.number, gen.state.hash);
+    m.accountsSource = () => ({ backend: this.applied!.accounts.kind, up: this.applied!.accounts.health().up });
     if (!prev || prev.storage !== gen.storage) {
       if (prev) this.oldStorages.push(prev.storage);
       m.queueSource = () => gen.storage.outbound.stats();

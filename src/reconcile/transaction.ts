@@ -3,6 +3,8 @@
 // commit() then swaps references synchronously; abort() closes whatever prepare() opened.
 import type { SecureContext } from 'node:tls';
 import type { AccountBackend } from '../accounts/backend.js';
+import { instrumented } from '../accounts/instrumented.js';
+import { LdapAccounts } from '../accounts/ldap.js';
 import { LocalAccounts } from '../accounts/local.js';
 import type { DesiredState, ListenerSpec } from '../config/desired-state.js';
 import { Storage } from '../delivery/storage.js';
@@ -84,7 +86,7 @@ export async function prepare(d: TransactionDeps, prev: Generation | null, plan:
     const tlsContext = !tls ? null : sameCert && prev.tlsContext ? prev.tlsContext : secureContextOf(tls.material);
 
     const accountsChanged = !prev || plan.actions.some((a) => a.kind === 'accounts.update');
-    const accounts = accountsChanged ? (created.accounts = (d.createAccounts ?? defaultAccounts)(desired)) : prev.accounts;
+    const accounts = accountsChanged ? (created.accounts = instrumented((d.createAccounts ?? defaultAccounts)(desired), d.metrics)) : prev.accounts;
     const storage =
       prev && prev.storage.dataDir === desired.storage.dataDir ? prev.storage : (created.storage = await Storage.open(desired.storage.dataDir, d.log, d.metrics));
     const transportChanged = !prev || plan.actions.some((a) => a.kind === 'relay.update' || a.kind === 'delivery.update') || prev.state.hostname !== desired.hostname;
@@ -146,6 +148,5 @@ function createTransport(state: DesiredState): Transport {
 }
 
 function defaultAccounts(state: DesiredState): AccountBackend {
-  if (state.accounts.type === 'local') return new LocalAccounts(state.accounts.users);
-  throw new Error('accounts.type ldap is not available in this build');
+  return state.accounts.type === 'local' ? new LocalAccounts(state.accounts.users) : new LdapAccounts(state.accounts.ldap, state.domains);
 }

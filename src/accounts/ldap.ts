@@ -1,0 +1,222 @@
+// Accounts from a directory (OpenLDAP, Active Directory, FreeIPA). Searches run on a small pool
+// of connections bound as the service account; a login is checked by binding as the user's DN
+// on a connection of its own. A slow or absent directory is a temporary failure, never an
+// open door: AUTH answers 454, RCPT 451. Passwords are never cached; found recipients are,
+// briefly.
+import type { ConnectionOptions } from 'node:tls';
+import { isIP } from 'node:net';
+import { Client, InvalidCredentialsError } from 'ldapts';
+import type { LdapSettings } from '../config/desired-state.js';
+import type { AccountBackend, AuthOutcome, RecipientOutcome } from './backend.js';
+
+const MAILBOX_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const CACHE_MAX = 10_000;
+
+/** RFC 4515: a value inside a filter cannot close it, widen it with * or inject NUL. */
+export function escapeFilterValue(v: string): string {
+  return v.replace(/[\\*()\0]/g, (c) => `\\${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+class Unavailable extends Error {}
+
+export class LdapAccounts implements AccountBackend {
+  readonly kind = 'ldap' as const;
+  private readonly pool: (Client | null)[];
+  private readonly binding: (Promise<Client> | null)[];
+  private next = 0;
+  private readonly cache = new Map<string, { user: string; expires: number }>();
+  private readonly nameAttribute: string | null;
+  private up = true;
+  private detail: string | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly s: LdapSettings,
+    private readonly domains: readonly string[],
+  ) {
+    this.pool = Array.from({ length: s.poolSize }, () => null);
+    this.binding = Array.from({ length: s.poolSize }, () => null);
+    this.nameAttribute = s.userFilter.match(/\(([A-Za-z][\w-]*)=\{user\}\)/)?.[1] ?? null;
+  }
+
+  async authenticate(login: string, password: string): Promise<AuthOutcome> {
+    const name = login.toLowerCase();
+    // An empty password would be an anonymous bind, which "succeeds".
+    if (!password || !name || /[\0\r\n]/.test(name) || name.length > 256) return { ok: false, reason: 'invalid' };
+    let entry: { dn: string; user: string } | null;
+    try {
+      entry = await this.findOne(this.userFilter(name), name);
+    } catch (e) {
+      return { ok: false, reason: 'unavailable', detail: (e as Error).message };
+    }
+    if (!entry) return { ok: false, reason: 'invalid' };
+    const client = this.newClient();
+    try {
+      await this.bounded(this.connectTls(client).then(() => client.bind(entry.dn, password)), 'bind');
+      this.markUp();
+      return { ok: true, user: entry.user };
+    } catch (e) {
+      if (e instanceof InvalidCredentialsError) return { ok: false, reason: 'invalid' };
+      this.markDown(e as Error);
+      return { ok: false, reason: 'unavailable', detail: (e as Error).message };
+    } finally {
+      await client.unbind().catch(() => {});
+    }
+  }
+
+  async findRecipient(localPart: string): Promise<RecipientOutcome> {
+    const key = localPart.toLowerCase();
+    const hit = this.cache.get(key);
+    if (hit && hit.expires > Date.now()) return { found: true, user: hit.user };
+    if (/[\0\r\n]/.test(key) || key.length > 256) return { found: false, unavailable: false };
+    const aliases = this.s.aliasAttributes.flatMap((a) => this.domains.map((d) => `(${a}=${escapeFilterValue(`${key}@${d}`)})`));
+    const filter = aliases.length ? `(|${this.userFilter(key)}${aliases.join('')})` : this.userFilter(key);
+    try {
+      const entry = await this.findOne(filter, key);
+      if (!entry) return { found: false, unavailable: false };
+      if (this.s.cacheTtlMs > 0) {
+        if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+        this.cache.set(key, { user: entry.user, expires: Date.now() + this.s.cacheTtlMs });
+      }
+      return { found: true, user: entry.user };
+    } catch (e) {
+      return { found: false, unavailable: true, detail: (e as Error).message };
+    }
+  }
+
+  async senderLocalParts(user: string): Promise<readonly string[]> {
+    try {
+      const entry = await this.search(this.userFilter(user), [...this.s.aliasAttributes]);
+      const own = new Set<string>([user]);
+      for (const e of entry) {
+        for (const a of this.s.aliasAttributes) {
+          for (const v of values(e[a])) {
+            const at = v.lastIndexOf('@');
+            if (at > 0 && this.domains.includes(v.slice(at + 1).toLowerCase())) own.add(v.slice(0, at).toLowerCase());
+          }
+        }
+      }
+      return [...own];
+    } catch {
+      return [user];
+    }
+  }
+
+  health(): { up: boolean; detail?: string } {
+    return this.up ? { up: true } : { up: false, detail: this.detail };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.pool.map((c) => c?.unbind().catch(() => {})));
+    this.pool.fill(null);
+  }
+
+  private userFilter(name: string): string {
+    return this.s.userFilter.split('{user}').join(escapeFilterValue(name));
+  }
+
+  /**
+   * The single entry the filter matches (none, or ambiguous, is "no such user"). Its mailbox is
+   * named by the attribute the filter tests (uid, sAMAccountName…), else by the name asked for.
+   */
+  private async findOne(filter: string, asked: string): Promise<{ dn: string; user: string } | null> {
+    const attrs = this.nameAttribute ? [this.nameAttribute] : ['1.1'];
+    const entries = await this.search(filter, attrs);
+    if (entries.length !== 1) return null;
+    const e = entries[0]!;
+    const raw = this.nameAttribute ? values(e[this.nameAttribute])[0] : undefined;
+    const user = (raw ?? asked).toLowerCase();
+    // the mailbox name becomes a folder: refuse anything that is not a plain name
+    if (!MAILBOX_NAME.test(user)) return null;
+    return { dn: String(e.dn), user };
+  }
+
+  private async search(filter: string, attributes: string[]): Promise<Record<string, unknown>[]> {
+    const slot = this.next++ % this.pool.length;
+    try {
+      const client = await this.searchClient(slot);
+      const r = await this.bounded(client.search(this.s.userBase, { scope: 'sub', filter, attributes, sizeLimit: 2 }), 'search');
+      this.markUp();
+      return r.searchEntries as Record<string, unknown>[];
+    } catch (e) {
+      // A size-limit error means more than one match: ambiguous, treated as no such user.
+      if ((e as { code?: number }).code === 4) return [{}, {}];
+      this.drop(slot);
+      this.markDown(e as Error);
+      throw e instanceof Unavailable ? e : new Unavailable(`directory ${this.s.url}: ${(e as Error).message}`);
+    }
+  }
+
+  private searchClient(slot: number): Promise<Client> {
+    const existing = this.pool[slot];
+    if (existing?.isConnected) return Promise.resolve(existing);
+    this.binding[slot] ??= (async () => {
+      const c = this.newClient();
+      try {
+        await this.bounded(this.connectTls(c), 'connect');
+        if (this.s.bindDn) await this.bounded(c.bind(this.s.bindDn, this.s.bindPassword?.reveal() ?? ''), 'bind');
+      } catch (e) {
+        await c.unbind().catch(() => {});
+        throw e;
+      }
+      if (this.closed) await c.unbind().catch(() => {});
+      this.pool[slot] = c;
+      return c;
+    })().finally(() => {
+      this.binding[slot] = null;
+    });
+    return this.binding[slot]!;
+  }
+
+  private drop(slot: number): void {
+    const c = this.pool[slot];
+    this.pool[slot] = null;
+    void c?.unbind().catch(() => {});
+  }
+
+  private newClient(): Client {
+    // tlsOptions only for ldaps://: given for ldap://, ldapts would speak TLS at once and StartTLS fails
+    const ldaps = this.s.url.startsWith('ldaps://');
+    return new Client({ url: this.s.url, timeout: this.s.timeoutMs, connectTimeout: this.s.timeoutMs, ...(ldaps ? { tlsOptions: this.tlsOptions() } : {}) });
+  }
+
+  private async connectTls(c: Client): Promise<void> {
+    if (this.s.startTls) await c.startTLS(this.tlsOptions());
+  }
+
+  private tlsOptions(): ConnectionOptions {
+    const host = new URL(this.s.url).hostname.replace(/^\[|\]$/g, '');
+    return {
+      minVersion: 'TLSv1.2',
+      rejectUnauthorized: true,
+      ...(isIP(host) ? {} : { servername: host }),
+      ...(this.s.caPem ? { ca: [this.s.caPem] } : {}),
+    };
+  }
+
+  /** Every directory operation is bounded, whatever the library does with its own timeouts. */
+  private bounded<T>(p: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout;
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Unavailable(`directory ${what} timed out after ${this.s.timeoutMs} ms`)), this.s.timeoutMs);
+    });
+    return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+  }
+
+  private markUp(): void {
+    this.up = true;
+    this.detail = undefined;
+  }
+
+  private markDown(e: Error): void {
+    this.up = false;
+    this.detail = e.message;
+  }
+}
+
+function values(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  const list = Array.isArray(v) ? v : [v];
+  return list.map((x) => (Buffer.isBuffer(x) ? x.toString('utf8') : String(x)));
+}
