@@ -1,22 +1,30 @@
 // Durable file primitives: a file is written, fdatasync'ed and closed before it is renamed
 // into place, and the directory that received it is fsync'ed. Directory syncs are group
-// committed: callers that arrive while one is running share the next one.
-import { constants, promises as fs } from 'node:fs';
+// committed: callers that arrive while one is running share the next one. Callback fs calls
+// (promisified by hand) cost far less CPU per message than fs/promises file handles.
+import fs, { constants } from 'node:fs';
+
+function call<T>(f: (...args: any[]) => void, ...args: unknown[]): Promise<T> {
+  return new Promise((resolve, reject) => f(...args, (e: Error | null, v: T) => (e ? reject(e) : resolve(v))));
+}
+
+export const rename = (from: string, to: string): Promise<void> => call(fs.rename, from, to);
+export const unlink = (path: string): Promise<void> => call(fs.unlink, path);
 
 /** Creates path exclusively and writes chunks; durable on return. Unlinks it on failure. */
 export async function writeFileDurably(path: string, chunks: readonly Buffer[]): Promise<void> {
-  const fh = await fs.open(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+  const fd = await call<number>(fs.open, path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
   try {
     let pending = chunks.filter((c) => c.length > 0);
     while (pending.length) {
-      const { bytesWritten } = await fh.writev(pending);
-      pending = advance(pending, bytesWritten);
+      const written = await call<number>(fs.writev, fd, pending);
+      pending = advance(pending, written);
     }
-    await fh.datasync();
-    await fh.close();
+    await call(fs.fdatasync, fd);
+    await call(fs.close, fd);
   } catch (e) {
-    await fh.close().catch(() => {});
-    await fs.unlink(path).catch(() => {});
+    await call(fs.close, fd).catch(() => {});
+    await unlink(path).catch(() => {});
     throw e;
   }
 }
@@ -40,41 +48,36 @@ export class DirSyncer {
   private readonly dirs = new Map<string, { running: Promise<void> | null; next: Promise<void> | null }>();
 
   sync(dir: string): Promise<void> {
-    let d = this.dirs.get(dir);
-    if (!d) {
-      d = { running: null, next: null };
-      this.dirs.set(dir, d);
+    let slot = this.dirs.get(dir);
+    if (!slot) {
+      slot = { running: null, next: null };
+      this.dirs.set(dir, slot);
     }
-    const slot = d;
-    if (!slot.running) {
-      slot.running = fsyncDir(dir).finally(() => {
-        slot.running = null;
-      });
-      return slot.running;
-    }
+    const s = slot;
+    if (!s.running) return this.start(dir, s);
     // A sync is running but may have started before our rename: wait for the one after it.
-    slot.next ??= slot.running.then(
-      () => this.startNext(dir, slot),
-      () => this.startNext(dir, slot),
+    s.next ??= s.running.then(
+      () => this.start(dir, s),
+      () => this.start(dir, s),
     );
-    return slot.next;
+    return s.next;
   }
 
-  private startNext(dir: string, slot: { running: Promise<void> | null; next: Promise<void> | null }): Promise<void> {
-    slot.next = null;
-    slot.running = fsyncDir(dir).finally(() => {
-      slot.running = null;
+  private start(dir: string, s: { running: Promise<void> | null; next: Promise<void> | null }): Promise<void> {
+    s.next = null;
+    s.running = fsyncDir(dir).finally(() => {
+      s.running = null;
     });
-    return slot.running;
+    return s.running;
   }
 }
 
 export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  const fd = await call<number>(fs.open, dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    await fh.sync();
+    await call(fs.fsync, fd);
   } finally {
-    await fh.close();
+    await call(fs.close, fd);
   }
 }
 

@@ -1,11 +1,12 @@
-// Makes an accepted message durable in every place it goes — each local recipient's Maildir
-// and, for other domains, the outbound queue — before the SMTP reply is 250. Either all
-// destinations get the message or none does (files are prepared first, then renamed).
-import { promises as fs } from 'node:fs';
+// Makes an accepted message durable for every place it goes — each local recipient's Maildir
+// and, for other domains, the outbound queue — before the SMTP reply is 250: all its copies
+// are one journal append, so either every destination gets the message or none does.
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DirSyncer, writeFileDurably } from './durable.js';
-import { Maildirs, maildirName } from './maildir.js';
-import type { QueueEntry, QueueStore } from './queue-store.js';
+import type { Journal } from './journal.js';
+import type { JournalRecord } from './journal-format.js';
+import { maildirName } from './maildir.js';
+import type { QueueEntry } from './queue-store.js';
 
 export interface LocalTarget {
   /** mailbox owner (Maildir name) */
@@ -33,62 +34,78 @@ export interface IntakeResult {
 }
 
 export class Intake {
+  /** queue entries written but not yet checkpointed: delivery must not see them before */
+  private readonly unreleased = new Map<string, QueueEntry>();
+
+  private readonly maildirs = new Set<string>();
+
   constructor(
-    private readonly maildirs: Maildirs,
-    private readonly queue: QueueStore,
-    private readonly syncer: DirSyncer,
+    private readonly journal: Journal,
+    private readonly mailRoot: string,
     private readonly onQueued: (entry: QueueEntry) => void = () => {},
   ) {}
 
+  get unreleasedCount(): number {
+    return this.unreleased.size;
+  }
+
+  /**
+   * Creates a user's Maildir before the message is journaled, so that a broken mailbox (a file
+   * where its folder belongs, a permission problem) answers 451 instead of stalling the journal.
+   */
+  private async ensureMaildir(user: string): Promise<void> {
+    if (this.maildirs.has(user)) return;
+    const dir = join(this.mailRoot, user);
+    for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+    this.maildirs.add(user);
+  }
+
+  /** Called by the journal once the files of these queue entries are in place and durable. */
+  released(ids: readonly string[]): void {
+    for (const id of ids) {
+      const e = this.unreleased.get(id);
+      this.unreleased.delete(id);
+      if (e) this.onQueued(e);
+    }
+  }
+
+  /** Resolves once every copy is durable (in the journal); rejects and stores nothing otherwise. */
   async accept(msg: IncomingMessage): Promise<IntakeResult> {
-    const commits: (() => Promise<string>)[] = [];
-    const aborts: (() => Promise<void>)[] = [];
+    const records: JournalRecord[] = [];
     const mailboxes: string[] = [];
+    const seen = new Set<string>();
+    for (const t of msg.local) {
+      if (seen.has(t.user)) continue; // one copy per mailbox, however many of its addresses were used
+      seen.add(t.user);
+      await this.ensureMaildir(t.user);
+      const data = Buffer.concat(toLf([Buffer.from(`Return-Path: <${msg.sender}>\r\nDelivered-To: ${t.address}\r\n${msg.received}`), ...msg.body]));
+      records.push({ k: 'm', user: t.user, name: maildirName(data.length), data });
+      mailboxes.push(t.user);
+    }
     let entry: QueueEntry | null = null;
+    if (msg.remote.length) {
+      const now = Date.now();
+      entry = {
+        version: 1,
+        id: msg.id,
+        sender: msg.sender,
+        arrivedAt: now,
+        size: msg.size,
+        recipients: msg.remote.map((address) => ({ address, state: 'pending', attempts: 0, lastResponse: null, updatedAt: now })),
+        attempts: 0,
+        nextAttemptAt: now,
+        lastError: null,
+        bounced: false,
+      };
+      records.push({ k: 'q', id: entry.id, json: JSON.stringify(entry), data: Buffer.concat([Buffer.from(msg.received), ...msg.body]) });
+      this.unreleased.set(entry.id, entry);
+    }
     try {
-      const seen = new Set<string>();
-      for (const t of msg.local) {
-        if (seen.has(t.user)) continue; // one copy per mailbox, however many of its addresses were used
-        seen.add(t.user);
-        const dir = await this.maildirs.ensure(t.user);
-        const content = toLf([Buffer.from(`Return-Path: <${msg.sender}>\r\nDelivered-To: ${t.address}\r\n${msg.received}`), ...msg.body]);
-        const size = content.reduce((n, c) => n + c.length, 0);
-        const name = maildirName(size);
-        const tmp = join(dir, 'tmp', name);
-        await writeFileDurably(tmp, content);
-        aborts.push(() => fs.unlink(tmp).catch(() => {}));
-        commits.push(async () => {
-          await fs.rename(tmp, join(dir, 'new', name));
-          return join(dir, 'new');
-        });
-        mailboxes.push(t.user);
-      }
-      if (msg.remote.length) {
-        const now = Date.now();
-        entry = {
-          version: 1,
-          id: msg.id,
-          sender: msg.sender,
-          arrivedAt: now,
-          size: msg.size,
-          recipients: msg.remote.map((address) => ({ address, state: 'pending', attempts: 0, lastResponse: null, updatedAt: now })),
-          attempts: 0,
-          nextAttemptAt: now,
-          lastError: null,
-          bounced: false,
-        };
-        const prepared = await this.queue.prepare(entry, [Buffer.from(msg.received), ...msg.body]);
-        aborts.push(prepared.abort);
-        commits.push(prepared.commit);
-      }
+      await this.journal.append(records, entry ? [entry.id] : []);
     } catch (e) {
-      await Promise.all(aborts.map((a) => a()));
+      if (entry) this.unreleased.delete(entry.id);
       throw e;
     }
-    const dirs = new Set<string>();
-    for (const c of commits) dirs.add(await c());
-    await Promise.all([...dirs].map((d) => this.syncer.sync(d)));
-    if (entry) this.onQueued(entry);
     return { queueId: entry?.id ?? null, mailboxes };
   }
 }

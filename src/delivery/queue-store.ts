@@ -57,30 +57,6 @@ export class QueueStore {
     }
   }
 
-  /** Writes the entry's files durably under tmp/; commit() puts them in place. */
-  async prepare(entry: QueueEntry, message: readonly Buffer[]): Promise<PreparedEntry> {
-    const eml = join(this.tmpDir, `${entry.id}.eml`);
-    const json = join(this.tmpDir, `${entry.id}.json`);
-    await writeFileDurably(eml, message);
-    try {
-      await writeFileDurably(json, [Buffer.from(JSON.stringify(entry))]);
-    } catch (e) {
-      await fs.unlink(eml).catch(() => {});
-      throw e;
-    }
-    return {
-      commit: async () => {
-        await fs.rename(eml, join(this.dir, `${entry.id}.eml`));
-        await fs.rename(json, join(this.dir, `${entry.id}.json`));
-        return this.dir;
-      },
-      abort: async () => {
-        await fs.unlink(eml).catch(() => {});
-        await fs.unlink(json).catch(() => {});
-      },
-    };
-  }
-
   /** Replaces an entry's state durably (write new, rename over). */
   async update(entry: QueueEntry): Promise<void> {
     const tmp = join(this.dir, `${entry.id}.json.${randomBytes(4).toString('hex')}`);
@@ -121,12 +97,6 @@ export class QueueStore {
   async count(): Promise<number> {
     return (await fs.readdir(this.dir)).filter((f) => f.endsWith('.json')).length;
   }
-}
-
-export interface PreparedEntry {
-  /** renames the files into place; returns the directory to fsync */
-  commit(): Promise<string>;
-  abort(): Promise<void>;
 }
 
 function ignoreMissing(e: NodeJS.ErrnoException): void {

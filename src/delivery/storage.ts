@@ -6,15 +6,15 @@ import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
 import { DirSyncer } from './durable.js';
 import { Intake } from './intake.js';
+import { Journal } from './journal.js';
 import { DataDirLock } from './lock.js';
-import { Maildirs } from './maildir.js';
 import { OutboundQueue } from './outbound.js';
 import { QueueStore } from './queue-store.js';
 
 export class Storage {
   private constructor(
     readonly dataDir: string,
-    readonly maildirs: Maildirs,
+    readonly journal: Journal,
     readonly queue: QueueStore,
     readonly intake: Intake,
     readonly outbound: OutboundQueue,
@@ -27,23 +27,30 @@ export class Storage {
     await fs.mkdir(join(dataDir, 'queue'), { recursive: true, mode: 0o700 });
     const lock = await DataDirLock.acquire(dataDir);
     try {
-      const syncer = new DirSyncer();
-      const maildirs = new Maildirs(join(dataDir, 'mail'));
-      const queue = new QueueStore(join(dataDir, 'queue'), syncer);
+      let intake: Intake | null = null;
+      const journal = await Journal.open(dataDir, (ids) => intake?.released(ids), log);
+      const queue = new QueueStore(join(dataDir, 'queue'), new DirSyncer());
       await queue.init();
       let outbound: OutboundQueue | null = null;
-      const intake = new Intake(maildirs, queue, syncer, (entry) => outbound?.enqueued(entry));
+      intake = new Intake(journal, join(dataDir, 'mail'), (entry) => outbound?.enqueued(entry));
       outbound = new OutboundQueue(queue, intake, log, metrics);
-      return new Storage(dataDir, maildirs, queue, intake, outbound, lock);
+      return new Storage(dataDir, journal, queue, intake, outbound, lock);
     } catch (e) {
       await lock.release();
       throw e;
     }
   }
 
+  /** Queue counts for metrics and /status, entries still being checkpointed included. */
+  stats(): { active: number; deferred: number; oldestArrival: number | null } {
+    const s = this.outbound.stats();
+    return { ...s, active: s.active + this.intake.unreleasedCount };
+  }
+
   /** Finishes deliveries in flight and releases the data dir. */
   async close(): Promise<void> {
     await this.outbound.stop();
+    await this.journal.close();
     await this.lock.release();
   }
 }

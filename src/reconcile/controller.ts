@@ -216,7 +216,7 @@ export class Controller {
     m.accountsSource = () => ({ backend: this.applied!.accounts.kind, up: this.applied!.accounts.health().up });
     if (!prev || prev.storage !== gen.storage) {
       if (prev) this.oldStorages.push(prev.storage);
-      m.queueSource = () => gen.storage.outbound.stats();
+      m.queueSource = () => gen.storage.stats();
       void gen.storage.outbound.start(() => this.deliveryContext()).catch((e: Error) => this.d.log.error('cannot start the outbound queue', { error: e }));
     }
     if (!prev || prev.transport !== gen.transport) {

@@ -58,7 +58,7 @@ export function buildStatus(c: Controller): unknown {
         }
       : null,
     delivery: gen ? { transport: gen.transport.kind, ...(gen.transport.kind === 'mx' ? { lastError: gen.transport.health().lastError } : {}) } : null,
-    queue: gen ? queueStatus(gen.storage.outbound.stats()) : null,
+    queue: gen ? queueStatus(gen.storage.stats()) : null,
     storage: gen ? { dataDir: gen.state.storage.dataDir } : null,
   };
 }
