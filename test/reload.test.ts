@@ -154,12 +154,18 @@ test('TLS mode change on the same port: no moment where the port refuses', async
     let refusals = 0;
     let probing = true;
     const prober = (async () => {
-      while (probing) if (!(await accepts(env.ports.submission))) refusals++;
+      while (probing) {
+        if (!(await accepts(env.ports.submission))) refusals++;
+        await new Promise((r) => setTimeout(r, 2)); // steady probing, without starving the machine
+      }
     })();
-    writeFileSync(env.configFile, baseConfig(env).replace(`port: ${env.ports.submission}, role: submission, tls: starttls`, `port: ${env.ports.submission}, role: submission, tls: implicit`));
-    await untilGeneration(mp, 2);
-    probing = false;
-    await prober;
+    try {
+      writeFileSync(env.configFile, baseConfig(env).replace(`port: ${env.ports.submission}, role: submission, tls: starttls`, `port: ${env.ports.submission}, role: submission, tls: implicit`));
+      await untilGeneration(mp, 2);
+    } finally {
+      probing = false;
+      await prober;
+    }
     assert.equal(refusals, 0);
     const c = await SmtpClient.connect({ port: env.ports.submission, implicitTls: true });
     assert.equal(c.greeting.code, 220, 'now implicit TLS');

@@ -78,7 +78,7 @@ export class Intake {
       if (seen.has(t.user)) continue; // one copy per mailbox, however many of its addresses were used
       seen.add(t.user);
       await this.ensureMaildir(t.user);
-      const data = Buffer.concat(toLf([Buffer.from(`Return-Path: <${msg.sender}>\r\nDelivered-To: ${t.address}\r\n${msg.received}`), ...msg.body]));
+      const data = standalone(toLf([Buffer.from(`Return-Path: <${msg.sender}>\r\nDelivered-To: ${t.address}\r\n${msg.received}`), ...msg.body]));
       records.push({ k: 'm', user: t.user, name: maildirName(data.length), data });
       mailboxes.push(t.user);
     }
@@ -97,7 +97,7 @@ export class Intake {
         lastError: null,
         bounced: false,
       };
-      records.push({ k: 'q', id: entry.id, json: JSON.stringify(entry), data: Buffer.concat([Buffer.from(msg.received), ...msg.body]) });
+      records.push({ k: 'q', id: entry.id, json: JSON.stringify(entry), data: standalone([Buffer.from(msg.received), ...msg.body]) });
       this.unreleased.set(entry.id, entry);
     }
     try {
@@ -108,6 +108,18 @@ export class Intake {
     }
     return { queueId: entry?.id ?? null, mailboxes };
   }
+}
+
+/**
+ * One buffer with an ArrayBuffer of its own (not a slice of Node's shared pool), so that handing
+ * it to the journal worker is a transfer, not a copy of the whole pool.
+ */
+function standalone(chunks: readonly Buffer[]): Buffer {
+  const size = chunks.reduce((n, c) => n + c.length, 0);
+  const out = Buffer.allocUnsafeSlow(size);
+  let off = 0;
+  for (const c of chunks) off += c.copy(out, off);
+  return out;
 }
 
 /** CRLF → LF for Maildir files (the convention Dovecot and mail readers expect). */

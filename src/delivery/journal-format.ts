@@ -1,6 +1,7 @@
 // Journal records: the files an accepted message must become (Maildir copies, queue entries),
 // framed with lengths and a CRC so that a torn write at the end of a segment is recognised.
 // Shared by the writer (main thread), the materializer (worker) and recovery.
+import { crc32 as zlibCrc32 } from 'node:zlib';
 
 export type JournalRecord =
   /** a Maildir copy: <maildirs>/<user>/new/<name> */
@@ -10,20 +11,11 @@ export type JournalRecord =
 
 const MAGIC = 0x4d504a31; // "MPJ1"
 
-const TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
+/** CRC-32 over several parts (zlib's, native). */
 export function crc32(parts: readonly Uint8Array[]): number {
-  let c = 0xffffffff;
-  for (const p of parts) for (let i = 0; i < p.length; i++) c = TABLE[(c ^ p[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  let c = 0;
+  for (const p of parts) c = zlibCrc32(p, c);
+  return c >>> 0;
 }
 
 /** Encodes records as buffers ready for one writev. */

@@ -121,7 +121,8 @@ export class Journal {
       const id = this.nextBatch++;
       this.awaitingFiles.set(id, batch);
       this.worker.ref();
-      this.worker.postMessage({ type: 'batch', batch: id, records });
+      // the records' buffers are standalone (see Intake): move them to the worker instead of copying
+      this.worker.postMessage({ type: 'batch', batch: id, records }, transferable(records));
       if (seg.size > ROTATE_AFTER_BYTES || Date.now() - seg.firstAt > ROTATE_AFTER_MS) await this.rotate();
       else this.armRotation();
     }
@@ -193,6 +194,15 @@ export class Journal {
     if (this.awaitingDurable.size) await new Promise<void>((r) => (this.idle = r));
     await this.worker.terminate();
   }
+}
+
+function transferable(records: readonly JournalRecord[]): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const r of records) {
+    const b = r.data.buffer;
+    if (b instanceof ArrayBuffer && r.data.byteOffset === 0 && r.data.byteLength === b.byteLength) out.add(b);
+  }
+  return [...out];
 }
 
 function fsyncDir(dir: string, cb: (e: Error | null) => void): void {

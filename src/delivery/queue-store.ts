@@ -32,8 +32,13 @@ export interface QueueEntry {
   bounced: boolean;
 }
 
+// Unique without a random draw per message: time, a per-process salt, a counter.
+const SALT = randomBytes(3).toString('hex');
+let sequence = 0;
+
 export function newQueueId(now = Date.now()): string {
-  return `${now.toString(36).padStart(9, '0')}${randomBytes(5).toString('hex')}`;
+  sequence = (sequence + 1) % 1679616; // 36^4
+  return `${now.toString(36).padStart(9, '0')}${SALT}${sequence.toString(36).padStart(4, '0')}`;
 }
 
 export class QueueStore {

@@ -1,4 +1,5 @@
 // Structured logs: JSON lines when stderr is not a terminal, short readable lines when it is.
+import { writeSync } from 'node:fs';
 // Callers pass fields, never secrets; the Secret type prints as [redacted] if one slips in.
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
@@ -21,10 +22,32 @@ export interface LoggerOptions {
   now?: () => Date;
 }
 
+// Lines written in one burst (a busy event-loop turn) leave in one write; exit flushes the rest.
+let buffered: string[] = [];
+let scheduled = false;
+function flushStderr(): void {
+  scheduled = false;
+  if (!buffered.length) return;
+  const out = buffered.join('');
+  buffered = [];
+  process.stderr.write(out);
+}
+process.on('exit', () => {
+  if (buffered.length) writeSync(2, buffered.join(''));
+  buffered = [];
+});
+function bufferedStderr(line: string): void {
+  buffered.push(line);
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(flushStderr);
+  }
+}
+
 export function createLogger(opts: LoggerOptions = {}, bound: Fields = {}): Logger {
   const min = ORDER[opts.level ?? 'info'];
   const json = opts.json ?? !process.stderr.isTTY;
-  const write = opts.write ?? ((line: string) => process.stderr.write(line));
+  const write = opts.write ?? bufferedStderr;
   const now = opts.now ?? (() => new Date());
   const emit = (level: Level, msg: string, fields?: Fields) => {
     if (ORDER[level] < min) return;

@@ -12,6 +12,8 @@ import { Replies } from './replies.js';
 import { SessionHandlers, type ListenerContext, type Session, type SessionDeps } from './session.js';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36)}`;
+let nextConnection = 0;
 
 /** smtp-server's connection with mailplane's protocol decisions layered on top. */
 class MailplaneConnection extends SMTPConnection {
@@ -55,6 +57,14 @@ class MailplaneSMTPServer extends SMTPServer {
     readonly handlers: SessionHandlers,
   ) {
     super(options);
+  }
+
+  // Without PROXY protocol the library draws 10 random bytes per connection for an id; a
+  // counter does as well for logs and costs nothing.
+  override _handleProxy(socket: Socket, callback: Parameters<SMTPServer['_handleProxy']>[1]): void {
+    if (this._expectsProxyHeader(socket)) return super._handleProxy(socket, callback);
+    const id = `${ID_PREFIX}${(nextConnection++).toString(36)}`;
+    setImmediate(() => callback(null, { id }));
   }
 
   override connect(socket: Socket, socketOptions?: ConstructorParameters<typeof SMTPConnection>[2]): void {

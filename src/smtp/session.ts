@@ -33,6 +33,8 @@ export interface SessionState {
   user: string | null;
   counted: boolean;
   accepted: number;
+  /** ids of the messages accepted in this session, for the session's log line */
+  ids: string[];
   rejected: Record<string, number>;
   local: Map<string, LocalTarget>;
   remote: Map<string, string>;
@@ -77,6 +79,7 @@ export class SessionHandlers {
       user: null,
       counted: true,
       accepted: 0,
+      ids: [],
       rejected: {},
       local: new Map(),
       remote: new Map(),
@@ -250,14 +253,7 @@ export class SessionHandlers {
     m.smtpMessageSize.observe({ listener: this.d.listener }, size);
     if (result.mailboxes.length) m.delivery.inc({ transport: 'local', result: 'delivered' }, result.mailboxes.length);
     this.d.onAccepted?.(result.queueId !== null);
-    this.d.log.info('message accepted', {
-      listener: this.d.listener,
-      session: session.id,
-      id,
-      size,
-      mailboxes: result.mailboxes.length,
-      queued: result.queueId !== null ? st.remote.size : 0,
-    });
+    st.ids.push(id);
     return id;
   }
 
@@ -275,6 +271,7 @@ export class SessionHandlers {
       tls: st.tls?.version,
       user: st.user ?? undefined,
       accepted: st.accepted,
+      messages: st.ids.length ? st.ids : undefined,
       rejected: Object.keys(st.rejected).length ? st.rejected : undefined,
       durationMs: Date.now() - st.startedAt,
     });
