@@ -1,24 +1,26 @@
-// Triggers for the control loop from the file system. Watches the *directories* of the config
-// and every file it references (without following symlinks), because Kubernetes updates a
-// mounted ConfigMap or Secret by swapping a `..data` symlink, which a watch on the file itself
-// sees only once. Editors' rename-over-temp-file and `git checkout` show up the same way.
-// Events only mark the loop dirty; the controller reads everything anew and compares hashes.
-import { dirname } from 'node:path';
+// Triggers for the control loop from the file system: the config and every file it references
+// are polled by path (a stat every 100 ms, following symlinks). Unlike event-based watches this
+// sees every Kubernetes ConfigMap/Secret update (an atomic swap of the `..data` symlink the file
+// points through), editors' rename-over-temp-file, `git checkout` and in-place writes alike, and
+// costs nothing when a busy log or data dir shares the config's folder. Events only mark the
+// loop dirty; the controller reads everything anew and compares hashes.
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from '../ops/logger.js';
+
+const POLL_MS = 100;
 
 export interface WatchOptions {
   /** delay between the first event of a burst and the reconcile it asks for */
   readonly debounceMs: number;
   /** safety net: ask for a reconcile this often even without events (0 = never) */
   readonly recheckMs: number;
-  /** watch for file events (false: only the periodic check) */
+  /** watch the files (false: only the periodic check) */
   readonly events: boolean;
 }
 
 export class ConfigWatcher {
   private watcher: FSWatcher | null = null;
-  private dirs = new Set<string>();
+  private key = '';
   private timer: NodeJS.Timeout | null = null;
   private recheck: NodeJS.Timeout | null = null;
 
@@ -28,18 +30,18 @@ export class ConfigWatcher {
     private readonly opts: WatchOptions,
   ) {}
 
-  /** Watches the folders of these files (the set changes when the config references new files). */
+  /** Watches these files (the set changes when the config references new files). */
   async update(files: readonly string[]): Promise<void> {
     if (!this.recheck && this.opts.recheckMs > 0) {
       this.recheck = setInterval(() => this.trigger('periodic check'), this.opts.recheckMs);
       this.recheck.unref();
     }
     if (!this.opts.events) return;
-    const wanted = new Set(files.map((f) => dirname(f)));
-    if (this.watcher && sameSet(wanted, this.dirs)) return;
+    const key = [...files].sort().join('\n');
+    if (this.watcher && key === this.key) return;
     const old = this.watcher;
-    this.dirs = wanted;
-    const w = watch([...wanted], { depth: 0, followSymlinks: false, ignoreInitial: true, atomic: false, persistent: true });
+    this.key = key;
+    const w = watch([...files], { usePolling: true, interval: POLL_MS, binaryInterval: POLL_MS, followSymlinks: true, ignoreInitial: true, atomic: false, persistent: true });
     w.on('all', (event, path) => this.poke(`${event} ${path}`));
     w.on('error', (err) => this.log.warn('file watch error', { error: err as Error }));
     await new Promise<void>((resolve) => w.once('ready', () => resolve()));
@@ -63,8 +65,4 @@ export class ConfigWatcher {
     await this.watcher?.close();
     this.watcher = null;
   }
-}
-
-function sameSet(a: Set<string>, b: Set<string>): boolean {
-  return a.size === b.size && [...a].every((x) => b.has(x));
 }
