@@ -1,0 +1,260 @@
+// Pieces of the benchmark: servers under test, the load generator (Postfix's smtp-source, a
+// separate process), a latency probe, idle connections, and CPU/RSS readings from /proc.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+
+export const ROOT = new URL('../', import.meta.url).pathname;
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+/** Installs Postfix's smtp-source from Debian when it is missing (without starting Postfix). */
+export function ensureSmtpSource(): string {
+  const bin = '/usr/sbin/smtp-source';
+  if (existsSync(bin)) return bin;
+  console.log('installing smtp-source (Debian package postfix; its service is not started)…');
+  const policy = '/usr/sbin/policy-rc.d';
+  const madePolicy = !existsSync(policy);
+  if (madePolicy) writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+  try {
+    execFileSync('sh', ['-c', 'echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections'], { stdio: 'inherit' });
+    execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'postfix'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  } finally {
+    if (madePolicy) execFileSync('rm', ['-f', policy]);
+  }
+  if (!existsSync(bin)) throw new Error('smtp-source is still missing after installing postfix');
+  return bin;
+}
+
+export interface ServerUnderTest {
+  readonly name: string;
+  readonly port: number;
+  readonly child: ChildProcess;
+  readonly dir: string;
+  stop(): Promise<void>;
+}
+
+async function waitPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited: ${log()}`);
+    if (await reachable(port)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`server did not listen on ${port}: ${log()}`);
+}
+
+export function reachable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return async () => {
+    if (child.exitCode !== null) return;
+    const done = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await done;
+    clearTimeout(t);
+  };
+}
+
+export const BENCH_USER_HASH = '$argon2id$v=19$m=19456,t=2,p=1$TZ12nhwvbIjuYS/oJJhdig$bRbcBW9Vr9ojnIkUQYYHehIc+UFMJdT7z0h4/dWs6qE';
+
+export function mailplaneConfig(dir: string, port: number, ops: number, extra = ''): string {
+  return `version: 1
+hostname: mail.example.com
+domains: [example.com]
+smtp:
+  maxMessageSize: 10MB
+  ${existsSync(join(dir, 'tls.crt')) ? `tls: { certFile: tls.crt, keyFile: tls.key }` : ''}
+  listeners:
+    - { name: mx, address: 127.0.0.1, port: ${port}, role: mx, tls: none }
+  limits: { maxConnections: 20000, maxConnectionsPerClient: 20000, maxRecipients: 100 }
+${extra}accounts:
+  local:
+    users:
+      - { name: bench, passwordHash: "${BENCH_USER_HASH}", aliases: [postmaster] }
+storage:
+  dataDir: ${join(dir, 'data')}
+observability:
+  listen: 127.0.0.1:${ops}
+`;
+}
+
+export async function startMailplane(dir: string, config: string, ops: number, port: number): Promise<ServerUnderTest & { startupMs: number }> {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'mailserver.yaml');
+  writeFileSync(file, config);
+  let log = '';
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [join(ROOT, 'bin/mailplane.js'), 'run', '--config', file, '--log-format', 'json'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr!.on('data', (d) => {
+    if (log.length < 100_000) log += d;
+  });
+  // ready = /readyz answers 200 (config applied, every listener bound, queue loaded)
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`mailplane exited: ${log}`);
+    const ok = await fetch(`http://127.0.0.1:${ops}/readyz`).then((r) => r.status === 200, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`mailplane not ready: ${log}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const startupMs = performance.now() - t0;
+  return { name: 'mailplane', port, child, dir, stop: stopper(child), startupMs };
+}
+
+export async function startBaseline(dir: string, port: number): Promise<ServerUnderTest> {
+  mkdirSync(dir, { recursive: true });
+  let log = '';
+  const child = spawn(process.execPath, [join(ROOT, 'bench/baseline-server.mjs'), String(port), join(dir, 'spool')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (d) => (log += d));
+  child.stderr!.on('data', (d) => (log += d));
+  await waitPort(port, child, () => log);
+  return { name: 'baseline', port, child, dir, stop: stopper(child) };
+}
+
+/** utime+stime of a process (all its threads), in ms. */
+export function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  const tick = 1000 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+  return (Number(fields[11]) + Number(fields[12])) * tick;
+}
+
+export function rssMiB(pid: number): number {
+  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+export interface LoadResult {
+  readonly messages: number;
+  readonly seconds: number;
+  readonly rate: number;
+  readonly ok: boolean;
+}
+
+/** smtp-source: `sessions` in parallel, `size` bytes of payload, new connection per message unless reuse. */
+export function smtpSource(bin: string, port: number, o: { sessions: number; size: number; messages: number; reuse: boolean }): Promise<LoadResult> {
+  const args = ['-s', String(o.sessions), '-l', String(o.size), '-m', String(o.messages), '-f', 'load@example.net', '-t', 'bench@example.com', '-M', 'loadgen.example.net'];
+  if (o.reuse) args.unshift('-d');
+  args.push(`127.0.0.1:${port}`);
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    child.on('exit', (code) => {
+      const seconds = (performance.now() - t0) / 1000;
+      if (code !== 0) process.stderr.write(`smtp-source failed (${code}): ${err}\n`);
+      resolve({ messages: o.messages, seconds, rate: o.messages / seconds, ok: code === 0 });
+    });
+  });
+}
+
+/**
+ * Measures "end of DATA → 250" as a client sees it, on one reused connection, while the load runs.
+ * Returns the latencies in ms.
+ */
+export async function probeLatency(port: number, size: number, until: () => boolean, everyMs = 20): Promise<number[]> {
+  const sock = connect({ port, host: '127.0.0.1' });
+  sock.setNoDelay(true);
+  await new Promise<void>((r, j) => {
+    sock.once('connect', () => r());
+    sock.once('error', j);
+  });
+  const lines = lineReader(sock);
+  await lines(); // greeting
+  sock.write('HELO probe.example.net\r\n');
+  await lines();
+  const body = `Subject: probe\r\n\r\n${'x'.repeat(Math.max(0, size - 60)).replace(/(.{76})/g, '$1\r\n')}\r\n`;
+  const out: number[] = [];
+  while (until()) {
+    sock.write('MAIL FROM:<probe@example.net>\r\n');
+    await lines();
+    sock.write('RCPT TO:<bench@example.com>\r\n');
+    await lines();
+    sock.write('DATA\r\n');
+    await lines();
+    sock.write(body);
+    const t0 = performance.now();
+    sock.write('.\r\n');
+    const reply = await lines();
+    if (reply.startsWith('250')) out.push(performance.now() - t0);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  sock.end('QUIT\r\n');
+  return out;
+}
+
+function lineReader(sock: Socket): () => Promise<string> {
+  let buf = '';
+  const waiting: ((l: string) => void)[] = [];
+  const ready: string[] = [];
+  sock.setEncoding('utf8');
+  sock.on('data', (d: string) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\r\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (line[3] === '-') continue;
+      const w = waiting.shift();
+      if (w) w(line);
+      else ready.push(line);
+    }
+  });
+  return () => {
+    const l = ready.shift();
+    return l !== undefined ? Promise.resolve(l) : new Promise((r) => waiting.push(r));
+  };
+}
+
+/** Opens n idle connections (each waits after the greeting) from a separate process. */
+export async function idleConnections(port: number, n: number): Promise<{ close: () => Promise<void> }> {
+  const script = `
+const net = require('net'); const n = ${n}; let open = 0; const socks = [];
+function one() { const s = net.connect({ port: ${port}, host: '127.0.0.1' }); socks.push(s);
+  s.once('data', () => { open++; if (open === n) process.stdout.write('ready\\n'); else if (socks.length < n) one(); });
+  s.on('error', (e) => { process.stderr.write(String(e) + '\\n'); process.exit(1); }); }
+for (let i = 0; i < Math.min(n, 200); i++) one();
+if (n === 0) process.stdout.write('ready\\n');
+process.stdin.on('end', () => process.exit(0)); process.stdin.resume();`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => String(d).includes('ready') && resolve());
+    child.on('exit', (c) => reject(new Error(`idle client exited ${c}`)));
+  });
+  return {
+    close: async () => {
+      const done = new Promise((r) => child.once('exit', r));
+      child.stdin!.end();
+      await done;
+    },
+  };
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  if (!values.length) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}

@@ -1,0 +1,184 @@
+// `npm run bench`: mailplane against a bare smtp-server+fsync baseline, measured in the same run
+// with Postfix's smtp-source as the load generator. Prints a table and writes
+// bench/results/latest.{json,md}. Never part of `npm test`.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import {
+  cpuMs,
+  ensureSmtpSource,
+  freePort,
+  idleConnections,
+  mailplaneConfig,
+  percentile,
+  probeLatency,
+  ROOT,
+  rssMiB,
+  smtpSource,
+  startBaseline,
+  startMailplane,
+  type ServerUnderTest,
+} from './harness.js';
+import { reloadUnderLoad } from './reload.js';
+
+const QUICK = process.argv.includes('--quick');
+const SECONDS = QUICK ? 1.5 : 3;
+
+interface Row {
+  server: string;
+  sessions: number;
+  size: number;
+  reuse: boolean;
+  messages: number;
+  rate: number;
+  cpuMsPerMsg: number;
+  p50: number;
+  p99: number;
+  ok: boolean;
+}
+
+async function measure(bin: string, s: ServerUnderTest, sessions: number, size: number, reuse: boolean): Promise<Row> {
+  const calib = await smtpSource(bin, s.port, { sessions, size, messages: Math.max(sessions * 5, 200), reuse });
+  const messages = Math.round(Math.min(40_000, Math.max(sessions * 10, 300, calib.rate * SECONDS)));
+  const cpu0 = cpuMs(s.child.pid!);
+  let running = true;
+  const probe = probeLatency(s.port, size, () => running);
+  const r = await smtpSource(bin, s.port, { sessions, size, messages, reuse });
+  running = false;
+  const cpu1 = cpuMs(s.child.pid!);
+  const lat = await probe;
+  return { server: s.name, sessions, size, reuse, messages, rate: r.rate, cpuMsPerMsg: (cpu1 - cpu0) / messages, p50: percentile(lat, 50), p99: percentile(lat, 99), ok: r.ok && calib.ok };
+}
+
+async function main(): Promise<void> {
+  const bin = ensureSmtpSource();
+  const work = mkdtempSync(join(tmpdir(), 'mailplane-bench-'));
+  console.log(`mailplane benchmark — ${new Date().toISOString()} — ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`);
+  console.log(`work dir ${work}\n`);
+
+  const [mpPort, mpOps, basePort] = [await freePort(), await freePort(), await freePort()];
+  const mp = await startMailplane(join(work, 'mailplane'), mailplaneConfig(join(work, 'mailplane'), mpPort, mpOps), mpOps, mpPort);
+  const base = await startBaseline(join(work, 'baseline'), basePort);
+  const rows: Row[] = [];
+  const head = 'server      sessions  size     conn   messages    msg/s  cpu ms/msg  p50 ms  p99 ms';
+  console.log(head);
+  const print = (r: Row) =>
+    console.log(
+      `${r.server.padEnd(10)}  ${String(r.sessions).padStart(8)}  ${(r.size >= 1024 ? `${r.size / 1024} KiB` : `${r.size} B`).padEnd(7)}  ${(r.reuse ? 'reuse' : 'new').padEnd(5)}  ${String(r.messages).padStart(8)}  ${r.rate.toFixed(0).padStart(7)}  ${r.cpuMsPerMsg.toFixed(3).padStart(10)}  ${r.p50.toFixed(2).padStart(6)}  ${r.p99.toFixed(2).padStart(6)}${r.ok ? '' : '  (errors)'}`,
+    );
+  try {
+    // The headline scenario three times, interleaved, so that both servers see the same noise.
+    for (let i = 0; i < (QUICK ? 1 : 3); i++) {
+      for (const s of [base, mp]) {
+        const r = await measure(bin, s, 20, 1024, false);
+        rows.push(r);
+        print(r);
+      }
+    }
+    for (const size of [1024, 100 * 1024]) {
+      for (const reuse of [false, true]) {
+        for (const sessions of [1, 20, 100]) {
+          if (sessions === 20 && size === 1024 && !reuse) continue; // done above
+          for (const s of [base, mp]) {
+            const r = await measure(bin, s, sessions, size, reuse);
+            rows.push(r);
+            print(r);
+          }
+        }
+      }
+    }
+  } finally {
+    await base.stop();
+    await mp.stop();
+  }
+
+  console.log('\nreload under load (20 sessions sending, 50 changes: policy and certificate rotations)…');
+  const reload = await reloadUnderLoad(bin, join(work, 'reload'), QUICK ? 20 : 50);
+  console.log(
+    `  applied ${reload.applied}/${reload.changes}; file change → applied p50 ${reload.p50.toFixed(0)} ms, p99 ${reload.p99.toFixed(0)} ms; failed or 4xx/5xx transactions: ${reload.failed} of ${reload.sent}`,
+  );
+
+  console.log('\nmemory and start-up…');
+  const memory = await memoryRun(bin, join(work, 'memory'));
+  console.log(
+    `  RSS idle: ${memory.rss0.toFixed(1)} MiB; 1,000 idle connections ${memory.rss1k.toFixed(1)} MiB; 5,000 ${memory.rss5k.toFixed(1)} MiB → ${memory.perConnKiB.toFixed(1)} KiB per connection`,
+  );
+  console.log(`  RSS after ${memory.at1.toLocaleString()} messages ${memory.rssAt1.toFixed(1)} MiB, after ${memory.at2.toLocaleString()} ${memory.rssAt2.toFixed(1)} MiB (growth ${(memory.rssAt2 - memory.rssAt1).toFixed(1)} MiB)`);
+  console.log(`  start-up to /readyz: median ${memory.startupMs.toFixed(0)} ms`);
+
+  const summary = summarize(rows);
+  console.log(`\nheadline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): mailplane ${summary.mailplane.toFixed(0)} msg/s, baseline ${summary.baseline.toFixed(0)} msg/s, ratio ${summary.ratio.toFixed(2)}×`);
+  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version }, rows, reload, memory, summary };
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(ROOT, 'bench/results/latest.md'), markdown(result));
+  console.log('\nwrote bench/results/latest.json and bench/results/latest.md');
+  rmSync(work, { recursive: true, force: true });
+}
+
+function summarize(rows: Row[]): { mailplane: number; baseline: number; ratio: number } {
+  const pick = (server: string) => rows.filter((r) => r.server === server && r.sessions === 20 && r.size === 1024 && !r.reuse).map((r) => r.rate);
+  const m = percentile(pick('mailplane'), 50);
+  const b = percentile(pick('baseline'), 50);
+  return { mailplane: m, baseline: b, ratio: m / b };
+}
+
+async function memoryRun(bin: string, dir: string) {
+  const starts: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const [port, ops] = [await freePort(), await freePort()];
+    const d = join(dir, `start${i}`);
+    const s = await startMailplane(d, mailplaneConfig(d, port, ops), ops, port);
+    starts.push(s.startupMs);
+    await s.stop();
+  }
+  const [port, ops] = [await freePort(), await freePort()];
+  const s = await startMailplane(dir, mailplaneConfig(dir, port, ops), ops, port);
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const rss0 = rssMiB(s.child.pid!);
+    let idle = await idleConnections(port, 1000);
+    const rss1k = rssMiB(s.child.pid!);
+    await idle.close();
+    idle = await idleConnections(port, 5000);
+    const rss5k = rssMiB(s.child.pid!);
+    await idle.close();
+    const at1 = QUICK ? 2000 : 10_000;
+    const at2 = QUICK ? 10_000 : 100_000;
+    await smtpSource(bin, port, { sessions: 20, size: 1024, messages: at1, reuse: false });
+    const rssAt1 = rssMiB(s.child.pid!);
+    await smtpSource(bin, port, { sessions: 20, size: 1024, messages: at2 - at1, reuse: false });
+    const rssAt2 = rssMiB(s.child.pid!);
+    return { rss0, rss1k, rss5k, perConnKiB: ((rss5k - rss0) * 1024) / 5000, at1, rssAt1, at2, rssAt2, startupMs: percentile(starts, 50) };
+  } finally {
+    await s.stop();
+  }
+}
+
+function markdown(r: { date: string; machine: Record<string, unknown>; rows: Row[]; reload: Awaited<ReturnType<typeof reloadUnderLoad>>; memory: Awaited<ReturnType<typeof memoryRun>>; summary: ReturnType<typeof summarize> }): string {
+  const lines = [
+    `Run ${r.date} on ${r.machine.cpus}× ${r.machine.model}, ${r.machine.memGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}.`,
+    '',
+    '| server | sessions | size | connection | messages | msg/s | CPU ms/msg | p50 ms | p99 ms | vs baseline |',
+    '|---|---:|---|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const row of r.rows) {
+    const base = r.rows.find((x) => x.server === 'baseline' && x.sessions === row.sessions && x.size === row.size && x.reuse === row.reuse);
+    const ratio = row.server === 'mailplane' && base ? `${(row.rate / base.rate).toFixed(2)}×` : '';
+    lines.push(
+      `| ${row.server} | ${row.sessions} | ${row.size / 1024} KiB | ${row.reuse ? 'reused' : 'new per message'} | ${row.messages} | ${row.rate.toFixed(0)} | ${row.cpuMsPerMsg.toFixed(3)} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${ratio} |`,
+    );
+  }
+  lines.push(
+    '',
+    `Headline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): mailplane ${r.summary.mailplane.toFixed(0)} msg/s, baseline ${r.summary.baseline.toFixed(0)} msg/s, **${r.summary.ratio.toFixed(2)}×**.`,
+    '',
+    `Reload under load: ${r.reload.applied}/${r.reload.changes} changes applied, file change → applied p50 ${r.reload.p50.toFixed(0)} ms, p99 ${r.reload.p99.toFixed(0)} ms; ${r.reload.failed} failed or 4xx/5xx transactions out of ${r.reload.sent}.`,
+    '',
+    `Memory: ${r.memory.rss0.toFixed(1)} MiB idle, ${r.memory.rss1k.toFixed(1)} MiB with 1,000 idle connections, ${r.memory.rss5k.toFixed(1)} MiB with 5,000 (${r.memory.perConnKiB.toFixed(1)} KiB per connection); ${r.memory.rssAt1.toFixed(1)} MiB after ${r.memory.at1} messages, ${r.memory.rssAt2.toFixed(1)} MiB after ${r.memory.at2}. Start-up to /readyz: ${r.memory.startupMs.toFixed(0)} ms (median of 3).`,
+    '',
+  );
+  return lines.join('\n');
+}
+
+await main();
