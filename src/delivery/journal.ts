@@ -1,12 +1,13 @@
 // Group commit. Accepted messages are appended to a journal segment; one fdatasync covers every
 // message that arrived while the previous one ran. A worker then writes the Maildir and queue
 // files the records stand for and renames them into place (no fsync per file), and each 250
-// waits for both: durable in the journal, visible in new/ or the queue. At each checkpoint the
-// worker makes those files durable with one syncfs; only then is the segment deleted and are new
-// queue entries handed to delivery. After a crash, recovery replays whatever segments are left
-// (idempotently, size-checked) before anything is served.
+// waits for both: durable in the journal, visible in new/ or the queue. At each checkpoint one
+// `sync -f` (syncfs) makes the segment's files durable, off the event loop; only then is the
+// segment deleted and are new queue entries handed to delivery. After a crash, recovery replays
+// whatever segments are left (idempotently, size-checked) before anything is served.
 import fs, { constants, existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../ops/logger.js';
 import { decode, encode, type JournalRecord } from './journal-format.js';
@@ -46,16 +47,19 @@ export class Journal {
   private closed = false;
   private idle: (() => void) | null = null;
 
+  private nextSegment = 1;
+
   private constructor(
     private readonly dir: string,
+    private readonly dataDir: string,
     private readonly worker: Worker,
-    private nextSegment: number,
+    private readonly useSyncfs: boolean,
     private readonly onDurable: (released: readonly string[]) => void,
     private readonly log: Logger,
   ) {
     worker.on('message', (m: { type: string; segment?: number; batch?: number; message?: string; code?: string }) => {
       if (m.type === 'written') this.written(m.batch!);
-      else if (m.type === 'durable') void this.retire(m.segment!);
+      else if (m.type === 'flushed') this.syncSegment(m.segment!);
       else this.log.error('writing mail files failed, will retry (the messages are safe in the journal)', { error: m.message, code: m.code });
     });
     worker.on('error', (e) => this.log.error('journal worker failed', { error: e }));
@@ -68,8 +72,10 @@ export class Journal {
     await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
     const replayed = recover(dataDir, dir);
     if (replayed) log.warn('recovered messages from the journal after an unclean stop', { files: replayed });
-    const worker = new Worker(workerUrl(), { workerData: { dataDir } });
-    return new Journal(dir, worker, 1, onDurable, log);
+    const useSyncfs = syncfs(dataDir);
+    if (!useSyncfs) log.warn('`sync -f` is not available: every mail file is fsync\'ed on its own (slower)');
+    const worker = new Worker(workerUrl(), { workerData: { dataDir, fsyncEach: !useSyncfs } });
+    return new Journal(dir, dataDir, worker, useSyncfs, onDurable, log);
   }
 
   /**
@@ -98,31 +104,35 @@ export class Journal {
       const batch = this.pending;
       this.pending = [];
       const records = batch.flatMap((p) => p.records);
+      const id = this.nextBatch++;
+      // one contiguous journal write (a copy), so that the records' own buffers can move to the
+      // worker, which writes the files while the fdatasync below runs
+      const bytes = Buffer.concat(encode(records));
+      this.worker.ref();
+      this.worker.postMessage({ type: 'prepare', batch: id, records }, transferable(records));
       let seg: Segment | null = null;
       let start = 0;
       try {
         seg = await this.current();
         start = seg.size;
-        let bufs = encode(records);
-        const total = bufs.reduce((n, b) => n + b.length, 0);
+        let bufs: Buffer[] = [bytes];
         while (bufs.length) {
           const n = await call<number>(fs.writev, seg.fd, bufs);
           bufs = advance(bufs, n);
         }
         await call(fs.fdatasync, seg.fd);
-        seg.size += total;
+        seg.size += bytes.length;
       } catch (e) {
         // never leave a torn batch in front of later ones: cut it off, or start a new segment
         if (seg) await call(fs.ftruncate, seg.fd, start).catch(() => this.abandon(seg!));
+        this.worker.postMessage({ type: 'abort', batch: id });
         for (const p of batch) p.reject(e as Error);
+        this.maybeUnref();
         continue;
       }
       seg.release.push(...batch.flatMap((p) => p.release));
-      const id = this.nextBatch++;
       this.awaitingFiles.set(id, batch);
-      this.worker.ref();
-      // the records' buffers are standalone (see Intake): move them to the worker instead of copying
-      this.worker.postMessage({ type: 'batch', batch: id, records }, transferable(records));
+      this.worker.postMessage({ type: 'commit', batch: id });
       if (seg.size > ROTATE_AFTER_BYTES || Date.now() - seg.firstAt > ROTATE_AFTER_MS) await this.rotate();
       else this.armRotation();
     }
@@ -173,6 +183,19 @@ export class Journal {
     await call(fs.close, seg.fd).catch(() => {});
     this.worker.ref();
     this.worker.postMessage({ type: 'checkpoint', segment: seg.n });
+  }
+
+  /** The worker wrote every file of segment n: make them durable without blocking anyone. */
+  private syncSegment(n: number): void {
+    if (!this.useSyncfs) {
+      void this.retire(n); // the worker fsync'ed every file and folder
+      return;
+    }
+    execFile('sync', ['-f', this.dataDir], (err) => {
+      if (!err) return void this.retire(n);
+      this.log.error('syncfs failed, retrying the checkpoint', { error: err });
+      setTimeout(() => this.syncSegment(n), 1000).unref();
+    });
   }
 
   private async retire(n: number): Promise<void> {

@@ -1,7 +1,7 @@
 // Turning journal records into the files they stand for, with synchronous calls: used by the
 // materializer worker (off the event loop) and by recovery at start-up. Idempotent in recovery
 // mode: a Maildir copy already in new/ or cur/, or a queue entry already present, is left alone.
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { JournalRecord } from './journal-format.js';
@@ -37,8 +37,16 @@ function writeNew(path: string, data: Uint8Array, fsyncEach: boolean): void {
   }
 }
 
-/** Writes one record's files; returns the paths written (their folders need an fsync too). */
-export function materialize(r: JournalRecord, l: Layout, o: { recovery: boolean; fsyncEach: boolean }): string[] {
+export interface Move {
+  readonly tmp: string;
+  readonly final: string;
+}
+
+/**
+ * Writes a record's files under tmp names (nothing visible yet); `place` renames them into
+ * their folders. In recovery mode a record already in place is skipped.
+ */
+export function prepare(r: JournalRecord, l: Layout, o: { recovery: boolean; fsyncEach: boolean }): Move[] {
   if (r.k === 'm') {
     if (!SAFE_USER.test(r.user) || !SAFE_NAME.test(r.name)) return [];
     const dir = join(l.mail, r.user);
@@ -46,8 +54,7 @@ export function materialize(r: JournalRecord, l: Layout, o: { recovery: boolean;
     if (o.recovery && (sameSize(join(dir, 'new', r.name), r.data.length) || inCur(dir, r.name))) return [];
     const tmp = join(dir, 'tmp', r.name);
     writeNew(tmp, r.data, o.fsyncEach);
-    renameSync(tmp, join(dir, 'new', r.name));
-    return [join(dir, 'new', r.name)];
+    return [{ tmp, final: join(dir, 'new', r.name) }];
   }
   if (!SAFE_NAME.test(r.id)) return [];
   const json = join(l.queue, `${r.id}.json`);
@@ -57,9 +64,30 @@ export function materialize(r: JournalRecord, l: Layout, o: { recovery: boolean;
   const tmpJson = join(l.queue, 'tmp', `${r.id}.json`);
   writeNew(tmpEml, r.data, o.fsyncEach);
   writeNew(tmpJson, Buffer.from(r.json), o.fsyncEach);
-  renameSync(tmpEml, join(l.queue, `${r.id}.eml`));
-  renameSync(tmpJson, json);
-  return [join(l.queue, `${r.id}.eml`), json];
+  // the .json last: a queue entry exists once its .json is in place
+  return [
+    { tmp: tmpEml, final: join(l.queue, `${r.id}.eml`) },
+    { tmp: tmpJson, final: json },
+  ];
+}
+
+export function place(moves: readonly Move[]): void {
+  for (const m of moves) renameSync(m.tmp, m.final);
+}
+
+export function discard(moves: readonly Move[]): void {
+  for (const m of moves) {
+    try {
+      unlinkSync(m.tmp);
+    } catch {}
+  }
+}
+
+/** prepare + place: used by recovery. Returns the paths written. */
+export function materialize(r: JournalRecord, l: Layout, o: { recovery: boolean; fsyncEach: boolean }): string[] {
+  const moves = prepare(r, l, o);
+  place(moves);
+  return moves.map((m) => m.final);
 }
 
 function sameSize(path: string, size: number): boolean {

@@ -1,37 +1,49 @@
-// Worker thread: writes the files of durable journal batches (no fsync on the hot path) and,
-// when asked, makes them durable with one syncfs; reports each checkpoint back. Records that
-// cannot be written (disk full) stay in a backlog and are retried: they are safe in the journal.
+// Worker thread: the file side of group commit. While the main thread appends a batch to the
+// journal and waits for its fdatasync, the worker already writes the batch's files under tmp
+// names ('prepare'); once the journal holds the batch it renames them into place ('commit'), or
+// removes them if the journal write failed ('abort'). With syncfs available it never fsyncs:
+// the main thread makes a segment's files durable with one `sync -f` at the checkpoint; without
+// it every file is fdatasync'ed and folders are fsync'ed at the checkpoint. A file that cannot
+// be written (disk full) is retried from the record: the message is safe in the journal.
 import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { JournalRecord } from './journal-format.js';
-import { layout, materialize, syncfs } from './materialize.js';
+import { discard, layout, place, prepare, type Move } from './materialize.js';
 
-type Msg = { type: 'batch'; batch: number; records: JournalRecord[] } | { type: 'checkpoint'; segment: number };
+type Msg =
+  | { type: 'prepare'; batch: number; records: JournalRecord[] }
+  | { type: 'commit'; batch: number }
+  | { type: 'abort'; batch: number }
+  | { type: 'checkpoint'; segment: number };
 
-const l = layout((workerData as { dataDir: string }).dataDir);
-let useSyncfs = true;
+const { dataDir, fsyncEach } = workerData as { dataDir: string; fsyncEach: boolean };
+const l = layout(dataDir);
 const dirty = new Set<string>();
-const written: string[] = [];
-const backlog: JournalRecord[] = [];
+const prepared = new Map<number, { moves: Move[]; failed: JournalRecord[] }>();
+const backlog: JournalRecord[] = []; // committed records whose files could not be written yet
 const waiting: number[] = []; // checkpoints asked for while the backlog was not empty
 let retry: NodeJS.Timeout | null = null;
 
+const report = (e: unknown) => parentPort!.postMessage({ type: 'error', message: (e as Error).message, code: (e as NodeJS.ErrnoException).code });
+
+function later(): void {
+  retry ??= setTimeout(() => {
+    retry = null;
+    if (drain()) flushCheckpoints();
+  }, 1000);
+}
+
 function drain(): boolean {
   while (backlog.length) {
-    const r = backlog[0]!;
     try {
-      for (const f of materialize(r, l, { recovery: false, fsyncEach: !useSyncfs })) {
-        dirty.add(dirname(f));
-        if (useSyncfs) written.push(f);
-      }
+      const moves = prepare(backlog[0]!, l, { recovery: true, fsyncEach });
+      place(moves);
+      for (const m of moves) dirty.add(dirname(m.final));
       backlog.shift();
     } catch (e) {
-      parentPort!.postMessage({ type: 'error', message: (e as Error).message, code: (e as NodeJS.ErrnoException).code });
-      retry ??= setTimeout(() => {
-        retry = null;
-        if (drain()) flushCheckpoints();
-      }, 1000);
+      report(e);
+      later();
       return false;
     }
   }
@@ -40,24 +52,14 @@ function drain(): boolean {
 
 function flushCheckpoints(): void {
   while (waiting.length) {
-    const segment = waiting.shift()!;
     try {
-      if (!useSyncfs || !syncfs(l.dataDir)) {
-        // no syncfs here: fsync what was written since the last checkpoint, and fsync from now on
-        for (const f of written) fsyncPath(f);
-        for (const d of dirty) fsyncPath(d);
-        useSyncfs = false;
-      }
+      if (fsyncEach) for (const d of dirty) fsyncPath(d);
       dirty.clear();
-      written.length = 0;
-      parentPort!.postMessage({ type: 'durable', segment });
+      parentPort!.postMessage({ type: 'flushed', segment: waiting[0] });
+      waiting.shift();
     } catch (e) {
-      waiting.unshift(segment);
-      parentPort!.postMessage({ type: 'error', message: (e as Error).message, code: (e as NodeJS.ErrnoException).code });
-      retry ??= setTimeout(() => {
-        retry = null;
-        if (drain()) flushCheckpoints();
-      }, 1000);
+      report(e);
+      later();
       return;
     }
   }
@@ -73,9 +75,46 @@ function fsyncPath(path: string): void {
 }
 
 parentPort!.on('message', (m: Msg) => {
-  if (m.type === 'batch') backlog.push(...m.records);
-  else waiting.push(m.segment);
-  if (drain()) flushCheckpoints();
-  // in place, or left in the backlog to retry: either way the batch is safe in the journal
-  if (m.type === 'batch') parentPort!.postMessage({ type: 'written', batch: m.batch });
+  switch (m.type) {
+    case 'prepare': {
+      const moves: Move[] = [];
+      const failed: JournalRecord[] = [];
+      for (const r of m.records) {
+        try {
+          moves.push(...prepare(r, l, { recovery: false, fsyncEach }));
+        } catch (e) {
+          report(e);
+          failed.push(r);
+        }
+      }
+      prepared.set(m.batch, { moves, failed });
+      return;
+    }
+    case 'commit': {
+      const p = prepared.get(m.batch);
+      prepared.delete(m.batch);
+      if (p) {
+        try {
+          place(p.moves);
+          for (const mv of p.moves) dirty.add(dirname(mv.final));
+        } catch (e) {
+          report(e);
+        }
+        backlog.push(...p.failed);
+      }
+      if (drain()) flushCheckpoints();
+      // in place, or in the backlog to retry: either way the batch is safe in the journal
+      parentPort!.postMessage({ type: 'written', batch: m.batch });
+      return;
+    }
+    case 'abort': {
+      const p = prepared.get(m.batch);
+      prepared.delete(m.batch);
+      if (p) discard(p.moves);
+      return;
+    }
+    case 'checkpoint':
+      waiting.push(m.segment);
+      if (drain()) flushCheckpoints();
+  }
 });

@@ -86,13 +86,27 @@ export class QueueStore {
     return out.sort((a, b) => a.arrivedAt - b.arrivedAt || a.id.localeCompare(b.id));
   }
 
+  /** An entry, or null when there is none; a damaged entry is moved to corrupt/ (never delivered blindly). */
   async read(id: string): Promise<QueueEntry | null> {
+    let text: string;
     try {
-      return JSON.parse(await fs.readFile(join(this.dir, `${id}.json`), 'utf8')) as QueueEntry;
+      text = await fs.readFile(join(this.dir, `${id}.json`), 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
     }
+    try {
+      const e = JSON.parse(text) as QueueEntry;
+      if (wellFormed(e, id)) return e;
+    } catch {}
+    await this.quarantine(id);
+    return null;
+  }
+
+  private async quarantine(id: string): Promise<void> {
+    const dir = join(this.dir, 'corrupt');
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const ext of ['.json', '.eml']) await fs.rename(join(this.dir, `${id}${ext}`), join(dir, `${id}${ext}`)).catch(() => {});
   }
 
   messagePath(id: string): string {
@@ -102,6 +116,20 @@ export class QueueStore {
   async count(): Promise<number> {
     return (await fs.readdir(this.dir)).filter((f) => f.endsWith('.json')).length;
   }
+}
+
+function wellFormed(e: QueueEntry, id: string): boolean {
+  return (
+    e !== null &&
+    typeof e === 'object' &&
+    e.id === id &&
+    typeof e.sender === 'string' &&
+    typeof e.arrivedAt === 'number' &&
+    typeof e.nextAttemptAt === 'number' &&
+    typeof e.attempts === 'number' &&
+    Array.isArray(e.recipients) &&
+    e.recipients.every((r) => r && typeof r.address === 'string' && ['pending', 'delivered', 'failed'].includes(r.state))
+  );
 }
 
 function ignoreMissing(e: NodeJS.ErrnoException): void {
