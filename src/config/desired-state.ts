@@ -33,6 +33,8 @@ export interface SmtpLimits {
   readonly maxConnections: number;
   readonly maxConnectionsPerClient: number;
   readonly idleTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  readonly dataTimeoutMs: number;
 }
 
 export interface TlsFiles {

@@ -64,6 +64,8 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
         maxConnections: limits.maxConnections!,
         maxConnectionsPerClient: limits.maxConnectionsPerClient!,
         idleTimeoutMs: parseDuration(limits.idleTimeout!),
+        commandTimeoutMs: parseDuration(limits.commandTimeout!),
+        dataTimeoutMs: parseDuration(limits.dataTimeout!),
       },
       drainGraceMs: parseDuration(smtp.drainGrace!),
     },

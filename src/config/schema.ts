@@ -85,7 +85,9 @@ function describe(err: ErrorObject, root: JsonSchema, source: ConfigSource): Con
     }
     case 'type': {
       const want = String(p.type).split(',').map(typeLabel).join(' or ');
-      return issue('error', 'MP_TYPE', source.valueAt(path), at, `must be ${want}, got ${typeName(valueAt(err, path, source))}`);
+      // never echo what sits where a secret belongs
+      const got = /password|secret/i.test(at) ? 'something else' : typeName(valueAt(err, path, source));
+      return issue('error', 'MP_TYPE', source.valueAt(path), at, `must be ${want}, got ${got}`);
     }
     case 'const':
       return issue('error', 'MP_INVALID_VALUE', source.valueAt(path), at, `must be ${JSON.stringify(p.allowedValue)}`);

@@ -142,6 +142,14 @@ export interface SmtpLimitsConfig {
    * A session that sends nothing for this long is closed.
    */
   idleTimeout?: number | string;
+  /**
+   * A command line must be complete this long after the previous one; a client that trickles bytes slower is disconnected with 421 (the idle timeout alone would never fire).
+   */
+  commandTimeout?: number | string;
+  /**
+   * A message (DATA) must be received completely within this time.
+   */
+  dataTimeout?: number | string;
 }
 /**
  * Where users and their passwords come from.

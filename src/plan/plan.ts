@@ -110,6 +110,8 @@ function policyChanges(a: PlanView, b: PlanView): string[] {
     ...scalar('limits.maxConnections', x.limits.maxConnections, y.limits.maxConnections),
     ...scalar('limits.maxConnectionsPerClient', x.limits.maxConnectionsPerClient, y.limits.maxConnectionsPerClient),
     ...scalar('limits.idleTimeout', ms(x.limits.idleTimeoutMs), ms(y.limits.idleTimeoutMs)),
+    ...scalar('limits.commandTimeout', ms(x.limits.commandTimeoutMs), ms(y.limits.commandTimeoutMs)),
+    ...scalar('limits.dataTimeout', ms(x.limits.dataTimeoutMs), ms(y.limits.dataTimeoutMs)),
     ...scalar('drainGrace', ms(x.drainGraceMs), ms(y.drainGraceMs)),
   ];
 }

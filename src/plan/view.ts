@@ -3,7 +3,7 @@
 // exactly as a reload would. Secrets appear only as digests (slow ones for raw passwords).
 import { createHash } from 'node:crypto';
 import { formatCidr } from '../config/cidr.js';
-import type { DeliveryState, DesiredState, ListenerSpec } from '../config/desired-state.js';
+import type { DeliveryState, DesiredState, ListenerSpec, SmtpLimits } from '../config/desired-state.js';
 
 export interface PlanView {
   readonly hash: string;
@@ -23,7 +23,7 @@ export interface PlanView {
       readonly failureWindowMs: number;
       readonly lockoutMs: number;
     };
-    readonly limits: { readonly maxRecipients: number; readonly maxConnections: number; readonly maxConnectionsPerClient: number; readonly idleTimeoutMs: number };
+    readonly limits: SmtpLimits;
     readonly drainGraceMs: number;
   };
   readonly accounts:

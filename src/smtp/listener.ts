@@ -15,13 +15,46 @@ const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 let nextConnection = 0;
 
+// Open connections, swept once a second for clients that trickle bytes too slowly to ever trip
+// the idle timeout (one byte per second keeps a socket "active" forever).
+const live = new Set<MailplaneConnection>();
+let sweeper: NodeJS.Timeout | null = null;
+function sweep(): void {
+  const now = Date.now();
+  for (const c of live) c._checkProgress(now);
+  if (!live.size && sweeper) {
+    clearInterval(sweeper);
+    sweeper = null;
+  }
+}
+
 /** smtp-server's connection with mailplane's protocol decisions layered on top. */
 class MailplaneConnection extends SMTPConnection {
   declare _server: MailplaneSMTPServer;
+  private _progressAt = Date.now();
 
   // No pre-greeting delay: smtp-server waits 100 ms to catch early talkers.
   override init(): void {
+    live.add(this);
+    sweeper ??= setInterval(sweep, 1000).unref();
+    this._socket.once('close', () => live.delete(this));
     this._setListeners(() => this.connectionReady());
+  }
+
+  override _onCommand(command: Buffer, callback: () => void): void {
+    this._progressAt = Date.now();
+    super._onCommand(command, callback);
+  }
+
+  /** Too long without a complete command (or, in DATA, without the end of the message): 421. */
+  _checkProgress(now: number): void {
+    const st = (this.session as Session).mp;
+    if (!st || this._closing || this._closed || this._handlerPending) return;
+    const inData = !!(this._parser && this._parser._dataMode);
+    const limit = inData ? st.policy.dataTimeoutMs : st.policy.commandTimeoutMs;
+    if (now - this._progressAt <= limit) return;
+    live.delete(this);
+    this.send(421, `4.4.2 ${inData ? 'Message' : 'Command'} not completed in time, closing connection`);
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
