@@ -1,6 +1,6 @@
 // Parses config text keeping node positions, so every later finding can point at
 // file:line:col. The raw JS value is the only thing validation and normalize walk.
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { issue, type ConfigIssue } from './issues.js';
 
 export type PathSegment = string | number;
@@ -14,13 +14,24 @@ export interface Position {
 export class ConfigSource {
   readonly value: unknown;
 
+  /** set when the document parses but cannot become a value (an alias to nothing, alias bombs) */
+  readonly valueError: { offset: number; message: string } | null = null;
+
   private constructor(
     readonly file: string,
     readonly text: string,
     private readonly doc: Document.Parsed,
     private readonly lines: LineCounter,
   ) {
-    this.value = doc.errors.length ? undefined : doc.toJS({ maxAliasCount: 100 });
+    let value: unknown;
+    if (!doc.errors.length) {
+      try {
+        value = doc.toJS({ maxAliasCount: 100 });
+      } catch (e) {
+        this.valueError = { offset: badAliasOffset(doc), message: (e as Error).message };
+      }
+    }
+    this.value = value;
   }
 
   /** Parses text; YAML errors (syntax, duplicate keys) come back as issues with positions. */
@@ -36,6 +47,9 @@ export class ConfigSource {
       }
       return issue('error', 'MP_YAML_SYNTAX', p, '', yamlMessage(e.message));
     });
+    if (src.valueError) {
+      errors.push(issue('error', 'MP_YAML_SYNTAX', src.at(src.valueError.offset), '', yamlMessage(src.valueError.message)));
+    }
     return { source: src, errors };
   }
 
@@ -107,6 +121,21 @@ export class ConfigSource {
     const n = this.doc.getIn(path, true);
     return n && typeof n === 'object' ? (n as Node) : undefined;
   }
+}
+
+/** Where the first alias without an anchor is (or the start of the document). */
+function badAliasOffset(doc: Document.Parsed): number {
+  let offset = 0;
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) === undefined) {
+        offset = node.range?.[0] ?? 0;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return offset;
 }
 
 /** YAML's messages end with " at line L, column C:" and a code frame; we print positions ourselves. */

@@ -10,6 +10,8 @@ export interface Received {
   readonly raw: Buffer;
   readonly secure: boolean;
   readonly user: string | null;
+  /** when it arrived (ms since the epoch) */
+  readonly at: number;
 }
 
 export interface RelayOptions {
@@ -66,6 +68,7 @@ export class TestRelay {
             raw: Buffer.concat(chunks),
             secure: session.secure,
             user: (session.user as string | undefined) ?? null,
+            at: Date.now(),
           });
           cb(null, 'queued at the test relay');
         });
