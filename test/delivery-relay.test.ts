@@ -61,7 +61,8 @@ function mailbox(env: Env, user: string): string[] {
 }
 
 /** The parts of a multipart/report DSN, checked for the structure RFC 3464 asks for. */
-function parseDsn(text: string): { status: Map<string, string>[]; headers: string; human: string } {
+function parseDsn(raw: string): { status: Map<string, string>[]; headers: string; human: string } {
+  const text = raw.replace(/\r\n/g, '\n');
   const boundary = text.match(/Content-Type: multipart\/report; report-type=delivery-status; boundary="([^"]+)"/)?.[1];
   assert.ok(boundary, 'multipart/report with a boundary');
   const parts = text.split(`--${boundary}`).slice(1, -1).map((p) => p.replace(/^\n/, ''));
@@ -202,7 +203,7 @@ test('mixed results: delivered once, 5xx bounced to the local sender as a DSN, 4
     const bounces = mailbox(env, 'alice').filter((m) => m.includes('Undelivered Mail Returned to Sender'));
     assert.equal(bounces.length, 1, 'one bounce per message');
     const dsn = parseDsn(bounces[0]!);
-    assert.match(bounces[0]!, /^Return-Path: <>\n/);
+    assert.match(bounces[0]!, /^Return-Path: <>\r\n/);
     assert.equal(dsn.status.length, 1);
     assert.equal(dsn.status[0]!.get('Final-Recipient'), 'rfc822; fail-1@remote.example');
     assert.equal(dsn.status[0]!.get('Action'), 'failed');

@@ -56,7 +56,7 @@ function maildirTokens(env: Env, user: string): { tokens: Map<string, number>; p
     for (const f of readdirSync(dir)) {
       const text = readFileSync(join(dir, f), 'utf8');
       const t = text.match(/^Subject: (tok-\d+-\d+)$/m)?.[1];
-      if (!t || !text.endsWith(`end of ${t}\n`)) partial++;
+      if (!t || !text.endsWith(`end of ${t}\r\n`)) partial++;
       else tokens.set(t, (tokens.get(t) ?? 0) + 1);
     }
   }

@@ -53,7 +53,7 @@ describe('mail clients', () => {
 });
 
 describe('local delivery', () => {
-  test('the Maildir file is byte-exact: our headers, then the message with LF line ends', async () => {
+  test('the Maildir file is byte-exact: our headers, then the message exactly as received', async () => {
     const before = mailbox('bob');
     const c = (await SmtpClient.connect({ port: env.ports.mx })).client;
     await c.ehlo('client.example.net');
@@ -68,16 +68,16 @@ describe('local delivery', () => {
     const [file] = newFiles('bob', before);
     assert.ok(file);
     const got = read('bob', file);
-    const date = got.match(/\tfor <bob@example\.com>; (.+)\n/)![1]!;
+    const date = got.match(/\tfor <bob@example\.com>; (.+)\r\n/)![1]!;
     assert.match(date, /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d \+0000$/);
     const expected =
-      'Return-Path: <a@example.net>\n' +
-      'Delivered-To: bob@example.com\n' +
-      'Received: from client.example.net ([127.0.0.1])\n' +
-      `\tby mail.example.com (mailplane) with ESMTPS id ${id}\n` +
-      `\t(using ${version} with cipher ${cipher})\n` +
-      `\tfor <bob@example.com>; ${date}\n` +
-      body.replace(/\r\n/g, '\n');
+      'Return-Path: <a@example.net>\r\n' +
+      'Delivered-To: bob@example.com\r\n' +
+      'Received: from client.example.net ([127.0.0.1])\r\n' +
+      `\tby mail.example.com (mailplane) with ESMTPS id ${id}\r\n` +
+      `\t(using ${version} with cipher ${cipher})\r\n` +
+      `\tfor <bob@example.com>; ${date}\r\n` +
+      body;
     assert.equal(got, expected);
     assert.match(file, new RegExp(`,S=${Buffer.byteLength(expected)}$`));
   });
@@ -104,7 +104,7 @@ describe('local delivery', () => {
     assert.equal((await c.send('x@example.net', ['info@example.org'], message('alias'))).data!.code, 250);
     await c.quit();
     const [f] = newFiles('alice', before);
-    assert.match(read('alice', f!), /^Return-Path: <x@example\.net>\nDelivered-To: info@example\.org\n/);
+    assert.match(read('alice', f!), /^Return-Path: <x@example\.net>\r\nDelivered-To: info@example\.org\r\n/);
   });
 
   test('a message to local and remote recipients is split: Maildir for the local, queue for the rest', async () => {
@@ -202,7 +202,7 @@ describe('durability', () => {
     const dir = join(e4.dataDir, 'mail', 'bob', 'new');
     const files = readdirSync(dir);
     assert.equal(files.length, 1);
-    assert.ok(readFileSync(join(dir, files[0]!), 'utf8').endsWith(body.replace(/\r\n/g, '\n')));
+    assert.ok(readFileSync(join(dir, files[0]!), 'utf8').endsWith(body));
     assert.deepEqual(readdirSync(join(e4.dataDir, 'mail', 'bob', 'tmp')), []);
     const again = spawnMailplane(e4);
     await again.waitReady();

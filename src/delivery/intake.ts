@@ -2,11 +2,16 @@
 // and, for other domains, the outbound queue — before the SMTP reply is 250: all its copies
 // are one journal append, so either every destination gets the message or none does.
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { DirSyncer, rename, unlink, writeFileDurably } from './durable.js';
 import type { Journal } from './journal.js';
+import { layout } from './materialize.js';
 import type { JournalRecord } from './journal-format.js';
 import { maildirName } from './maildir.js';
 import type { QueueEntry } from './queue-store.js';
+
+/** Above this size a message is written straight to its files instead of through the journal. */
+const DIRECT_WRITE_BYTES = 64 * 1024;
 
 export interface LocalTarget {
   /** mailbox owner (Maildir name) */
@@ -41,7 +46,8 @@ export class Intake {
 
   constructor(
     private readonly journal: Journal,
-    private readonly mailRoot: string,
+    private readonly dataDir: string,
+    private readonly syncer: DirSyncer,
     private readonly onQueued: (entry: QueueEntry) => void = () => {},
   ) {}
 
@@ -55,7 +61,7 @@ export class Intake {
    */
   private async ensureMaildir(user: string): Promise<void> {
     if (this.maildirs.has(user)) return;
-    const dir = join(this.mailRoot, user);
+    const dir = join(this.dataDir, 'mail', user);
     for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
     this.maildirs.add(user);
   }
@@ -78,7 +84,7 @@ export class Intake {
       if (seen.has(t.user)) continue; // one copy per mailbox, however many of its addresses were used
       seen.add(t.user);
       await this.ensureMaildir(t.user);
-      const data = standalone(toLf([Buffer.from(`Return-Path: <${msg.sender}>\r\nDelivered-To: ${t.address}\r\n${msg.received}`), ...msg.body]));
+      const data = standalone([Buffer.from(`Return-Path: <${msg.sender}>\r\nDelivered-To: ${t.address}\r\n${msg.received}`), ...msg.body]);
       records.push({ k: 'm', user: t.user, name: maildirName(data.length), data });
       mailboxes.push(t.user);
     }
@@ -101,12 +107,44 @@ export class Intake {
       this.unreleased.set(entry.id, entry);
     }
     try {
-      await this.journal.append(records, entry ? [entry.id] : []);
+      // Small messages share one fdatasync through the journal; a large one pays for its own
+      // fsync anyway, and writing it twice (journal, then file) would cost more than it saves.
+      if (msg.size > DIRECT_WRITE_BYTES) await this.writeDirect(records);
+      else await this.journal.append(records, entry ? [entry.id] : []);
     } catch (e) {
       if (entry) this.unreleased.delete(entry.id);
       throw e;
     }
+    if (entry && msg.size > DIRECT_WRITE_BYTES) this.released([entry.id]);
     return { queueId: entry?.id ?? null, mailboxes };
+  }
+
+  /** Each file written, fdatasync'ed and renamed into place, folders fsync'ed; all or nothing. */
+  private async writeDirect(records: readonly JournalRecord[]): Promise<void> {
+    const l = layout(this.dataDir);
+    const moves: { tmp: string; final: string }[] = [];
+    try {
+      for (const r of records) {
+        if (r.k === 'm') {
+          const tmp = join(l.mail, r.user, 'tmp', r.name);
+          await writeFileDurably(tmp, [Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength)]);
+          moves.push({ tmp, final: join(l.mail, r.user, 'new', r.name) });
+        } else {
+          await mkdir(join(l.queue, 'tmp'), { recursive: true, mode: 0o700 });
+          const eml = join(l.queue, 'tmp', `${r.id}.eml`);
+          const json = join(l.queue, 'tmp', `${r.id}.json`);
+          await writeFileDurably(eml, [Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength)]);
+          moves.push({ tmp: eml, final: join(l.queue, `${r.id}.eml`) });
+          await writeFileDurably(json, [Buffer.from(r.json)]);
+          moves.push({ tmp: json, final: join(l.queue, `${r.id}.json`) });
+        }
+      }
+    } catch (e) {
+      await Promise.all(moves.map((m) => unlink(m.tmp).catch(() => {})));
+      throw e;
+    }
+    for (const m of moves) await rename(m.tmp, m.final);
+    await Promise.all([...new Set(moves.map((m) => dirname(m.final)))].map((d) => this.syncer.sync(d)));
   }
 }
 
@@ -119,35 +157,5 @@ function standalone(chunks: readonly Buffer[]): Buffer {
   const out = Buffer.allocUnsafeSlow(size);
   let off = 0;
   for (const c of chunks) off += c.copy(out, off);
-  return out;
-}
-
-/** CRLF → LF for Maildir files (the convention Dovecot and mail readers expect). */
-export function toLf(chunks: readonly Buffer[]): Buffer[] {
-  const out: Buffer[] = [];
-  let pendingCr = false;
-  for (const c of chunks) {
-    const parts: Buffer[] = [];
-    let start = 0;
-    if (pendingCr) {
-      if (c[0] !== 0x0a) parts.push(Buffer.from([0x0d]));
-      pendingCr = false;
-    }
-    for (let i = c.indexOf(0x0d); i !== -1; i = c.indexOf(0x0d, i + 1)) {
-      if (i === c.length - 1) {
-        parts.push(c.subarray(start, i));
-        start = c.length;
-        pendingCr = true;
-        break;
-      }
-      if (c[i + 1] === 0x0a) {
-        parts.push(c.subarray(start, i));
-        start = i + 1;
-      }
-    }
-    if (start < c.length) parts.push(c.subarray(start));
-    out.push(...parts.filter((p) => p.length));
-  }
-  if (pendingCr) out.push(Buffer.from([0x0d]));
   return out;
 }

@@ -13,7 +13,7 @@ import type { Logger } from '../ops/logger.js';
 import { decode, encode, type JournalRecord } from './journal-format.js';
 import { fsyncDirSync, layout, materialize, syncfs } from './materialize.js';
 
-const ROTATE_AFTER_MS = 200;
+const ROTATE_AFTER_MS = 1000; // checkpoint cadence: how soon new queue entries reach delivery
 const ROTATE_AFTER_BYTES = 32 * 1024 * 1024;
 
 function call<T>(f: (...args: any[]) => void, ...args: unknown[]): Promise<T> {

@@ -29,10 +29,11 @@ export class Storage {
     try {
       let intake: Intake | null = null;
       const journal = await Journal.open(dataDir, (ids) => intake?.released(ids), log);
-      const queue = new QueueStore(join(dataDir, 'queue'), new DirSyncer());
+      const syncer = new DirSyncer();
+      const queue = new QueueStore(join(dataDir, 'queue'), syncer);
       await queue.init();
       let outbound: OutboundQueue | null = null;
-      intake = new Intake(journal, join(dataDir, 'mail'), (entry) => outbound?.enqueued(entry));
+      intake = new Intake(journal, dataDir, syncer, (entry) => outbound?.enqueued(entry));
       outbound = new OutboundQueue(queue, intake, log, metrics);
       return new Storage(dataDir, journal, queue, intake, outbound, lock);
     } catch (e) {
