@@ -4,7 +4,8 @@
 // (promisified by hand) cost far less CPU per message than fs/promises file handles.
 import fs, { constants } from 'node:fs';
 
-function call<T>(f: (...args: any[]) => void, ...args: unknown[]): Promise<T> {
+/** A callback-style fs function as a promise (cheaper than fs/promises file handles). */
+export function call<T>(f: (...args: any[]) => void, ...args: unknown[]): Promise<T> {
   return new Promise((resolve, reject) => f(...args, (e: Error | null, v: T) => (e ? reject(e) : resolve(v))));
 }
 
@@ -29,7 +30,8 @@ export async function writeFileDurably(path: string, chunks: readonly Buffer[]):
   }
 }
 
-function advance(chunks: Buffer[], written: number): Buffer[] {
+/** What is left to write after a partial writev. */
+export function advance(chunks: Buffer[], written: number): Buffer[] {
   let n = written;
   const out: Buffer[] = [];
   for (const c of chunks) {

@@ -10,15 +10,12 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../ops/logger.js';
+import { advance, call, fsyncDir } from './durable.js';
 import { decode, encode, type JournalRecord } from './journal-format.js';
 import { fsyncDirSync, layout, materialize, syncfs } from './materialize.js';
 
 const ROTATE_AFTER_MS = 1000; // checkpoint cadence: how soon new queue entries reach delivery
 const ROTATE_AFTER_BYTES = 32 * 1024 * 1024;
-
-function call<T>(f: (...args: any[]) => void, ...args: unknown[]): Promise<T> {
-  return new Promise((resolve, reject) => f(...args, (e: Error | null, v: T) => (e ? reject(e) : resolve(v))));
-}
 
 interface Pending {
   readonly records: JournalRecord[];
@@ -155,7 +152,7 @@ export class Journal {
     if (this.segment) return this.segment;
     const n = this.nextSegment++;
     const fd = await call<number>(fs.open, join(this.dir, `${String(n).padStart(12, '0')}.wal`), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND, 0o600);
-    await call(fsyncDir, this.dir); // the new segment's name must be durable before it holds acknowledged mail
+    await fsyncDir(this.dir); // the new segment's name must be durable before it holds acknowledged mail
     this.segment = { n, fd, size: 0, firstAt: Date.now(), release: [] };
     return this.segment;
   }
@@ -202,7 +199,7 @@ export class Journal {
     const release = this.awaitingDurable.get(n) ?? [];
     this.awaitingDurable.delete(n);
     await call(fs.unlink, join(this.dir, `${String(n).padStart(12, '0')}.wal`)).catch(() => {});
-    await call(fsyncDir, this.dir).catch(() => {});
+    await fsyncDir(this.dir).catch(() => {});
     this.maybeUnref();
     if (release.length) this.onDurable(release);
     if (this.closed && this.awaitingDurable.size === 0) this.idle?.();
@@ -226,27 +223,6 @@ function transferable(records: readonly JournalRecord[]): ArrayBuffer[] {
     if (b instanceof ArrayBuffer && r.data.byteOffset === 0 && r.data.byteLength === b.byteLength) out.add(b);
   }
   return [...out];
-}
-
-function fsyncDir(dir: string, cb: (e: Error | null) => void): void {
-  fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY, (e, fd) => {
-    if (e) return cb(e);
-    fs.fsync(fd, (e2) => fs.close(fd, () => cb(e2)));
-  });
-}
-
-function advance(chunks: Buffer[], written: number): Buffer[] {
-  let n = written;
-  const out: Buffer[] = [];
-  for (const c of chunks) {
-    if (n >= c.length) {
-      n -= c.length;
-      continue;
-    }
-    out.push(n > 0 ? c.subarray(n) : c);
-    n = 0;
-  }
-  return out;
 }
 
 /** Start-up: materialize every intact record of every leftover segment, make it durable, drop the segments. */
