@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort } from './helpers/ports.js';
 import { TestRelay } from './helpers/relay.js';
-import { baseConfig, CLIENTS, makeEnv, spawnMailplane, startMailplane, USERS, type Env, type MailplaneProcess } from './helpers/server.js';
+import { baseConfig, CLIENTS, makeEnv, spawnMailplane, startMailplane, type Env, type MailplaneProcess } from './helpers/server.js';
 import { LDAP_USERS, SERVICE, Slapd, slapdAvailable } from './helpers/slapd.js';
 import { SmtpClient } from './helpers/smtp.js';
 import { testCa } from './helpers/tls.js';
@@ -301,5 +301,4 @@ test('directory outage: only temporary failures, recovery without a restart', { 
     await mp.stop();
     await slapd.stop();
   }
-  void USERS;
 });

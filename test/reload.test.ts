@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { issueCertificate } from '../src/tls/devcert.js';
 import { mailplane } from './helpers/cli.js';
 import { freePort } from './helpers/ports.js';
-import { baseConfig, makeEnv, spawnMailplane, startMailplane, waitFor, type Env, type MailplaneProcess } from './helpers/server.js';
+import { baseConfig, makeEnv, spawnMailplane, startMailplane, type Env, type MailplaneProcess } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
 import { serverCert, testCa } from './helpers/tls.js';
 

@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from '../ops/logger.js';
 import { advance, call, fsyncDir } from './durable.js';
 import { decode, encode, type JournalRecord } from './journal-format.js';
-import { fsyncDirSync, layout, materialize, syncfs } from './materialize.js';
+import { fsyncPathSync, layout, materialize, syncfs } from './materialize.js';
 
 const ROTATE_AFTER_MS = 1000; // checkpoint cadence: how soon new queue entries reach delivery
 const ROTATE_AFTER_BYTES = 32 * 1024 * 1024;
@@ -236,20 +236,11 @@ function recover(dataDir: string, dir: string): number {
   }
   if (!syncfs(dataDir)) {
     for (const f of written) fsyncPathSync(f);
-    for (const d of new Set(written.map((f) => f.slice(0, f.lastIndexOf('/'))))) fsyncDirSync(d);
+    for (const d of new Set(written.map((f) => f.slice(0, f.lastIndexOf('/'))))) fsyncPathSync(d);
   }
   for (const s of segments) unlinkSync(join(dir, s));
-  fsyncDirSync(dir);
+  fsyncPathSync(dir);
   return written.length;
-}
-
-function fsyncPathSync(path: string): void {
-  const fd = fs.openSync(path, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /** The compiled worker beside this module (a .ts one when running from sources under tsx). */

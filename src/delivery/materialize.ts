@@ -106,8 +106,9 @@ function inCur(dir: string, name: string): boolean {
   }
 }
 
-export function fsyncDirSync(dir: string): void {
-  const fd = openSync(dir, 'r');
+/** fsync of a file or a folder, by path. */
+export function fsyncPathSync(path: string): void {
+  const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
   } finally {

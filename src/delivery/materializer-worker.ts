@@ -5,11 +5,10 @@
 // the main thread makes a segment's files durable with one `sync -f` at the checkpoint; without
 // it every file is fdatasync'ed and folders are fsync'ed at the checkpoint. A file that cannot
 // be written (disk full) is retried from the record: the message is safe in the journal.
-import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { JournalRecord } from './journal-format.js';
-import { discard, layout, place, prepare, type Move } from './materialize.js';
+import { discard, fsyncPathSync, layout, place, prepare, type Move } from './materialize.js';
 
 type Msg =
   | { type: 'prepare'; batch: number; records: JournalRecord[] }
@@ -53,7 +52,7 @@ function drain(): boolean {
 function flushCheckpoints(): void {
   while (waiting.length) {
     try {
-      if (fsyncEach) for (const d of dirty) fsyncPath(d);
+      if (fsyncEach) for (const d of dirty) fsyncPathSync(d);
       dirty.clear();
       parentPort!.postMessage({ type: 'flushed', segment: waiting[0] });
       waiting.shift();
@@ -62,15 +61,6 @@ function flushCheckpoints(): void {
       later();
       return;
     }
-  }
-}
-
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 

@@ -3,7 +3,7 @@
 // exactly as a reload would. Secrets appear only as digests (slow ones for raw passwords).
 import { createHash } from 'node:crypto';
 import { formatCidr } from '../config/cidr.js';
-import type { DeliveryState, DesiredState, ListenerSpec, SmtpLimits } from '../config/desired-state.js';
+import type { AuthPolicy, DeliveryState, DesiredState, ListenerSpec, SmtpLimits } from '../config/desired-state.js';
 
 export interface PlanView {
   readonly hash: string;
@@ -14,15 +14,8 @@ export interface PlanView {
     readonly maxMessageSize: number;
     readonly tls: { readonly fingerprint: string; readonly notAfter: number } | null;
     readonly listeners: readonly ListenerSpec[];
-    readonly auth: {
-      readonly required: boolean;
-      readonly exemptClients: readonly string[];
-      readonly lanBypass: boolean;
-      readonly lanNetworks: readonly string[];
-      readonly maxFailures: number;
-      readonly failureWindowMs: number;
-      readonly lockoutMs: number;
-    };
+    /** the policy with its ranges as text */
+    readonly auth: Omit<AuthPolicy, 'exemptClients' | 'lanNetworks'> & { readonly exemptClients: readonly string[]; readonly lanNetworks: readonly string[] };
     readonly limits: SmtpLimits;
     readonly drainGraceMs: number;
   };

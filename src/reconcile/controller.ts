@@ -1,8 +1,6 @@
 // The control loop. One reconcile runs at a time; requests that arrive meanwhile collapse into
 // one more run, which reads the file anew (level-triggered: the latest content wins).
 // A bad file or a failed apply leaves the last good generation serving, untouched.
-import type { AccountBackend } from '../accounts/backend.js';
-import type { DesiredState } from '../config/desired-state.js';
 import { formatIssue } from '../config/issues.js';
 import type { LoadResult } from '../config/load.js';
 import type { Storage } from '../delivery/storage.js';
@@ -43,7 +41,6 @@ export interface ControllerDeps {
   readonly metrics: Metrics;
   readonly authLimiter: AuthLimiter;
   readonly clients: ClientConnections;
-  readonly createAccounts?: (state: DesiredState) => AccountBackend;
 }
 
 export class StartupError extends Error {
@@ -148,12 +145,11 @@ export class Controller {
       prepared = await prepare(
         {
           log: this.d.log,
-          sessionDeps: { metrics: m, log: this.d.log, authLimiter: this.d.authLimiter, clients: this.d.clients, onAccepted: undefined },
+          sessionDeps: { metrics: m, log: this.d.log, authLimiter: this.d.authLimiter, clients: this.d.clients },
           pool: this.pool,
           makeOps: (host, port) => new OpsServer(host, port, { ready: () => this.ready(), status: () => this.status(), reload: () => this.httpReload(), registry: m.registry }),
           currentOps: () => this.ops,
           metrics: m,
-          createAccounts: this.d.createAccounts,
         },
         prev,
         plan,

@@ -56,7 +56,6 @@ export interface TransactionDeps {
   readonly makeOps: (host: string, port: number) => OpsServer;
   readonly currentOps: () => OpsServer | null;
   readonly metrics: Metrics;
-  readonly createAccounts?: (state: DesiredState) => AccountBackend;
 }
 
 export function activeListeners(s: DesiredState): readonly ListenerSpec[] {
@@ -86,7 +85,7 @@ export async function prepare(d: TransactionDeps, prev: Generation | null, plan:
     const tlsContext = !tls ? null : sameCert && prev.tlsContext ? prev.tlsContext : secureContextOf(tls.material);
 
     const accountsChanged = !prev || plan.actions.some((a) => a.kind === 'accounts.update');
-    const accounts = accountsChanged ? (created.accounts = instrumented((d.createAccounts ?? defaultAccounts)(desired), d.metrics)) : prev.accounts;
+    const accounts = accountsChanged ? (created.accounts = instrumented(createAccounts(desired), d.metrics)) : prev.accounts;
     const storage =
       prev && prev.storage.dataDir === desired.storage.dataDir ? prev.storage : (created.storage = await Storage.open(desired.storage.dataDir, d.log, d.metrics));
     const transportChanged = !prev || plan.actions.some((a) => a.kind === 'relay.update' || a.kind === 'delivery.update') || prev.state.hostname !== desired.hostname;
@@ -147,6 +146,6 @@ function createTransport(state: DesiredState): Transport {
   return state.relay.enabled ? new RelayTransport(state.relay, state.delivery, state.hostname) : new MxTransport(state.delivery, state.hostname);
 }
 
-function defaultAccounts(state: DesiredState): AccountBackend {
+function createAccounts(state: DesiredState): AccountBackend {
   return state.accounts.type === 'local' ? new LocalAccounts(state.accounts.users) : new LdapAccounts(state.accounts.ldap, state.domains);
 }

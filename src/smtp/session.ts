@@ -52,8 +52,6 @@ export interface SessionDeps {
   readonly current: () => ListenerContext;
   /** open sessions on this listener, the new one included */
   readonly openSessions: () => number;
-  /** called after each accepted message (queue wake-up, stats) */
-  readonly onAccepted?: (queued: boolean) => void;
 }
 
 type Cb = (err?: Error | null) => void;
@@ -252,7 +250,6 @@ export class SessionHandlers {
     m.smtpMessages.inc({ listener: this.d.listener, result: 'accepted' });
     m.smtpMessageSize.observe({ listener: this.d.listener }, size);
     if (result.mailboxes.length) m.delivery.inc({ transport: 'local', result: 'delivered' }, result.mailboxes.length);
-    this.d.onAccepted?.(result.queueId !== null);
     st.ids.push(id);
     return id;
   }
