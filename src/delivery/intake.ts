@@ -51,6 +51,10 @@ export class Intake {
     private readonly onQueued: (entry: QueueEntry) => void = () => {},
   ) {}
 
+  isUnreleased(id: string): boolean {
+    return this.unreleased.has(id);
+  }
+
   get unreleasedCount(): number {
     return this.unreleased.size;
   }

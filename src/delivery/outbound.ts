@@ -54,7 +54,9 @@ export class OutboundQueue {
   /** Loads what is on disk and starts delivering with the context of the serving generation. */
   async start(ctx: () => DeliveryContext): Promise<void> {
     this.ctx = ctx;
-    for (const e of await this.store.list()) this.entries.set(e.id, e);
+    // Messages accepted since start-up may already be on disk; they reach delivery only when the
+    // journal releases them (after their checkpoint), never twice.
+    for (const e of await this.store.list()) if (!this.intake.isUnreleased(e.id)) this.entries.set(e.id, e);
     this.loaded = true;
     this.requestTimer = setInterval(() => void this.handleRequests(), REQUEST_POLL_MS);
     this.requestTimer.unref();
@@ -63,6 +65,7 @@ export class OutboundQueue {
 
   /** A message just accepted for other domains. */
   enqueued(entry: QueueEntry): void {
+    if (this.entries.has(entry.id)) return;
     this.entries.set(entry.id, entry);
     this.kick();
   }
