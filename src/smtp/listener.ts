@@ -46,10 +46,14 @@ class MailplaneConnection extends SMTPConnection {
     super._onCommand(command, callback);
   }
 
-  /** Too long without a complete command (or, in DATA, without the end of the message): 421. */
+  /**
+   * Too long since our last reply without a complete command (or, in DATA, without the end of
+   * the message): 421. Time the server spends on a command or a message is not counted.
+   */
   _checkProgress(now: number): void {
     const st = (this.session as Session).mp;
     if (!st || this._closing || this._closed || this._handlerPending) return;
+    if (this._dataStream && this._parser && !this._parser._dataMode) return; // message being stored
     const inData = !!(this._parser && this._parser._dataMode);
     const limit = inData ? st.policy.dataTimeoutMs : st.policy.commandTimeoutMs;
     if (now - this._progressAt <= limit) return;
@@ -58,6 +62,7 @@ class MailplaneConnection extends SMTPConnection {
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    this._progressAt = Date.now();
     if (code === 250 && Array.isArray(data)) data = this._ehloFeatures(data);
     // Our replies carry their own enhanced status code; do not let the library add another.
     if (typeof data === 'string' && ENHANCED.test(data)) return super.send(code, data, false);
