@@ -23,6 +23,8 @@ import { reloadUnderLoad } from './reload.js';
 
 const QUICK = process.argv.includes('--quick');
 const SECONDS = QUICK ? 1.5 : 3;
+// `--headline N`: only the headline scenario, N interleaved pairs (for working on it).
+const HEADLINE = process.argv.includes('--headline') ? Number(process.argv[process.argv.indexOf('--headline') + 1] ?? 5) : 0;
 
 interface Row {
   server: string;
@@ -68,14 +70,14 @@ async function main(): Promise<void> {
     );
   try {
     // The headline scenario three times, interleaved, so that both servers see the same noise.
-    for (let i = 0; i < (QUICK ? 1 : 3); i++) {
+    for (let i = 0; i < (HEADLINE || (QUICK ? 1 : 3)); i++) {
       for (const s of [base, mp]) {
         const r = await measure(bin, s, 20, 1024, false);
         rows.push(r);
         print(r);
       }
     }
-    for (const size of [1024, 100 * 1024]) {
+    for (const size of HEADLINE ? [] : [1024, 100 * 1024]) {
       for (const reuse of [false, true]) {
         for (const sessions of [1, 20, 100]) {
           if (sessions === 20 && size === 1024 && !reuse) continue; // done above
@@ -92,6 +94,12 @@ async function main(): Promise<void> {
     await mp.stop();
   }
 
+  if (HEADLINE) {
+    const summary = summarize(rows);
+    console.log(`\nheadline, median of ${HEADLINE}: mailplane ${summary.mailplane.toFixed(0)} msg/s, baseline ${summary.baseline.toFixed(0)} msg/s, ratio ${summary.ratio.toFixed(2)}×`);
+    rmSync(work, { recursive: true, force: true });
+    return;
+  }
   console.log('\nreload under load (20 sessions sending, 50 changes: policy and certificate rotations)…');
   const reload = await reloadUnderLoad(bin, join(work, 'reload'), QUICK ? 20 : 50);
   console.log(

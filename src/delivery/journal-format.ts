@@ -1,6 +1,6 @@
 // Journal records: the files an accepted message must become (Maildir copies, queue entries),
 // framed with lengths and a CRC so that a torn write at the end of a segment is recognised.
-// Shared by the writer (main thread), the materializer (worker) and recovery.
+// Shared by the writer (main thread), the journal worker and recovery.
 import { crc32 as zlibCrc32 } from 'node:zlib';
 
 export type JournalRecord =

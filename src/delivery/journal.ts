@@ -1,21 +1,18 @@
-// Group commit. Accepted messages are appended to a journal segment; one fdatasync covers every
-// message that arrived while the previous one ran. A worker then writes the Maildir and queue
-// files the records stand for and renames them into place (no fsync per file), and each 250
-// waits for both: durable in the journal, visible in new/ or the queue. At each checkpoint one
-// `sync -f` (syncfs) makes the segment's files durable, off the event loop; only then is the
-// segment deleted and are new queue entries handed to delivery. After a crash, recovery replays
-// whatever segments are left (idempotently, size-checked) before anything is served.
-import fs, { constants, existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+// Group commit. Accepted messages are handed to the journal worker in batches: everything that
+// arrived while the previous batch was being written becomes the next one, and one fdatasync
+// covers it. The worker writes the Maildir and queue files the records stand for, renames them
+// into place, and answers; each 250 waits for that answer: durable in the journal, visible in
+// new/ or the queue. At each checkpoint (once a second) one `sync -f` (syncfs) makes a segment's
+// files durable; only then is the segment deleted and are new queue entries handed to delivery.
+// After a crash, recovery replays whatever segments are left (idempotently, size-checked)
+// before anything is served. See journal-worker.ts for the file side.
+import fs, { existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../ops/logger.js';
-import { advance, call, fsyncDir } from './durable.js';
-import { decode, encode, type JournalRecord } from './journal-format.js';
+import type { FromWorker, ToWorker } from './journal-worker.js';
+import { decode, type JournalRecord } from './journal-format.js';
 import { fsyncPathSync, layout, materialize, syncfs } from './materialize.js';
-
-const ROTATE_AFTER_MS = 1000; // checkpoint cadence: how soon new queue entries reach delivery
-const ROTATE_AFTER_BYTES = 32 * 1024 * 1024;
 
 interface Pending {
   readonly records: JournalRecord[];
@@ -24,194 +21,115 @@ interface Pending {
   readonly reject: (e: Error) => void;
 }
 
-interface Segment {
-  readonly n: number;
-  readonly fd: number;
-  size: number;
-  firstAt: number;
-  release: string[];
-}
-
 export class Journal {
-  private segment: Segment | null = null;
   private pending: Pending[] = [];
-  private flushing: Promise<void> | null = null;
-  private readonly awaitingDurable = new Map<number, string[]>();
-  /** batches durable in the journal, waiting for the worker to put their files in place */
-  private readonly awaitingFiles = new Map<number, Pending[]>();
+  /** the batch the worker is writing: one at a time, so that the next one grows meanwhile */
+  private inFlight: { readonly id: number; readonly batch: Pending[] } | null = null;
   private nextBatch = 1;
-  private rotateTimer: NodeJS.Timeout | null = null;
   private closed = false;
-  private idle: (() => void) | null = null;
-
-  private nextSegment = 1;
+  private broken: Error | null = null;
+  private onClosed: (() => void) | null = null;
+  private onIdle: (() => void) | null = null;
 
   private constructor(
-    private readonly dir: string,
-    private readonly dataDir: string,
     private readonly worker: Worker,
-    private readonly useSyncfs: boolean,
     private readonly onDurable: (released: readonly string[]) => void,
     private readonly log: Logger,
   ) {
-    worker.on('message', (m: { type: string; segment?: number; batch?: number; message?: string; code?: string }) => {
-      if (m.type === 'written') this.written(m.batch!);
-      else if (m.type === 'flushed') this.syncSegment(m.segment!);
-      else this.log.error('writing mail files failed, will retry (the messages are safe in the journal)', { error: m.message, code: m.code });
-    });
-    worker.on('error', (e) => this.log.error('journal worker failed', { error: e }));
+    worker.on('message', (m: FromWorker) => this.received(m));
+    worker.on('error', (e) => this.fail(e));
+    worker.on('exit', () => this.fail(new Error('journal worker exited')));
     worker.unref();
   }
 
-  /** Replays what a crash left, then opens a fresh segment. */
+  /** Replays what a crash left, then starts the writer on a fresh segment. */
   static async open(dataDir: string, onDurable: (released: readonly string[]) => void, log: Logger): Promise<Journal> {
-    const dir = join(dataDir, 'journal');
-    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
-    const replayed = recover(dataDir, dir);
+    const journalDir = join(dataDir, 'journal');
+    await fs.promises.mkdir(journalDir, { recursive: true, mode: 0o700 });
+    const replayed = recover(dataDir, journalDir);
     if (replayed) log.warn('recovered messages from the journal after an unclean stop', { files: replayed });
     const useSyncfs = syncfs(dataDir);
     if (!useSyncfs) log.warn('`sync -f` is not available: every mail file is fsync\'ed on its own (slower)');
-    const worker = new Worker(workerUrl(), { workerData: { dataDir, fsyncEach: !useSyncfs } });
-    return new Journal(dir, dataDir, worker, useSyncfs, onDurable, log);
+    const worker = new Worker(workerUrl(), { workerData: { dataDir, journalDir, useSyncfs } });
+    return new Journal(worker, onDurable, log);
   }
 
   /**
-   * Resolves once the records are on disk (fdatasync'ed). `release` names what to hand to
-   * delivery once the files are in place and durable (queue entry ids).
+   * Resolves once the records are durable in the journal and their files are in place.
+   * `release` names what to hand to delivery once the files are durable too (queue entry ids).
    */
   append(records: JournalRecord[], release: readonly string[] = []): Promise<void> {
+    if (this.broken) return Promise.reject(this.broken);
     if (this.closed) return Promise.reject(new Error('journal closed'));
     return new Promise((resolve, reject) => {
       this.pending.push({ records, release, resolve, reject });
-      this.kick();
+      this.send();
     });
   }
 
-  /** One writer at a time: a flush loop, or a rotation, then whatever is pending. */
-  private kick(work: () => Promise<void> = () => this.flush()): void {
-    if (this.flushing) return;
-    this.flushing = work().finally(() => {
-      this.flushing = null;
-      if (this.pending.length) this.kick();
-    });
-  }
-
-  private async flush(): Promise<void> {
-    while (this.pending.length) {
-      const batch = this.pending;
-      this.pending = [];
-      const records = batch.flatMap((p) => p.records);
-      const id = this.nextBatch++;
-      // one contiguous journal write (a copy), so that the records' own buffers can move to the
-      // worker, which writes the files while the fdatasync below runs
-      const bytes = Buffer.concat(encode(records));
-      this.worker.ref();
-      this.worker.postMessage({ type: 'prepare', batch: id, records }, transferable(records));
-      let seg: Segment | null = null;
-      let start = 0;
-      try {
-        seg = await this.current();
-        start = seg.size;
-        let bufs: Buffer[] = [bytes];
-        while (bufs.length) {
-          const n = await call<number>(fs.writev, seg.fd, bufs);
-          bufs = advance(bufs, n);
-        }
-        await call(fs.fdatasync, seg.fd);
-        seg.size += bytes.length;
-      } catch (e) {
-        // never leave a torn batch in front of later ones: cut it off, or start a new segment
-        if (seg) await call(fs.ftruncate, seg.fd, start).catch(() => this.abandon(seg!));
-        this.worker.postMessage({ type: 'abort', batch: id });
-        for (const p of batch) p.reject(e as Error);
-        this.maybeUnref();
-        continue;
-      }
-      seg.release.push(...batch.flatMap((p) => p.release));
-      this.awaitingFiles.set(id, batch);
-      this.worker.postMessage({ type: 'commit', batch: id });
-      if (seg.size > ROTATE_AFTER_BYTES || Date.now() - seg.firstAt > ROTATE_AFTER_MS) await this.rotate();
-      else this.armRotation();
-    }
-    if (this.closed) this.idle?.();
-  }
-
-  /** The worker put a batch's files in place (or keeps retrying them: they are safe in the journal). */
-  private written(id: number): void {
-    const batch = this.awaitingFiles.get(id) ?? [];
-    this.awaitingFiles.delete(id);
-    for (const p of batch) p.resolve();
-    this.maybeUnref();
-  }
-
-  private maybeUnref(): void {
-    if (this.awaitingDurable.size === 0 && this.awaitingFiles.size === 0) this.worker.unref();
-  }
-
-  private async current(): Promise<Segment> {
-    if (this.segment) return this.segment;
-    const n = this.nextSegment++;
-    const fd = await call<number>(fs.open, join(this.dir, `${String(n).padStart(12, '0')}.wal`), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND, 0o600);
-    await fsyncDir(this.dir); // the new segment's name must be durable before it holds acknowledged mail
-    this.segment = { n, fd, size: 0, firstAt: Date.now(), release: [] };
-    return this.segment;
-  }
-
-  private abandon(seg: Segment): void {
-    if (this.segment === seg) this.segment = null;
-  }
-
-  private armRotation(): void {
-    if (this.rotateTimer) return;
-    this.rotateTimer = setTimeout(() => {
-      this.rotateTimer = null;
-      if (this.flushing) this.armRotation(); // busy writing: try again shortly
-      else this.kick(() => this.rotate());
-    }, ROTATE_AFTER_MS);
-    this.rotateTimer.unref();
-  }
-
-  /** Closes the current segment and asks the worker to make its files durable. */
-  private async rotate(): Promise<void> {
-    const seg = this.segment;
-    if (!seg || seg.size === 0) return;
-    this.segment = null;
-    this.awaitingDurable.set(seg.n, seg.release);
-    await call(fs.close, seg.fd).catch(() => {});
+  private send(): void {
+    if (this.inFlight || !this.pending.length) return;
+    const batch = this.pending;
+    this.pending = [];
+    const records = batch.flatMap((p) => p.records);
+    const id = this.nextBatch++;
+    this.inFlight = { id, batch };
     this.worker.ref();
-    this.worker.postMessage({ type: 'checkpoint', segment: seg.n });
+    const msg: ToWorker = { type: 'batch', id, records, release: batch.flatMap((p) => p.release) };
+    this.worker.postMessage(msg, transferable(records));
   }
 
-  /** The worker wrote every file of segment n: make them durable without blocking anyone. */
-  private syncSegment(n: number): void {
-    if (!this.useSyncfs) {
-      void this.retire(n); // the worker fsync'ed every file and folder
-      return;
+  private received(m: FromWorker): void {
+    switch (m.type) {
+      case 'done':
+      case 'failed': {
+        const batch = this.inFlight?.id === m.id ? this.inFlight.batch : [];
+        this.inFlight = null;
+        if (m.type === 'done') for (const p of batch) p.resolve();
+        else {
+          const err = Object.assign(new Error(m.message), { code: m.code });
+          for (const p of batch) p.reject(err);
+        }
+        this.send();
+        if (!this.inFlight) {
+          this.worker.unref();
+          this.onIdle?.();
+        }
+        return;
+      }
+      case 'durable':
+        this.onDurable(m.release);
+        return;
+      case 'error':
+        this.log.error('writing mail files failed, will retry (the messages are safe in the journal)', { error: m.message, code: m.code });
+        return;
+      case 'closed':
+        this.onClosed?.();
     }
-    execFile('sync', ['-f', this.dataDir], (err) => {
-      if (!err) return void this.retire(n);
-      this.log.error('syncfs failed, retrying the checkpoint', { error: err });
-      setTimeout(() => this.syncSegment(n), 1000).unref();
-    });
   }
 
-  private async retire(n: number): Promise<void> {
-    const release = this.awaitingDurable.get(n) ?? [];
-    this.awaitingDurable.delete(n);
-    await call(fs.unlink, join(this.dir, `${String(n).padStart(12, '0')}.wal`)).catch(() => {});
-    await fsyncDir(this.dir).catch(() => {});
-    this.maybeUnref();
-    if (release.length) this.onDurable(release);
-    if (this.closed && this.awaitingDurable.size === 0) this.idle?.();
+  /** The writer is gone: what it was writing, and everything after, fails (a temporary error). */
+  private fail(e: Error): void {
+    if (this.broken || (this.closed && !this.inFlight && !this.onClosed)) return;
+    this.broken = e;
+    if (!this.closed) this.log.error('journal worker failed', { error: e });
+    for (const p of [...(this.inFlight?.batch ?? []), ...this.pending]) p.reject(e);
+    this.inFlight = null;
+    this.pending = [];
+    this.onIdle?.();
+    this.onClosed?.();
   }
 
-  /** Finishes pending writes and checkpoints, then stops the worker. */
+  /** Finishes pending batches and checkpoints, then stops the worker. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.rotateTimer) clearTimeout(this.rotateTimer);
-    await this.flushing;
-    await this.rotate();
-    if (this.awaitingDurable.size) await new Promise<void>((r) => (this.idle = r));
+    if (this.broken) return;
+    if (this.inFlight || this.pending.length) await new Promise<void>((r) => (this.onIdle = r));
+    this.worker.ref();
+    const closed = new Promise<void>((r) => (this.onClosed = r));
+    this.worker.postMessage({ type: 'close' } satisfies ToWorker);
+    await closed;
+    this.onClosed = null;
     await this.worker.terminate();
   }
 }
@@ -245,6 +163,6 @@ function recover(dataDir: string, dir: string): number {
 
 /** The compiled worker beside this module (a .ts one when running from sources under tsx). */
 function workerUrl(): URL {
-  const js = new URL('./materializer-worker.js', import.meta.url);
-  return existsSync(js) ? js : new URL('./materializer-worker.ts', import.meta.url);
+  const js = new URL('./journal-worker.js', import.meta.url);
+  return existsSync(js) ? js : new URL('./journal-worker.ts', import.meta.url);
 }

@@ -1,5 +1,5 @@
 // Turning journal records into the files they stand for, with synchronous calls: used by the
-// materializer worker (off the event loop) and by recovery at start-up. Idempotent in recovery
+// journal worker (off the event loop) and by recovery at start-up. Idempotent in recovery
 // mode: a Maildir copy already in new/ or cur/, or a queue entry already present, is left alone.
 import { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';

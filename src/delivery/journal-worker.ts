@@ -1,0 +1,204 @@
+// Worker thread: the journal's writer. The main thread hands it a batch (the records of every
+// message accepted since the last batch) and gets one answer back; no file-system call runs on
+// the event loop, and a batch costs one hand-off each way whatever its size. For each batch:
+// the records' files are written under tmp names, the batch is appended to the journal segment
+// and fdatasync'ed (one for the whole batch: group commit), then the files are renamed into
+// place and the batch is 'done' (the 250s may go). Every second the segment is rotated: one
+// `sync -f` (syncfs) makes its files durable, then it is deleted and its queue entries are
+// released to delivery. Without syncfs every file is fdatasync'ed and its folder fsync'ed instead.
+// A file that cannot be written (disk full) is retried from the record: it is safe in the journal.
+import { execFile } from 'node:child_process';
+import { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writevSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import { advance } from './durable.js';
+import { encode, type JournalRecord } from './journal-format.js';
+import { discard, fsyncPathSync, layout, place, prepare, type Move } from './materialize.js';
+
+export type ToWorker = { type: 'batch'; id: number; records: JournalRecord[]; release: string[] } | { type: 'close' };
+export type FromWorker =
+  | { type: 'done'; id: number }
+  | { type: 'failed'; id: number; message: string; code?: string }
+  | { type: 'durable'; release: string[] }
+  | { type: 'error'; message: string; code?: string }
+  | { type: 'closed' };
+
+const ROTATE_AFTER_MS = 1000; // checkpoint cadence: how soon new queue entries reach delivery
+const ROTATE_AFTER_BYTES = 32 * 1024 * 1024;
+
+interface Segment {
+  readonly n: number;
+  readonly fd: number;
+  size: number;
+  readonly firstAt: number;
+  readonly release: string[];
+}
+
+const { dataDir, journalDir, useSyncfs } = workerData as { dataDir: string; journalDir: string; useSyncfs: boolean };
+const fsyncEach = !useSyncfs;
+const l = layout(dataDir);
+let segment: Segment | null = null;
+let nextSegment = 1;
+const rotated: Segment[] = []; // closed segments whose files are not durable yet
+const backlog: JournalRecord[] = []; // journaled records whose files could not be written yet
+const dirty = new Set<string>(); // folders to fsync at the checkpoint (without syncfs)
+let syncing = false;
+let closing = false;
+let rotateTimer: NodeJS.Timeout | null = null;
+let retryTimer: NodeJS.Timeout | null = null;
+
+const post = (m: FromWorker) => parentPort!.postMessage(m);
+const errorOf = (e: unknown) => ({ message: (e as Error).message, code: (e as NodeJS.ErrnoException).code });
+const report = (e: unknown) => post({ type: 'error', ...errorOf(e) });
+const segmentPath = (n: number) => join(journalDir, `${String(n).padStart(12, '0')}.wal`);
+
+function current(): Segment {
+  if (segment) return segment;
+  const n = nextSegment++;
+  const fd = openSync(segmentPath(n), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND, 0o600);
+  fsyncPathSync(journalDir); // the new segment's name must be durable before it holds acknowledged mail
+  segment = { n, fd, size: 0, firstAt: Date.now(), release: [] };
+  rotateTimer ??= setTimeout(() => {
+    rotateTimer = null;
+    rotate();
+  }, ROTATE_AFTER_MS);
+  return segment;
+}
+
+function batch(id: number, records: JournalRecord[], release: string[]): void {
+  const files: { r: JournalRecord; moves: Move[] }[] = [];
+  for (const r of records) {
+    try {
+      files.push({ r, moves: prepare(r, l, { recovery: false, fsyncEach }) });
+    } catch (e) {
+      report(e);
+      backlog.push(r);
+    }
+  }
+  let start = segment?.size ?? 0;
+  try {
+    const s = current();
+    start = s.size;
+    let bufs = encode(records);
+    const bytes = bufs.reduce((n, b) => n + b.length, 0);
+    while (bufs.length) bufs = advance(bufs, writevSync(s.fd, bufs));
+    fdatasyncSync(s.fd);
+    s.size += bytes;
+  } catch (e) {
+    // never leave a torn batch in front of later ones: cut it off, or start a new segment
+    if (segment) {
+      try {
+        ftruncateSync(segment.fd, start);
+      } catch {
+        segment = null;
+      }
+    }
+    for (const f of files) discard(f.moves);
+    backlog.splice(0, backlog.length, ...backlog.filter((r) => !records.includes(r)));
+    post({ type: 'failed', id, ...errorOf(e) });
+    return;
+  }
+  for (const f of files) {
+    try {
+      place(f.moves);
+      for (const m of f.moves) dirty.add(dirname(m.final));
+    } catch (e) {
+      report(e);
+      discard(f.moves);
+      backlog.push(f.r);
+    }
+  }
+  drain();
+  segment!.release.push(...release);
+  // in place, or in the backlog to retry: either way the batch is safe in the journal
+  post({ type: 'done', id });
+  if (segment!.size > ROTATE_AFTER_BYTES || Date.now() - segment!.firstAt > ROTATE_AFTER_MS) rotate();
+}
+
+/** Writes what could not be written before; false (and a retry armed) while that still fails. */
+function drain(): boolean {
+  while (backlog.length) {
+    try {
+      const moves = prepare(backlog[0]!, l, { recovery: true, fsyncEach });
+      place(moves);
+      for (const m of moves) dirty.add(dirname(m.final));
+      backlog.shift();
+    } catch (e) {
+      report(e);
+      retryTimer ??= setTimeout(() => {
+        retryTimer = null;
+        if (drain()) checkpoint();
+      }, 1000);
+      return false;
+    }
+  }
+  return true;
+}
+
+function rotate(): void {
+  if (rotateTimer) clearTimeout(rotateTimer);
+  rotateTimer = null;
+  const seg = segment;
+  if (!seg) return;
+  segment = null;
+  try {
+    closeSync(seg.fd);
+  } catch {}
+  rotated.push(seg);
+  checkpoint();
+}
+
+/** Makes the files of every rotated segment durable, then retires the segments. */
+function checkpoint(): void {
+  if (syncing || !rotated.length || !drain()) return;
+  try {
+    if (fsyncEach) for (const d of dirty) fsyncPathSync(d);
+    dirty.clear();
+  } catch (e) {
+    report(e);
+    retryTimer ??= setTimeout(() => {
+      retryTimer = null;
+      checkpoint();
+    }, 1000);
+    return;
+  }
+  const segs = rotated.splice(0);
+  if (!useSyncfs) return retire(segs);
+  syncing = true;
+  execFile('sync', ['-f', dataDir], (err) => {
+    syncing = false;
+    if (err) {
+      report(new Error(`syncfs failed, retrying the checkpoint: ${err.message}`));
+      rotated.unshift(...segs);
+      setTimeout(checkpoint, 1000);
+      return;
+    }
+    retire(segs);
+    checkpoint();
+  });
+}
+
+function retire(segs: Segment[]): void {
+  for (const s of segs) {
+    try {
+      unlinkSync(segmentPath(s.n));
+    } catch {}
+  }
+  try {
+    fsyncPathSync(journalDir);
+  } catch {}
+  const release = segs.flatMap((s) => s.release);
+  if (release.length) post({ type: 'durable', release });
+  maybeClosed();
+}
+
+function maybeClosed(): void {
+  if (closing && !segment && !rotated.length && !syncing) post({ type: 'closed' });
+}
+
+parentPort!.on('message', (m: ToWorker) => {
+  if (m.type === 'batch') return batch(m.id, m.records, m.release);
+  closing = true;
+  rotate();
+  maybeClosed();
+});
