@@ -24,9 +24,10 @@ after(async () => {
 
 async function open(port: number, from: string = CLIENTS.untrusted, implicitTls = false): Promise<SmtpClient> {
   const { client, greeting } = await SmtpClient.connect({ port, localAddress: from, implicitTls });
-  assert.equal(greeting.code, 220);
+  assert.equal(greeting.lines[0], '220 mail.example.com ESMTP mailplane', 'the greeting names the configured hostname');
   const ehlo = await client.ehlo();
   assert.equal(ehlo.code, 250);
+  assert.match(ehlo.lines[0]!, /^250[- ]mail\.example\.com Nice to meet you/, 'so does the EHLO reply');
   return client;
 }
 

@@ -17,8 +17,8 @@ import { discard, fsyncPathSync, layout, place, prepare, type Move } from './mat
 
 export type ToWorker = { type: 'batch'; id: number; records: JournalRecord[]; release: string[] } | { type: 'close' };
 export type FromWorker =
-  | { type: 'done'; id: number }
-  | { type: 'failed'; id: number; message: string; code?: string }
+  | { type: 'done'; ids: number[] }
+  | { type: 'failed'; ids: number[]; message: string; code?: string }
   | { type: 'durable'; release: string[] }
   | { type: 'error'; message: string; code?: string }
   | { type: 'closed' };
@@ -65,7 +65,19 @@ function current(): Segment {
   return segment;
 }
 
-function batch(id: number, records: JournalRecord[], release: string[]): void {
+// Batches that arrive while one is being written wait here and are written together.
+let queued: { id: number; records: JournalRecord[]; release: string[] }[] = [];
+let scheduled = false;
+
+function writeQueued(): void {
+  scheduled = false;
+  const q = queued;
+  queued = [];
+  if (q.length) batch(q.map((b) => b.id), q.flatMap((b) => b.records), q.flatMap((b) => b.release));
+  if (closing) close();
+}
+
+function batch(ids: number[], records: JournalRecord[], release: string[]): void {
   const files: { r: JournalRecord; moves: Move[] }[] = [];
   for (const r of records) {
     try {
@@ -95,7 +107,7 @@ function batch(id: number, records: JournalRecord[], release: string[]): void {
     }
     for (const f of files) discard(f.moves);
     backlog.splice(0, backlog.length, ...backlog.filter((r) => !records.includes(r)));
-    post({ type: 'failed', id, ...errorOf(e) });
+    post({ type: 'failed', ids, ...errorOf(e) });
     return;
   }
   for (const f of files) {
@@ -111,7 +123,7 @@ function batch(id: number, records: JournalRecord[], release: string[]): void {
   drain();
   segment!.release.push(...release);
   // in place, or in the backlog to retry: either way the batch is safe in the journal
-  post({ type: 'done', id });
+  post({ type: 'done', ids });
   if (segment!.size > ROTATE_AFTER_BYTES || Date.now() - segment!.firstAt > ROTATE_AFTER_MS) rotate();
 }
 
@@ -196,9 +208,16 @@ function maybeClosed(): void {
   if (closing && !segment && !rotated.length && !syncing) post({ type: 'closed' });
 }
 
-parentPort!.on('message', (m: ToWorker) => {
-  if (m.type === 'batch') return batch(m.id, m.records, m.release);
-  closing = true;
+function close(): void {
   rotate();
   maybeClosed();
+}
+
+parentPort!.on('message', (m: ToWorker) => {
+  if (m.type === 'batch') queued.push(m);
+  else closing = true;
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(writeQueued);
+  }
 });

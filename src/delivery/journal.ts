@@ -23,8 +23,9 @@ interface Pending {
 
 export class Journal {
   private pending: Pending[] = [];
-  /** the batch the worker is writing: one at a time, so that the next one grows meanwhile */
-  private inFlight: { readonly id: number; readonly batch: Pending[] } | null = null;
+  /** batches handed to the worker, by id */
+  private readonly inFlight = new Map<number, Pending[]>();
+  private scheduled = false;
   private nextBatch = 1;
   private closed = false;
   private broken: Error | null = null;
@@ -63,17 +64,24 @@ export class Journal {
     if (this.closed) return Promise.reject(new Error('journal closed'));
     return new Promise((resolve, reject) => {
       this.pending.push({ records, release, resolve, reject });
-      this.send();
+      if (this.scheduled) return;
+      this.scheduled = true;
+      setImmediate(() => this.send()); // what else completes in this turn of the loop joins the batch
     });
   }
 
+  /**
+   * Hands the pending messages to the worker at once: it writes whatever reached it while it was
+   * busy as one batch (one fdatasync), so no batch waits for the previous one's answer.
+   */
   private send(): void {
-    if (this.inFlight || !this.pending.length) return;
+    this.scheduled = false;
+    if (!this.pending.length || this.broken) return;
     const batch = this.pending;
     this.pending = [];
     const records = batch.flatMap((p) => p.records);
     const id = this.nextBatch++;
-    this.inFlight = { id, batch };
+    this.inFlight.set(id, batch);
     this.worker.ref();
     const msg: ToWorker = { type: 'batch', id, records, release: batch.flatMap((p) => p.release) };
     this.worker.postMessage(msg, transferable(records));
@@ -83,15 +91,14 @@ export class Journal {
     switch (m.type) {
       case 'done':
       case 'failed': {
-        const batch = this.inFlight?.id === m.id ? this.inFlight.batch : [];
-        this.inFlight = null;
+        const batch = m.ids.flatMap((id) => this.inFlight.get(id) ?? []);
+        for (const id of m.ids) this.inFlight.delete(id);
         if (m.type === 'done') for (const p of batch) p.resolve();
         else {
           const err = Object.assign(new Error(m.message), { code: m.code });
           for (const p of batch) p.reject(err);
         }
-        this.send();
-        if (!this.inFlight) {
+        if (!this.inFlight.size && !this.pending.length) {
           this.worker.unref();
           this.onIdle?.();
         }
@@ -110,11 +117,11 @@ export class Journal {
 
   /** The writer is gone: what it was writing, and everything after, fails (a temporary error). */
   private fail(e: Error): void {
-    if (this.broken || (this.closed && !this.inFlight && !this.onClosed)) return;
+    if (this.broken || (this.closed && !this.inFlight.size && !this.onClosed)) return;
     this.broken = e;
     if (!this.closed) this.log.error('journal worker failed', { error: e });
-    for (const p of [...(this.inFlight?.batch ?? []), ...this.pending]) p.reject(e);
-    this.inFlight = null;
+    for (const p of [...[...this.inFlight.values()].flat(), ...this.pending]) p.reject(e);
+    this.inFlight.clear();
     this.pending = [];
     this.onIdle?.();
     this.onClosed?.();
@@ -124,7 +131,7 @@ export class Journal {
   async close(): Promise<void> {
     this.closed = true;
     if (this.broken) return;
-    if (this.inFlight || this.pending.length) await new Promise<void>((r) => (this.onIdle = r));
+    if (this.inFlight.size || this.pending.length) await new Promise<void>((r) => (this.onIdle = r));
     this.worker.ref();
     const closed = new Promise<void>((r) => (this.onClosed = r));
     this.worker.postMessage({ type: 'close' } satisfies ToWorker);

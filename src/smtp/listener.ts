@@ -35,6 +35,7 @@ class MailplaneConnection extends SMTPConnection {
 
   // No pre-greeting delay: smtp-server waits 100 ms to catch early talkers.
   override init(): void {
+    this.name = this._server.handlers.hostname(); // greeting and EHLO name the configured host
     live.add(this);
     sweeper ??= setInterval(sweep, 1000).unref();
     this._socket.once('close', () => live.delete(this));
@@ -158,6 +159,7 @@ export class Listener {
       socketTimeout: idleTimeoutMs,
       logger: false,
       banner: 'mailplane',
+      name: handlers.hostname(), // replaced per connection; set so the library never asks the OS
       minVersion: 'TLSv1.2',
       ...(tls ? { key: tls.key, cert: tls.cert } : {}),
       onConnect: (s, cb) => handlers.onConnect(s as Session, cb),

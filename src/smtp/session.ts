@@ -59,6 +59,11 @@ type Cb = (err?: Error | null) => void;
 export class SessionHandlers {
   constructor(private readonly d: SessionDeps) {}
 
+  /** The host name new sessions greet with (the pinned generation's `hostname`). */
+  hostname(): string {
+    return this.d.current().policy.hostname;
+  }
+
   onConnect(session: Session, cb: Cb): void {
     const ip = session.remoteAddress;
     const cur = this.d.current();
