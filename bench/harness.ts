@@ -123,14 +123,23 @@ export async function startMailplane(dir: string, config: string, ops: number, p
   return { name: 'mailplane', port, child, dir, stop: stopper(child), startupMs };
 }
 
-export async function startBaseline(dir: string, port: number): Promise<ServerUnderTest> {
+export function startBaseline(dir: string, port: number): Promise<ServerUnderTest> {
+  return startScript('baseline', 'bench/baseline-server.mjs', dir, port, [join(dir, 'spool')]);
+}
+
+/** The bare smtp-server storing nothing: what the library costs before any storage. */
+export function startSink(dir: string, port: number): Promise<ServerUnderTest> {
+  return startScript('sink', 'bench/sink-server.mjs', dir, port, []);
+}
+
+async function startScript(name: string, script: string, dir: string, port: number, args: string[]): Promise<ServerUnderTest> {
   mkdirSync(dir, { recursive: true });
   let log = '';
-  const child = spawn(process.execPath, [join(ROOT, 'bench/baseline-server.mjs'), String(port), join(dir, 'spool')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, script), String(port), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d) => (log += d));
   child.stderr!.on('data', (d) => (log += d));
   await waitPort(port, child, () => log);
-  return { name: 'baseline', port, child, dir, stop: stopper(child) };
+  return { name, port, child, dir, stop: stopper(child) };
 }
 
 /** utime+stime of a process (all its threads), in ms. */
