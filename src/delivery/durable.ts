@@ -9,8 +9,7 @@ export function call<T>(f: (...args: any[]) => void, ...args: unknown[]): Promis
   return new Promise((resolve, reject) => f(...args, (e: Error | null, v: T) => (e ? reject(e) : resolve(v))));
 }
 
-export const rename = (from: string, to: string): Promise<void> => call(fs.rename, from, to);
-export const unlink = (path: string): Promise<void> => call(fs.unlink, path);
+const unlink = (path: string): Promise<void> => call(fs.unlink, path);
 
 /** Creates path exclusively and writes chunks; durable on return. Unlinks it on failure. */
 export async function writeFileDurably(path: string, chunks: readonly Buffer[]): Promise<void> {

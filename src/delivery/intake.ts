@@ -2,10 +2,8 @@
 // and, for other domains, the outbound queue — before the SMTP reply is 250: all its copies
 // are one journal append, so either every destination gets the message or none does.
 import { mkdir } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { DirSyncer, rename, unlink, writeFileDurably } from './durable.js';
+import { join } from 'node:path';
 import type { Journal } from './journal.js';
-import { layout } from './materialize.js';
 import type { JournalRecord } from './journal-format.js';
 import { maildirName } from './maildir.js';
 import type { QueueEntry } from './queue-store.js';
@@ -47,7 +45,6 @@ export class Intake {
   constructor(
     private readonly journal: Journal,
     private readonly dataDir: string,
-    private readonly syncer: DirSyncer,
     private readonly onQueued: (entry: QueueEntry) => void = () => {},
   ) {}
 
@@ -112,8 +109,8 @@ export class Intake {
     }
     try {
       // Small messages share one fdatasync through the journal; a large one pays for its own
-      // fsync anyway, and writing it twice (journal, then file) would cost more than it saves.
-      if (msg.size > DIRECT_WRITE_BYTES) await this.writeDirect(records);
+      // fdatasync anyway, and writing it twice (journal, then files) would cost more than it saves.
+      if (msg.size > DIRECT_WRITE_BYTES) await this.journal.direct(records);
       else await this.journal.append(records, entry ? [entry.id] : []);
     } catch (e) {
       if (entry) this.unreleased.delete(entry.id);
@@ -121,34 +118,6 @@ export class Intake {
     }
     if (entry && msg.size > DIRECT_WRITE_BYTES) this.released([entry.id]);
     return { queueId: entry?.id ?? null, mailboxes };
-  }
-
-  /** Each file written, fdatasync'ed and renamed into place, folders fsync'ed; all or nothing. */
-  private async writeDirect(records: readonly JournalRecord[]): Promise<void> {
-    const l = layout(this.dataDir);
-    const moves: { tmp: string; final: string }[] = [];
-    try {
-      for (const r of records) {
-        if (r.k === 'm') {
-          const tmp = join(l.mail, r.user, 'tmp', r.name);
-          await writeFileDurably(tmp, [Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength)]);
-          moves.push({ tmp, final: join(l.mail, r.user, 'new', r.name) });
-        } else {
-          await mkdir(join(l.queue, 'tmp'), { recursive: true, mode: 0o700 });
-          const eml = join(l.queue, 'tmp', `${r.id}.eml`);
-          const json = join(l.queue, 'tmp', `${r.id}.json`);
-          await writeFileDurably(eml, [Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength)]);
-          moves.push({ tmp: eml, final: join(l.queue, `${r.id}.eml`) });
-          await writeFileDurably(json, [Buffer.from(r.json)]);
-          moves.push({ tmp: json, final: join(l.queue, `${r.id}.json`) });
-        }
-      }
-    } catch (e) {
-      await Promise.all(moves.map((m) => unlink(m.tmp).catch(() => {})));
-      throw e;
-    }
-    for (const m of moves) await rename(m.tmp, m.final);
-    await Promise.all([...new Set(moves.map((m) => dirname(m.final)))].map((d) => this.syncer.sync(d)));
   }
 }
 

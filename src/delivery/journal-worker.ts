@@ -7,15 +7,20 @@
 // `sync -f` (syncfs) makes its files durable, then it is deleted and its queue entries are
 // released to delivery. Without syncfs every file is fdatasync'ed and its folder fsync'ed instead.
 // A file that cannot be written (disk full) is retried from the record: it is safe in the journal.
+// Large messages skip the journal ('direct'): their files are fdatasync'ed on their own.
 import { execFile } from 'node:child_process';
-import { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writevSync } from 'node:fs';
+import fs, { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { advance } from './durable.js';
+import { advance, call, fsyncDir } from './durable.js';
 import { encode, type JournalRecord } from './journal-format.js';
 import { discard, fsyncPathSync, layout, place, prepare, type Move } from './materialize.js';
 
-export type ToWorker = { type: 'batch'; id: number; records: JournalRecord[]; release: string[] } | { type: 'close' };
+export type ToWorker =
+  | { type: 'batch'; id: number; records: JournalRecord[]; release: string[] }
+  /** a large message: its files written and fdatasync'ed themselves, not through the journal */
+  | { type: 'direct'; id: number; records: JournalRecord[] }
+  | { type: 'close' };
 export type FromWorker =
   | { type: 'done'; ids: number[] }
   | { type: 'failed'; ids: number[]; message: string; code?: string }
@@ -67,14 +72,69 @@ function current(): Segment {
 
 // Batches that arrive while one is being written wait here and are written together.
 let queued: { id: number; records: JournalRecord[]; release: string[] }[] = [];
+let queuedDirect: { id: number; records: JournalRecord[] }[] = [];
 let scheduled = false;
 
 function writeQueued(): void {
   scheduled = false;
   const q = queued;
+  const d = queuedDirect;
   queued = [];
+  queuedDirect = [];
   if (q.length) batch(q.map((b) => b.id), q.flatMap((b) => b.records), q.flatMap((b) => b.release));
+  if (d.length) void direct(d);
   if (closing) close();
+}
+
+/**
+ * Large messages: every file written, then all of them fdatasync'ed in parallel (on libuv's
+ * pool), renamed into place, and every folder that received one fsync'ed once. Each message
+ * succeeds or fails on its own.
+ */
+async function direct(items: { id: number; records: JournalRecord[] }[]): Promise<void> {
+  const written: { id: number; moves: Move[] }[] = [];
+  for (const it of items) {
+    const moves: Move[] = [];
+    try {
+      for (const r of it.records) moves.push(...prepare(r, l, { recovery: false, fsyncEach: false }));
+      written.push({ id: it.id, moves });
+    } catch (e) {
+      discard(moves);
+      post({ type: 'failed', ids: [it.id], ...errorOf(e) });
+    }
+  }
+  const synced = await Promise.all(
+    written.map(async (it) => {
+      try {
+        await Promise.all(it.moves.map((m) => fdatasyncPath(m.tmp)));
+        place(it.moves);
+        return it;
+      } catch (e) {
+        discard(it.moves);
+        post({ type: 'failed', ids: [it.id], ...errorOf(e) });
+        return null;
+      }
+    }),
+  );
+  const placed = synced.filter((it) => it !== null);
+  if (!placed.length) return;
+  const ids = placed.map((it) => it.id);
+  try {
+    await Promise.all([...new Set(placed.flatMap((it) => it.moves.map((m) => dirname(m.final))))].map((d) => fsyncDir(d)));
+  } catch (e) {
+    post({ type: 'failed', ids, ...errorOf(e) });
+    return;
+  }
+  post({ type: 'done', ids });
+}
+
+async function fdatasyncPath(path: string): Promise<void> {
+  const fd = await call<number>(fs.open, path, constants.O_WRONLY);
+  try {
+    await call(fs.fdatasync, fd);
+  } finally {
+    await call(fs.close, fd);
+  }
 }
 
 function batch(ids: number[], records: JournalRecord[], release: string[]): void {
@@ -215,6 +275,7 @@ function close(): void {
 
 parentPort!.on('message', (m: ToWorker) => {
   if (m.type === 'batch') queued.push(m);
+  else if (m.type === 'direct') queuedDirect.push(m);
   else closing = true;
   if (!scheduled) {
     scheduled = true;

@@ -71,6 +71,22 @@ export class Journal {
   }
 
   /**
+   * Writes a large message's files on their own (each fdatasync'ed, renamed into place, folders
+   * fsync'ed): a journal would write it twice. Resolves once all of that is done; durable at once.
+   */
+  direct(records: JournalRecord[]): Promise<void> {
+    if (this.broken) return Promise.reject(this.broken);
+    if (this.closed) return Promise.reject(new Error('journal closed'));
+    return new Promise((resolve, reject) => {
+      const id = this.nextBatch++;
+      this.inFlight.set(id, [{ records, release: [], resolve, reject }]);
+      this.worker.ref();
+      const msg: ToWorker = { type: 'direct', id, records };
+      this.worker.postMessage(msg, transferable(records));
+    });
+  }
+
+  /**
    * Hands the pending messages to the worker at once: it writes whatever reached it while it was
    * busy as one batch (one fdatasync), so no batch waits for the previous one's answer.
    */

@@ -26,15 +26,21 @@ function ensureMaildir(dir: string): void {
   ensured.add(dir);
 }
 
+/** Writes a new file (fdatasync'ed when asked); a file that could not be written whole is removed. */
 function writeNew(path: string, data: Uint8Array, fsyncEach: boolean): void {
   const fd = openSync(path, 'w', 0o600);
   try {
     let off = 0;
     while (off < data.length) off += writeSync(fd, data, off, data.length - off);
     if (fsyncEach) fdatasyncSync(fd);
-  } finally {
+  } catch (e) {
     closeSync(fd);
+    try {
+      unlinkSync(path);
+    } catch {}
+    throw e;
   }
+  closeSync(fd);
 }
 
 export interface Move {

@@ -33,7 +33,7 @@ export class Storage {
       const queue = new QueueStore(join(dataDir, 'queue'), syncer);
       await queue.init();
       let outbound: OutboundQueue | null = null;
-      intake = new Intake(journal, dataDir, syncer, (entry) => outbound?.enqueued(entry));
+      intake = new Intake(journal, dataDir, (entry) => outbound?.enqueued(entry));
       outbound = new OutboundQueue(queue, intake, log, metrics);
       return new Storage(dataDir, journal, queue, intake, outbound, lock);
     } catch (e) {
