@@ -265,3 +265,13 @@ describe('TLS', () => {
     assert.equal(await hello('TLSv1.1'), 'refused');
   });
 });
+
+describe('221 2.0.0 QUIT', () => {
+  test('the reply comes first, then the server closes the connection: plain, STARTTLS and implicit TLS', async () => {
+    for (const c of [await open(env.ports.mx), await tlsSession(env.ports.submission), await open(env.ports.submissions, CLIENTS.untrusted, true)]) {
+      const r = await c.cmd('QUIT');
+      assert.equal(r.lines[0], '221 2.0.0 Bye');
+      await c.waitClosed();
+    }
+  });
+});

@@ -78,6 +78,18 @@ class MailplaneConnection extends SMTPConnection {
     return out;
   }
 
+  // After the 221 a plain connection is closed at once instead of half-closed: the client has
+  // nothing more to say, and a half-close only waits for its FIN (or, from clients that close
+  // abortively, a reset that costs an error object per connection). TLS keeps the orderly close.
+  override handler_QUIT(command: Buffer, callback: () => void): void {
+    const sock = this._socket;
+    if (this.secure || this._upgrading) return super.handler_QUIT(command, callback);
+    this.send(221, 'Bye');
+    if (sock.writableLength === 0) sock.destroy();
+    this.close();
+    callback();
+  }
+
   override handler_AUTH(command: Buffer, callback: () => void): void {
     if (!this.secure) {
       const st = (this.session as Session).mp;

@@ -141,6 +141,12 @@ export class SmtpClient {
     return { mail, rcpt, data };
   }
 
+  /** Resolves once the server has closed the connection. */
+  waitClosed(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.socket.once('close', () => resolve()));
+  }
+
   async quit(): Promise<void> {
     if (this.closed) return;
     try {
