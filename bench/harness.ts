@@ -2,21 +2,13 @@
 // separate process), a latency probe, idle connections, and CPU/RSS readings from /proc.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { accepts, freePort } from '../test/helpers/ports.js';
+
+export { freePort };
 
 export const ROOT = new URL('../', import.meta.url).pathname;
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 /** Installs Postfix's smtp-source from Debian when it is missing (without starting Postfix). */
 export function ensureSmtpSource(): string {
@@ -49,21 +41,10 @@ async function waitPort(port: number, child: ChildProcess, log: () => string): P
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`server exited: ${log()}`);
-    if (await reachable(port)) return;
+    if (await accepts(port)) return;
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`server did not listen on ${port}: ${log()}`);
-}
-
-export function reachable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 function stopper(child: ChildProcess): () => Promise<void> {

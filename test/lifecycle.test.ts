@@ -1,21 +1,10 @@
 // Stopping and limits: SIGTERM lets a transaction in progress finish while new connections
 // are refused; a second signal exits at once; connection limits answer 421 without harming others.
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { test } from 'node:test';
+import { accepts } from './helpers/ports.js';
 import { baseConfig, makeEnv, startMailplane, waitFor } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
-
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(false);
-    });
-    s.once('error', () => resolve(true));
-  });
-}
 
 test('SIGTERM: no new connections, the open transaction completes with 250, then exit 0', async () => {
   const env = await makeEnv();
@@ -24,7 +13,7 @@ test('SIGTERM: no new connections, the open transaction completes with 250, then
   await c.ehlo();
   assert.equal((await c.cmd('MAIL FROM:<x@example.net>')).code, 250);
   mp.child.kill('SIGTERM');
-  await waitFor('listener to stop accepting', () => refused(env.ports.mx));
+  await waitFor('listener to stop accepting', async () => !(await accepts(env.ports.mx)));
   assert.equal((await c.cmd('RCPT TO:<bob@example.com>')).code, 250);
   const [, done] = await c.data(message('during shutdown'));
   assert.equal(done.code, 250, done.text);

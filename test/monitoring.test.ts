@@ -13,9 +13,10 @@ import { freePort } from './helpers/ports.js';
 import { checkExpr, parseExposition, references, type Exposition } from './helpers/promql.js';
 import { Prometheus, toolOrSkip } from './helpers/prometheus.js';
 import { TestRelay } from './helpers/relay.js';
-import { baseConfig, CLIENTS, makeEnv, startMailplane, USERS, type Env, type MailplaneProcess } from './helpers/server.js';
+import { baseConfig, CLIENTS, makeEnv, startMailplane, type Env, type MailplaneProcess } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
 import { testCa } from './helpers/tls.js';
+import { aliceSubmits } from './helpers/traffic.js';
 
 const RULES = join(CHART, 'rules/mailplane-alerts.yaml');
 const RULES_TEST = join(CHART, 'rules/mailplane-alerts.test.yaml');
@@ -122,14 +123,7 @@ before(async () => {
   mp = await startMailplane(env, config);
   // traffic of every kind the queries look at: AUTH failure and success, a local and a relayed
   // message, refusals, and a refused config reload
-  const c = (await SmtpClient.connect({ port: env.ports.submission })).client;
-  await c.ehlo();
-  await c.starttls();
-  await c.ehlo();
-  await c.authPlain('alice', 'wrong-password');
-  await c.authPlain('alice', USERS.alice.password);
-  await c.send('alice@example.com', ['bob@example.com', 'friend@elsewhere.example'], message('monitoring'));
-  await c.quit();
+  await (await aliceSubmits(env, 'monitoring')).quit();
   const m = (await SmtpClient.connect({ port: env.ports.mx, localAddress: CLIENTS.other })).client;
   await m.ehlo();
   await m.send('x@example.net', ['nobody@example.com', 'victim@elsewhere.example'], message('refused'));

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { baseConfig, CLIENTS, makeEnv, startMailplane, USERS, type Env, type MailplaneProcess } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
+import { aliceSubmits } from './helpers/traffic.js';
 
 let env: Env;
 let mp: MailplaneProcess;
@@ -16,13 +17,7 @@ before(async () => {
   writeFileSync(join(env.dir, 'relay-pw'), 'relay-secret-value\n');
   mp = await startMailplane(env, baseConfig(env, { relay: `relay:\n  enabled: true\n  host: smtp.provider.example\n  port: 587\n  auth: { username: mailer@example.com, passwordFile: relay-pw }\n` }));
   // some traffic of every kind
-  const c = (await SmtpClient.connect({ port: env.ports.submission })).client;
-  await c.ehlo();
-  await c.starttls();
-  await c.ehlo();
-  await c.authPlain('alice', 'wrong-password');
-  await c.authPlain('alice', USERS.alice.password);
-  await c.send('alice@example.com', ['bob@example.com', 'friend@elsewhere.example'], message('ops'));
+  const c = await aliceSubmits(env, 'ops');
   await c.send('bob@example.com', ['bob@example.com'], message('mismatch'));
   await c.quit();
   const m = (await SmtpClient.connect({ port: env.ports.mx, localAddress: CLIENTS.other })).client;

@@ -1,14 +1,14 @@
 // Hot reconcile against the real server: the file is rewritten, the server converges (or keeps
 // the last good config and says why), and sessions never notice.
 import assert from 'node:assert/strict';
-import { createServer, connect as netConnect } from 'node:net';
+import { createServer } from 'node:net';
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { test } from 'node:test';
 import { issueCertificate } from '../src/tls/devcert.js';
 import { mailplane } from './helpers/cli.js';
-import { freePort } from './helpers/ports.js';
+import { accepts, freePort } from './helpers/ports.js';
 import { baseConfig, makeEnv, spawnMailplane, startMailplane, type Env, type MailplaneProcess } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
 import { serverCert, testCa } from './helpers/tls.js';
@@ -19,17 +19,6 @@ async function generation(mp: MailplaneProcess): Promise<number> {
 
 async function untilGeneration(mp: MailplaneProcess, n: number): Promise<void> {
   await mp.waitFor(`generation ${n}`, async () => (await generation(mp)) >= n);
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = netConnect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 function fingerprint(port: number): Promise<string> {

@@ -1,5 +1,6 @@
-// Free loopback ports for configs (the schema requires real port numbers, not 0).
-import { createServer } from 'node:net';
+// Free loopback ports for configs (the schema requires real port numbers, not 0), and whether
+// a loopback port accepts connections.
+import { connect, createServer } from 'node:net';
 
 export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -10,6 +11,18 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
       const port = typeof a === 'object' && a ? a.port : 0;
       s.close(() => resolve(port));
     });
+  });
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
   });
 }
 

@@ -2,10 +2,9 @@
 // CA certificate for StartTLS, and an LDIF of test users. Stopped and restarted by its PID.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports.js';
+import { accepts, freePort } from './ports.js';
 import { serverCert, testCa } from './tls.js';
 
 const SLAPD = '/usr/sbin/slapd';
@@ -88,7 +87,7 @@ export class Slapd {
     const child = this.child;
     process.on('exit', () => child.kill('SIGKILL'));
     const deadline = Date.now() + 10_000;
-    while (!(await reachable(this.port))) {
+    while (!(await accepts(this.port))) {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`slapd did not start:\n${this.log}`);
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -136,15 +135,4 @@ access to * by dn.exact="${SERVICE.dn}" read by users read by anonymous auth
     const r = spawnSync(SLAPADD, ['-f', join(this.dir, 'slapd.conf'), '-l', join(this.dir, 'data.ldif')], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`slapadd failed: ${r.stderr}`);
   }
-}
-
-function reachable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
