@@ -143,11 +143,11 @@ export interface SmtpLimitsConfig {
    */
   idleTimeout?: number | string;
   /**
-   * A command line must be complete this long after the previous one; a client that trickles bytes slower is disconnected with 421 (the idle timeout alone would never fire).
+   * A command line must be complete this long after the server's previous reply (time the server spends on a command does not count); a client that trickles bytes slower is disconnected with 421 (the idle timeout alone would never fire).
    */
   commandTimeout?: number | string;
   /**
-   * A message (DATA) must be received completely within this time.
+   * A message (DATA) must be received completely within this time after the 354 reply.
    */
   dataTimeout?: number | string;
 }
