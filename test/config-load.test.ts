@@ -1,19 +1,19 @@
 // The loader's normalized result: defaults from the schema, units, IDN domains, frozen state,
 // a content hash that follows referenced files, and JSON output of `validate`.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { inspect } from 'node:util';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
 import { issueCertificate } from '../src/tls/devcert.js';
 import { mailplane, ROOT } from './helpers/cli.js';
+import { tempDir } from './helpers/tmp.js';
 
 const HASH = '$2y$12$uxIfP4NMQ7kEZODRXFCJ9OBrwtwdgJEjg8oPwgnr9Z2/tDj2cJnIK';
 
 function tempConfig(body: string): { dir: string; file: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'mailplane-cfg-'));
+  const dir = tempDir('cfg');
   copyFileSync(`${ROOT}/test/fixtures/config/tls/valid.crt`, join(dir, 'tls.crt'));
   copyFileSync(`${ROOT}/test/fixtures/config/tls/valid.key`, join(dir, 'tls.key'));
   const file = join(dir, 'mailserver.yaml');

@@ -5,14 +5,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { builtinModules } from 'node:module';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { mailplane, ROOT } from './helpers/cli.js';
 import { CHART } from './helpers/helm.js';
 import { serverCert, writeCert } from './helpers/tls.js';
+import { tempDir } from './helpers/tmp.js';
 
 interface Instruction {
   readonly op: string;
@@ -73,7 +73,7 @@ test('the runtime stage has production dependencies only, and they cover every p
 });
 
 test('the files the image gets are enough to run mailplane from the image layout', async () => {
-  const app = mkdtempSync(join(tmpdir(), 'mailplane-image-'));
+  const app = tempDir('image');
   // the runtime stage's COPY lines, with the build stages standing for what they make here:
   // dist is what `npm run build` compiles, node_modules what `npm ci` installs
   for (const { args } of final().filter((i) => i.op === 'COPY')) {
@@ -89,7 +89,7 @@ test('the files the image gets are enough to run mailplane from the image layout
   const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
   for (const { args } of final().filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))) assert.ok(!ignored.includes(args.split(/\s+/)[0]!), args);
 
-  const dir = mkdtempSync(join(tmpdir(), 'mailplane-image-config-'));
+  const dir = tempDir('image-config');
   writeCert(dir, serverCert());
   writeFileSync(
     join(dir, 'mailserver.yaml'),

@@ -6,8 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
@@ -18,6 +17,7 @@ import { podFiles, volumeFiles, writeAtomic, type Cluster } from './helpers/pod-
 import { freePorts } from './helpers/ports.js';
 import { MailplaneProcess, USERS, type Env } from './helpers/server.js';
 import { serverCert, testCa } from './helpers/tls.js';
+import { tempDir } from './helpers/tmp.js';
 
 const skip = helmOrSkip() ? false : 'helm is not installed';
 const FIXTURES = ['minimal.yaml', 'cert-manager.yaml', 'existing-secrets.yaml', 'ldap.yaml', 'monitoring.yaml', 'proxy-protocol.yaml'];
@@ -96,7 +96,7 @@ test('a bad config is refused by helm template through the values schema, as by 
   assert.match(r.stderr, /\/config\/smtp\/listeners\/1\/port'?: got string, want integer/);
   assert.equal(r.stdout, '', 'nothing is rendered');
   // the same contract as the server's own validation
-  const dir = mkdtempSync(join(tmpdir(), 'mailplane-bad-'));
+  const dir = tempDir('bad');
   const merged = { ...parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8')).config, ...parseYaml(readFileSync(join(HELM_FIXTURES, 'bad-config.yaml'), 'utf8')).config };
   writeFileSync(join(dir, 'mailserver.yaml'), stringifyYaml(merged));
   const bad = await mailplane(['validate', join(dir, 'mailserver.yaml')]);
@@ -337,7 +337,7 @@ test('monitoring: ServiceMonitor on the headless ops port, the rules and dashboa
 
 test("in the pod's file layout, a changed ConfigMap, a renewed certificate and a changed secret file reload without a restart", { skip }, async () => {
   const [mx, submission, submissions, ops] = await freePorts(4);
-  const dataDir = join(mkdtempSync(join(tmpdir(), 'mailplane-pod-data-')), 'data');
+  const dataDir = join(tempDir('pod-data'), 'data');
   const values = (domains: string[], users: string) => ({
     'config.domains': domains,
     'config.smtp.listeners': [

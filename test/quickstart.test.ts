@@ -2,13 +2,13 @@
 // config, and a mail client logged in as the demo user gets a message into the Maildir.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import nodemailer from 'nodemailer';
 import { ROOT } from './helpers/cli.js';
 import { waitFor } from './helpers/server.js';
+import { tempDir } from './helpers/tmp.js';
 
 test('npm start serves the quick start and the demo user can send mail', async () => {
   const busy = await fetch('http://127.0.0.1:9465/healthz').then(
@@ -16,7 +16,7 @@ test('npm start serves the quick start and the demo user can send mail', async (
     () => false,
   );
   assert.equal(busy, false, 'port 9465 is taken by another process; the quick start needs it');
-  const dir = mkdtempSync(join(tmpdir(), 'mailplane-quickstart-'));
+  const dir = tempDir('quickstart');
   // npm runs the script in the package folder; INIT_CWD (this temp folder) is where data goes
   const { INIT_CWD: _i, npm_lifecycle_event: _e, ...parentEnv } = process.env;
   // its own process group, so that the signal reaches npm, its shell and mailplane alike

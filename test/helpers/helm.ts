@@ -1,13 +1,12 @@
 // Runs the real, pinned helm binary (installed into .tools/ by scripts/install-helm.ts) on the
 // chart, and parses what it renders.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { ensureHelm } from '../../scripts/install-helm.js';
 import type { Manifest } from './k8s-validate.js';
+import { tempDir } from './tmp.js';
 
 export const CHART = fileURLToPath(new URL('../../helm/mailplane', import.meta.url));
 export const HELM_FIXTURES = fileURLToPath(new URL('../fixtures/helm', import.meta.url));
@@ -31,7 +30,7 @@ export function helmOrSkip(): string | null {
 }
 
 // helm keeps caches and settings under $HOME unless told otherwise
-const home = mkdtempSync(join(tmpdir(), 'mailplane-helm-home-'));
+const home = tempDir('helm-home');
 const helmEnv = { ...process.env, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
 
 export interface HelmResult {

@@ -2,10 +2,10 @@
 // projected volume of the rendered StatefulSet, written the way the kubelet writes them (a
 // timestamped folder, a `..data` symlink to it, one symlink per file through `..data`), and
 // updated the way the kubelet updates them (a new folder, then `..data` renamed over).
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync, readlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync, readlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Manifest } from './k8s-validate.js';
+import { tempDir } from './tmp.js';
 
 /** Secrets and ConfigMaps that exist in the cluster, not rendered by the chart: name → key → content. */
 export interface Cluster {
@@ -89,7 +89,7 @@ export function podFiles(manifests: readonly Manifest[], cluster: Cluster = {}):
   if (!sts) throw new Error('no StatefulSet rendered');
   const pod = sts.spec.template.spec;
   const container = pod.containers.find((c: any) => c.name === 'mailplane');
-  const root = mkdtempSync(join(tmpdir(), 'mailplane-pod-'));
+  const root = tempDir('pod');
   const volumes = new Map<string, { dir: string; files: Record<string, string> }>();
   for (const mount of container.volumeMounts) {
     if (mount.subPath) throw new Error(`volume ${mount.name} is mounted with subPath: Kubernetes never updates it`);

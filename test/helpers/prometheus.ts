@@ -1,11 +1,11 @@
 // A real Prometheus server (Debian's package `prometheus`, the one that brings promtool) on
 // loopback, scraping one target every second as job "mailplane" and evaluating rule files.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
 import { waitFor } from './server.js';
+import { tempDir } from './tmp.js';
 
 /** Whether a Debian prometheus tool is installed; in CI a missing one fails, elsewhere it skips loudly. */
 export function toolOrSkip(tool: 'promtool' | 'prometheus'): boolean {
@@ -32,7 +32,7 @@ export class Prometheus {
   }
 
   static async start(target: string, ruleFiles: readonly string[]): Promise<Prometheus> {
-    const dir = mkdtempSync(join(tmpdir(), 'mailplane-prometheus-'));
+    const dir = tempDir('prometheus');
     const config = {
       global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
       rule_files: ruleFiles,

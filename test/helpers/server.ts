@@ -1,11 +1,11 @@
 // Runs the real `mailplane run` binary against a config in a temp folder, on loopback ports.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN } from './cli.js';
 import { freePorts } from './ports.js';
 import { serverCert, writeCert } from './tls.js';
+import { tempDir } from './tmp.js';
 
 export const USERS = {
   alice: { password: 'alice-pw', hash: '$argon2id$v=19$m=19456,t=2,p=1$TZ12nhwvbIjuYS/oJJhdig$bRbcBW9Vr9ojnIkUQYYHehIc+UFMJdT7z0h4/dWs6qE' },
@@ -25,7 +25,7 @@ export interface Env {
 }
 
 export async function makeEnv(): Promise<Env> {
-  const dir = mkdtempSync(join(tmpdir(), 'mailplane-test-'));
+  const dir = tempDir('test');
   const { certFile, keyFile } = writeCert(dir, serverCert());
   const [mx, submission, submissions, plain, ops, spare, dns] = await freePorts(7);
   return {

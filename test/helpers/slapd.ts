@@ -1,11 +1,11 @@
 // A real OpenLDAP server (Debian's slapd) on a loopback port, with a generated config, a test
 // CA certificate for StartTLS, and an LDIF of test users. Stopped and restarted by its PID.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { accepts, freePort } from './ports.js';
 import { serverCert, testCa } from './tls.js';
+import { tempDir } from './tmp.js';
 
 const SLAPD = '/usr/sbin/slapd';
 const SLAPADD = '/usr/sbin/slapadd';
@@ -65,7 +65,7 @@ export class Slapd {
   log = '';
 
   constructor() {
-    this.dir = mkdtempSync(join(tmpdir(), 'mailplane-slapd-'));
+    this.dir = tempDir('slapd');
   }
 
   get url(): string {
