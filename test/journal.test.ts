@@ -38,6 +38,8 @@ test('records decode whole or not at all: every truncation yields a prefix of th
     assert.ok(got.length < records.length, `cut at ${cut}`);
     got.forEach((r, i) => assert.deepEqual(Buffer.from(r.data), Buffer.from(records[i]!.data)));
   }
+  // segments are zero-filled ahead of the writes: the zeros after the last record end it
+  assert.equal(decode(Buffer.concat([bytes, Buffer.alloc(1024 * 1024)])).length, records.length);
   const flipped = Buffer.from(bytes);
   flipped[bytes.length - 8]! ^= 0xff; // corrupt the last record's payload
   assert.equal(decode(flipped).length, 2);
