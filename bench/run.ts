@@ -71,10 +71,12 @@ async function main(): Promise<void> {
       `${r.server.padEnd(10)}  ${String(r.sessions).padStart(8)}  ${(r.size >= 1024 ? `${r.size / 1024} KiB` : `${r.size} B`).padEnd(7)}  ${(r.reuse ? 'reuse' : 'new').padEnd(5)}  ${String(r.messages).padStart(8)}  ${r.rate.toFixed(0).padStart(7)}  ${r.cpuMsPerMsg.toFixed(3).padStart(10)}  ${r.p50.toFixed(2).padStart(6)}  ${r.p99.toFixed(2).padStart(6)}${r.ok ? '' : '  (errors)'}`,
     );
   try {
-    // The headline scenario three times, interleaved, so that both servers see the same noise;
-    // with a reference point: the same library storing nothing.
-    for (let i = 0; i < (HEADLINE || (QUICK ? 1 : 3)); i++) {
-      for (const s of [base, mp, sink]) {
+    // Warm-up, not recorded: JIT, page cache and the first files of each server.
+    for (const s of [base, mp, sink]) await measure(bin, s, 20, 1024, false);
+    // The headline scenario five times, interleaved (who goes first alternates), so that both
+    // servers see the same noise; with a reference point: the same library storing nothing.
+    for (let i = 0; i < (HEADLINE || (QUICK ? 1 : 5)); i++) {
+      for (const s of i % 2 ? [mp, base, sink] : [base, mp, sink]) {
         const r = await measure(bin, s, 20, 1024, false);
         rows.push(r);
         print(r);
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
 
   if (HEADLINE) {
     const summary = summarize(rows);
-    console.log(`\nheadline, median of ${HEADLINE}: mailplane ${summary.mailplane.toFixed(0)} msg/s, baseline ${summary.baseline.toFixed(0)} msg/s, ratio ${summary.ratio.toFixed(2)}× (sink, storing nothing: ${summary.sink.toFixed(0)} msg/s)`);
+    console.log(`\nheadline, median of ${HEADLINE}: mailplane ${summary.mailplane.toFixed(0)} msg/s, baseline ${summary.baseline.toFixed(0)} msg/s, ratio ${summary.ratio.toFixed(2)}×; round by round ${summary.pairs.map((x) => `${x.toFixed(2)}×`).join(", ")} (sink, storing nothing: ${summary.sink.toFixed(0)} msg/s)`);
     rmSync(work, { recursive: true, force: true });
     return;
   }
@@ -119,7 +121,7 @@ async function main(): Promise<void> {
   console.log(`  start-up to /readyz: median ${memory.startupMs.toFixed(0)} ms`);
 
   const summary = summarize(rows);
-  console.log(`\nheadline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): mailplane ${summary.mailplane.toFixed(0)} msg/s, baseline ${summary.baseline.toFixed(0)} msg/s, ratio ${summary.ratio.toFixed(2)}× (sink, storing nothing: ${summary.sink.toFixed(0)} msg/s)`);
+  console.log(`\nheadline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): mailplane ${summary.mailplane.toFixed(0)} msg/s, baseline ${summary.baseline.toFixed(0)} msg/s, ratio ${summary.ratio.toFixed(2)}×; round by round ${summary.pairs.map((x) => `${x.toFixed(2)}×`).join(", ")} (sink, storing nothing: ${summary.sink.toFixed(0)} msg/s)`);
   const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version }, rows, reload, memory, summary };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
@@ -128,11 +130,19 @@ async function main(): Promise<void> {
   rmSync(work, { recursive: true, force: true });
 }
 
-function summarize(rows: Row[]): { mailplane: number; baseline: number; ratio: number; sink: number } {
+function summarize(rows: Row[]): { mailplane: number; baseline: number; ratio: number; sink: number; pairs: number[] } {
   const pick = (server: string) => rows.filter((r) => r.server === server && r.sessions === 20 && r.size === 1024 && !r.reuse).map((r) => r.rate);
   const m = percentile(pick('mailplane'), 50);
   const b = percentile(pick('baseline'), 50);
-  return { mailplane: m, baseline: b, ratio: m / b, sink: percentile(pick('sink'), 50) };
+  const pairs = pick('mailplane').map((rate, i) => rate / pick('baseline')[i]!);
+  return { mailplane: m, baseline: b, ratio: m / b, sink: percentile(pick('sink'), 50), pairs };
+}
+
+/** The baseline row measured in the same round as `row` (same scenario, same repetition). */
+function pairedBaseline(rows: readonly Row[], row: Row): Row | undefined {
+  const same = (x: Row) => x.sessions === row.sessions && x.size === row.size && x.reuse === row.reuse;
+  const round = rows.filter((x) => x.server === row.server && same(x)).indexOf(row);
+  return rows.filter((x) => x.server === 'baseline' && same(x))[round];
 }
 
 async function memoryRun(bin: string, dir: string) {
@@ -175,7 +185,7 @@ function markdown(r: { date: string; machine: Record<string, unknown>; rows: Row
     '|---|---:|---|---|---:|---:|---:|---:|---:|---:|',
   ];
   for (const row of r.rows) {
-    const base = r.rows.find((x) => x.server === 'baseline' && x.sessions === row.sessions && x.size === row.size && x.reuse === row.reuse);
+    const base = pairedBaseline(r.rows, row);
     const ratio = row.server !== 'baseline' && base ? `${(row.rate / base.rate).toFixed(2)}×` : '';
     lines.push(
       `| ${row.server} | ${row.sessions} | ${row.size / 1024} KiB | ${row.reuse ? 'reused' : 'new per message'} | ${row.messages} | ${row.rate.toFixed(0)} | ${row.cpuMsPerMsg.toFixed(3)} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${ratio} |`,
@@ -183,7 +193,7 @@ function markdown(r: { date: string; machine: Record<string, unknown>; rows: Row
   }
   lines.push(
     '',
-    `Headline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): mailplane ${r.summary.mailplane.toFixed(0)} msg/s, baseline ${r.summary.baseline.toFixed(0)} msg/s, **${r.summary.ratio.toFixed(2)}×**; the sink (same library, storing nothing) ${r.summary.sink.toFixed(0)} msg/s.`,
+    `Headline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): mailplane ${r.summary.mailplane.toFixed(0)} msg/s, baseline ${r.summary.baseline.toFixed(0)} msg/s, **${r.summary.ratio.toFixed(2)}×** (round by round: ${r.summary.pairs.map((x) => `${x.toFixed(2)}×`).join(', ')}); the sink (same library, storing nothing) ${r.summary.sink.toFixed(0)} msg/s.`,
     '',
     `Reload under load: ${r.reload.applied}/${r.reload.changes} changes applied, file change → applied p50 ${r.reload.p50.toFixed(0)} ms, p99 ${r.reload.p99.toFixed(0)} ms; ${r.reload.failed} failed or 4xx/5xx transactions out of ${r.reload.sent}.`,
     '',

@@ -4,7 +4,7 @@
 // the records' files are written under tmp names, the batch is appended to the journal segment
 // and fdatasync'ed (one for the whole batch: group commit), then the files are renamed into
 // place and the batch is 'done' (the 250s may go). Every second the segment is rotated: one
-// `sync -f` (syncfs) makes its files durable, then it is deleted and its queue entries are
+// `sync -f` (syncfs, run by a long-lived helper: syncer.ts) makes its files durable, then it is deleted and its queue entries are
 // released to delivery. Without syncfs every file is fdatasync'ed and its folder fsync'ed instead.
 // Segments are zero-filled ahead of the writes (SEGMENT_CHUNK at a time, the next segment before it
 // is needed): a batch overwrites blocks that already exist, so its fdatasync writes the data and
@@ -12,13 +12,13 @@
 // Recovery stops at the zeros after the last record, as at any torn tail.
 // A file that cannot be written (disk full) is retried from the record: it is safe in the journal.
 // Large messages skip the journal ('direct'): their files are fdatasync'ed on their own.
-import { execFile } from 'node:child_process';
 import fs, { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { advance, call, fsyncDir } from './durable.js';
 import { encode, type JournalRecord } from './journal-format.js';
 import { discard, fsyncPathSync, layout, place, prepare, type Move } from './materialize.js';
+import { Syncer } from './syncer.js';
 
 export type ToWorker =
   | { type: 'batch'; id: number; records: JournalRecord[]; release: string[] }
@@ -51,6 +51,7 @@ interface Segment {
 const { dataDir, journalDir, useSyncfs } = workerData as { dataDir: string; journalDir: string; useSyncfs: boolean };
 const fsyncEach = !useSyncfs;
 const l = layout(dataDir);
+const syncer = useSyncfs ? new Syncer(dataDir) : null; // started now, while the process is small
 let segment: Segment | null = null;
 let spare: Segment | null = null; // the next segment, zero-filled and named durably in advance
 let nextSegment = 1;
@@ -287,7 +288,7 @@ function checkpoint(): void {
   const segs = rotated.splice(0);
   if (!useSyncfs) return retire(segs);
   syncing = true;
-  execFile('sync', ['-f', dataDir], (err) => {
+  syncer!.sync((err) => {
     syncing = false;
     if (err) {
       report(new Error(`syncfs failed, retrying the checkpoint: ${err.message}`));
@@ -315,7 +316,10 @@ function retire(segs: Segment[]): void {
 }
 
 function maybeClosed(): void {
-  if (closing && !segment && !rotated.length && !syncing) post({ type: 'closed' });
+  if (closing && !segment && !rotated.length && !syncing) {
+    syncer?.close();
+    post({ type: 'closed' });
+  }
 }
 
 function close(): void {
