@@ -1,7 +1,6 @@
-// Group commit. Accepted messages are handed to the journal worker a few turns of the event loop
-// after the first of them (GATHER_TURNS: sessions whose data is already in the socket buffers
-// join the batch; with nothing else to do a turn takes microseconds); the worker writes
-// everything that reached it while it was busy as one batch, and one fdatasync covers it. The worker writes the Maildir and queue files the records stand for, renames them
+// Group commit. Accepted messages are handed to the journal worker once per turn of the event
+// loop; the worker writes everything that reached it while it was busy as one batch, and one
+// fdatasync covers it. The worker writes the Maildir and queue files the records stand for, renames them
 // into place, and answers; each 250 waits for that answer: durable in the journal, visible in
 // new/ or the queue. At each checkpoint (once a second) one `sync -f` (syncfs) makes a segment's
 // files durable; only then is the segment deleted and are new queue entries handed to delivery.
@@ -14,9 +13,6 @@ import type { Logger } from '../ops/logger.js';
 import type { FromWorker, ToWorker } from './journal-worker.js';
 import { decode, type JournalRecord } from './journal-format.js';
 import { fsyncPathSync, layout, materialize, syncfs } from './materialize.js';
-
-/** Turns of the event loop a batch stays open (fewer fdatasyncs per message under load). */
-const GATHER_TURNS = 3;
 
 interface Pending {
   readonly records: JournalRecord[];
@@ -70,12 +66,8 @@ export class Journal {
       this.pending.push({ records, release, resolve, reject });
       if (this.scheduled) return;
       this.scheduled = true;
-      this.gather(GATHER_TURNS);
+      setImmediate(() => this.send()); // what else completes in this turn of the loop joins the batch
     });
-  }
-
-  private gather(turns: number): void {
-    setImmediate(() => (turns > 1 ? this.gather(turns - 1) : this.send()));
   }
 
   /**
