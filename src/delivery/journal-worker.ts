@@ -12,12 +12,12 @@
 // Recovery stops at the zeros after the last record, as at any torn tail.
 // A file that cannot be written (disk full) is retried from the record: it is safe in the journal.
 // Large messages skip the journal ('direct'): their files are fdatasync'ed on their own.
-import fs, { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import fs, { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, statfsSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { advance, call, fsyncDir } from './durable.js';
 import { encode, type JournalRecord } from './journal-format.js';
-import { discard, fsyncPathSync, layout, place, prepare, type Move } from './materialize.js';
+import { closeMove, discard, fsyncPathSync, layout, place, prepare, type Move } from './materialize.js';
 import { Syncer } from './syncer.js';
 
 export type ToWorker =
@@ -36,6 +36,9 @@ const ROTATE_AFTER_MS = 1000; // checkpoint cadence: how soon new queue entries 
 const ROTATE_AFTER_BYTES = 32 * 1024 * 1024;
 const SEGMENT_CHUNK = 1024 * 1024; // zero-filled ahead of the writes
 const zeros = Buffer.alloc(SEGMENT_CHUNK);
+// Below this much free space nothing is zero-filled (batches append, as far as there is room):
+// zeros must never take the room the mail itself needs.
+const PREALLOCATE_MIN_FREE = 64 * 1024 * 1024;
 
 interface Segment {
   readonly n: number;
@@ -87,7 +90,19 @@ function create(): Segment {
 
 /** Zero-fills the segment up to at least `end`; the caller's fdatasync makes the new size durable. */
 function extend(s: Segment, end: number): void {
+  if (!roomToPreallocate()) return;
+  const from = Math.max(s.allocated, s.size);
+  if (from > s.allocated) s.allocated = from;
   while (s.allocated < end) s.allocated += writeSync(s.fd, zeros, 0, SEGMENT_CHUNK, s.allocated);
+}
+
+function roomToPreallocate(): boolean {
+  try {
+    const st = statfsSync(journalDir);
+    return st.bavail * st.bsize > PREALLOCATE_MIN_FREE;
+  } catch {
+    return false;
+  }
 }
 
 /** Prepares the next segment while the writer is idle, so a rotation costs no batch a wait. */
@@ -130,8 +145,8 @@ function writeQueued(): void {
 }
 
 /**
- * Large messages: every file written, then all of them fdatasync'ed in parallel (on libuv's
- * pool), renamed into place, and every folder that received one fsync'ed once. Each message
+ * Large messages: every file written (and kept open), then all of them fdatasync'ed in parallel
+ * (on libuv's pool) and closed, renamed into place, and every folder that received one fsync'ed once. Each message
  * succeeds or fails on its own.
  */
 async function direct(items: { id: number; records: JournalRecord[] }[]): Promise<void> {
@@ -139,7 +154,7 @@ async function direct(items: { id: number; records: JournalRecord[] }[]): Promis
   for (const it of items) {
     const moves: Move[] = [];
     try {
-      for (const r of it.records) moves.push(...prepare(r, l, { recovery: false, fsyncEach: false }));
+      for (const r of it.records) moves.push(...prepare(r, l, { recovery: false, fsyncEach: false, keepOpen: true }));
       written.push({ id: it.id, moves });
     } catch (e) {
       discard(moves);
@@ -149,7 +164,11 @@ async function direct(items: { id: number; records: JournalRecord[] }[]): Promis
   const synced = await Promise.all(
     written.map(async (it) => {
       try {
-        await Promise.all(it.moves.map((m) => fdatasyncPath(m.tmp)));
+        // settled, all of them, before any descriptor is closed (a failure discards them all)
+        const results = await Promise.allSettled(it.moves.map((m) => call(fs.fdatasync, m.fd)));
+        const failed = results.find((r) => r.status === 'rejected');
+        if (failed) throw failed.reason;
+        for (const m of it.moves) closeMove(m);
         place(it.moves);
         return it;
       } catch (e) {
@@ -169,15 +188,6 @@ async function direct(items: { id: number; records: JournalRecord[] }[]): Promis
     return;
   }
   post({ type: 'done', ids });
-}
-
-async function fdatasyncPath(path: string): Promise<void> {
-  const fd = await call<number>(fs.open, path, constants.O_WRONLY);
-  try {
-    await call(fs.fdatasync, fd);
-  } finally {
-    await call(fs.close, fd);
-  }
 }
 
 function batch(ids: number[], records: JournalRecord[], release: string[]): void {

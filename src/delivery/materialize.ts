@@ -26,13 +26,16 @@ function ensureMaildir(dir: string): void {
   ensured.add(dir);
 }
 
-/** Writes a new file (fdatasync'ed when asked); a file that could not be written whole is removed. */
-function writeNew(path: string, data: Uint8Array, fsyncEach: boolean): void {
+/**
+ * Writes a new file (fdatasync'ed when asked); a file that could not be written whole is removed.
+ * Returns its descriptor when asked to keep it open (the caller syncs and closes it), else -1.
+ */
+function writeNew(path: string, data: Uint8Array, o: { fsyncEach: boolean; keepOpen?: boolean }): number {
   const fd = openSync(path, 'w', 0o600);
   try {
     let off = 0;
     while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    if (fsyncEach) fdatasyncSync(fd);
+    if (o.fsyncEach) fdatasyncSync(fd);
   } catch (e) {
     closeSync(fd);
     try {
@@ -40,27 +43,37 @@ function writeNew(path: string, data: Uint8Array, fsyncEach: boolean): void {
     } catch {}
     throw e;
   }
+  if (o.keepOpen) return fd;
   closeSync(fd);
+  return -1;
 }
 
 export interface Move {
   readonly tmp: string;
   readonly final: string;
+  /** the tmp file's descriptor, still open, when prepared with `keepOpen` (else -1) */
+  fd: number;
+}
+
+interface PrepareOptions {
+  readonly recovery: boolean;
+  readonly fsyncEach: boolean;
+  /** leave each tmp file open (Move.fd), for a caller that fdatasyncs it itself */
+  readonly keepOpen?: boolean;
 }
 
 /**
  * Writes a record's files under tmp names (nothing visible yet); `place` renames them into
  * their folders. In recovery mode a record already in place is skipped.
  */
-export function prepare(r: JournalRecord, l: Layout, o: { recovery: boolean; fsyncEach: boolean }): Move[] {
+export function prepare(r: JournalRecord, l: Layout, o: PrepareOptions): Move[] {
   if (r.k === 'm') {
     if (!SAFE_USER.test(r.user) || !SAFE_NAME.test(r.name)) return [];
     const dir = join(l.mail, r.user);
     ensureMaildir(dir);
     if (o.recovery && (sameSize(join(dir, 'new', r.name), r.data.length) || inCur(dir, r.name))) return [];
     const tmp = join(dir, 'tmp', r.name);
-    writeNew(tmp, r.data, o.fsyncEach);
-    return [{ tmp, final: join(dir, 'new', r.name) }];
+    return [{ tmp, final: join(dir, 'new', r.name), fd: writeNew(tmp, r.data, o) }];
   }
   if (!SAFE_NAME.test(r.id)) return [];
   const json = join(l.queue, `${r.id}.json`);
@@ -68,13 +81,14 @@ export function prepare(r: JournalRecord, l: Layout, o: { recovery: boolean; fsy
   mkdirSync(join(l.queue, 'tmp'), { recursive: true, mode: 0o700 });
   const tmpEml = join(l.queue, 'tmp', `${r.id}.eml`);
   const tmpJson = join(l.queue, 'tmp', `${r.id}.json`);
-  writeNew(tmpEml, r.data, o.fsyncEach);
-  writeNew(tmpJson, Buffer.from(r.json), o.fsyncEach);
-  // the .json last: a queue entry exists once its .json is in place
-  return [
-    { tmp: tmpEml, final: join(l.queue, `${r.id}.eml`) },
-    { tmp: tmpJson, final: json },
-  ];
+  const eml: Move = { tmp: tmpEml, final: join(l.queue, `${r.id}.eml`), fd: writeNew(tmpEml, r.data, o) };
+  try {
+    // the .json last: a queue entry exists once its .json is in place
+    return [eml, { tmp: tmpJson, final: json, fd: writeNew(tmpJson, Buffer.from(r.json), o) }];
+  } catch (e) {
+    discard([eml]);
+    throw e;
+  }
 }
 
 export function place(moves: readonly Move[]): void {
@@ -83,14 +97,25 @@ export function place(moves: readonly Move[]): void {
 
 export function discard(moves: readonly Move[]): void {
   for (const m of moves) {
+    closeMove(m);
     try {
       unlinkSync(m.tmp);
     } catch {}
   }
 }
 
+/** Closes a tmp file left open by `keepOpen`, once. */
+export function closeMove(m: Move): void {
+  if (m.fd < 0) return;
+  const fd = m.fd;
+  m.fd = -1;
+  try {
+    closeSync(fd);
+  } catch {}
+}
+
 /** prepare + place: used by recovery. Returns the paths written. */
-export function materialize(r: JournalRecord, l: Layout, o: { recovery: boolean; fsyncEach: boolean }): string[] {
+export function materialize(r: JournalRecord, l: Layout, o: PrepareOptions): string[] {
   const moves = prepare(r, l, o);
   place(moves);
   return moves.map((m) => m.final);
