@@ -102,7 +102,7 @@ async function main(): Promise<void> {
 
   if (HEADLINE) {
     const summary = summarize(rows);
-    console.log(`\nheadline, median of ${HEADLINE}: mailplane ${summary.mailplane.toFixed(0)} msg/s, baseline ${summary.baseline.toFixed(0)} msg/s, ratio ${summary.ratio.toFixed(2)}×; round by round ${summary.pairs.map((x) => `${x.toFixed(2)}×`).join(", ")} (sink, storing nothing: ${summary.sink.toFixed(0)} msg/s)`);
+    console.log(`\nheadline, median of ${HEADLINE}: ${headline(summary)}`);
     rmSync(work, { recursive: true, force: true });
     return;
   }
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
   console.log(`  start-up to /readyz: median ${memory.startupMs.toFixed(0)} ms`);
 
   const summary = summarize(rows);
-  console.log(`\nheadline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): mailplane ${summary.mailplane.toFixed(0)} msg/s, baseline ${summary.baseline.toFixed(0)} msg/s, ratio ${summary.ratio.toFixed(2)}×; round by round ${summary.pairs.map((x) => `${x.toFixed(2)}×`).join(", ")} (sink, storing nothing: ${summary.sink.toFixed(0)} msg/s)`);
+  console.log(`\nheadline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): ${headline(summary)}`);
   const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version }, rows, reload, memory, summary };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
@@ -134,8 +134,15 @@ function summarize(rows: Row[]): { mailplane: number; baseline: number; ratio: n
   const pick = (server: string) => rows.filter((r) => r.server === server && r.sessions === 20 && r.size === 1024 && !r.reuse).map((r) => r.rate);
   const m = percentile(pick('mailplane'), 50);
   const b = percentile(pick('baseline'), 50);
-  const pairs = pick('mailplane').map((rate, i) => rate / pick('baseline')[i]!);
+  const baselines = pick('baseline');
+  const pairs = pick('mailplane').map((rate, i) => rate / baselines[i]!);
   return { mailplane: m, baseline: b, ratio: m / b, sink: percentile(pick('sink'), 50), pairs };
+}
+
+/** The headline result in one line, as printed and as written to latest.md. */
+function headline(s: ReturnType<typeof summarize>, bold = ''): string {
+  const ratio = `${bold}${s.ratio.toFixed(2)}×${bold}`;
+  return `mailplane ${s.mailplane.toFixed(0)} msg/s, baseline ${s.baseline.toFixed(0)} msg/s, ${ratio} (round by round: ${s.pairs.map((x) => `${x.toFixed(2)}×`).join(', ')}); the sink (same library, storing nothing) ${s.sink.toFixed(0)} msg/s`;
 }
 
 /** The baseline row measured in the same round as `row` (same scenario, same repetition). */
@@ -193,7 +200,7 @@ function markdown(r: { date: string; machine: Record<string, unknown>; rows: Row
   }
   lines.push(
     '',
-    `Headline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): mailplane ${r.summary.mailplane.toFixed(0)} msg/s, baseline ${r.summary.baseline.toFixed(0)} msg/s, **${r.summary.ratio.toFixed(2)}×** (round by round: ${r.summary.pairs.map((x) => `${x.toFixed(2)}×`).join(', ')}); the sink (same library, storing nothing) ${r.summary.sink.toFixed(0)} msg/s.`,
+    `Headline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): ${headline(r.summary, '**')}.`,
     '',
     `Reload under load: ${r.reload.applied}/${r.reload.changes} changes applied, file change → applied p50 ${r.reload.p50.toFixed(0)} ms, p99 ${r.reload.p99.toFixed(0)} ms; ${r.reload.failed} failed or 4xx/5xx transactions out of ${r.reload.sent}.`,
     '',

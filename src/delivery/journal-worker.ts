@@ -4,12 +4,13 @@
 // the records' files are written under tmp names, the batch is appended to the journal segment
 // and fdatasync'ed (one for the whole batch: group commit), then the files are renamed into
 // place and the batch is 'done' (the 250s may go). Every second the segment is rotated: one
-// `sync -f` (syncfs, run by a long-lived helper: syncer.ts) makes its files durable, then it is deleted and its queue entries are
-// released to delivery. Without syncfs every file is fdatasync'ed and its folder fsync'ed instead.
-// Segments are zero-filled ahead of the writes (SEGMENT_CHUNK at a time, the next segment before it
-// is needed): a batch overwrites blocks that already exist, so its fdatasync writes the data and
-// flushes, without also writing the inode and allocation metadata (half the latency on ext4).
-// Recovery stops at the zeros after the last record, as at any torn tail.
+// `sync -f` (syncfs, run by a long-lived helper: syncfs-helper.ts) makes its files durable, then
+// it is deleted and its queue entries are released to delivery. Without syncfs every file is
+// fdatasync'ed and its folder fsync'ed instead.
+// Segments are zero-filled ahead of the writes (SEGMENT_CHUNK at a time, the next segment before
+// it is needed): a batch overwrites blocks that already exist, so its fdatasync writes the data
+// and flushes, without also writing the inode and allocation metadata (half the latency on
+// ext4). Recovery stops at the zeros after the last record, as at any torn tail.
 // A file that cannot be written (disk full) is retried from the record: it is safe in the journal.
 // Large messages skip the journal ('direct'): their files are fdatasync'ed on their own.
 import fs, { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, statfsSync, unlinkSync, writeSync, writevSync } from 'node:fs';
@@ -18,7 +19,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { advance, call, fsyncDir } from './durable.js';
 import { encode, type JournalRecord } from './journal-format.js';
 import { closeMove, discard, fsyncPathSync, layout, place, prepare, type Move } from './materialize.js';
-import { Syncer } from './syncer.js';
+import { SyncfsHelper } from './syncfs-helper.js';
 
 export type ToWorker =
   | { type: 'batch'; id: number; records: JournalRecord[]; release: string[] }
@@ -54,7 +55,7 @@ interface Segment {
 const { dataDir, journalDir, useSyncfs } = workerData as { dataDir: string; journalDir: string; useSyncfs: boolean };
 const fsyncEach = !useSyncfs;
 const l = layout(dataDir);
-const syncer = useSyncfs ? new Syncer(dataDir) : null; // started now, while the process is small
+const syncfsHelper = useSyncfs ? new SyncfsHelper(dataDir) : null; // started now, while the process is small
 let segment: Segment | null = null;
 let spare: Segment | null = null; // the next segment, zero-filled and named durably in advance
 let nextSegment = 1;
@@ -91,8 +92,7 @@ function create(): Segment {
 /** Zero-fills the segment up to at least `end`; the caller's fdatasync makes the new size durable. */
 function extend(s: Segment, end: number): void {
   if (!roomToPreallocate()) return;
-  const from = Math.max(s.allocated, s.size);
-  if (from > s.allocated) s.allocated = from;
+  s.allocated = Math.max(s.allocated, s.size); // never zero records already written
   while (s.allocated < end) s.allocated += writeSync(s.fd, zeros, 0, SEGMENT_CHUNK, s.allocated);
 }
 
@@ -146,8 +146,8 @@ function writeQueued(): void {
 
 /**
  * Large messages: every file written (and kept open), then all of them fdatasync'ed in parallel
- * (on libuv's pool) and closed, renamed into place, and every folder that received one fsync'ed once. Each message
- * succeeds or fails on its own.
+ * (on libuv's pool) and closed, renamed into place, and every folder that received one fsync'ed
+ * once. Each message succeeds or fails on its own.
  */
 async function direct(items: { id: number; records: JournalRecord[] }[]): Promise<void> {
   const written: { id: number; moves: Move[] }[] = [];
@@ -298,7 +298,7 @@ function checkpoint(): void {
   const segs = rotated.splice(0);
   if (!useSyncfs) return retire(segs);
   syncing = true;
-  syncer!.sync((err) => {
+  syncfsHelper!.sync((err) => {
     syncing = false;
     if (err) {
       report(new Error(`syncfs failed, retrying the checkpoint: ${err.message}`));
@@ -327,7 +327,7 @@ function retire(segs: Segment[]): void {
 
 function maybeClosed(): void {
   if (closing && !segment && !rotated.length && !syncing) {
-    syncer?.close();
+    syncfsHelper?.close();
     post({ type: 'closed' });
   }
 }

@@ -1,7 +1,7 @@
 // Group commit. Accepted messages are handed to the journal worker once per turn of the event
 // loop; the worker writes everything that reached it while it was busy as one batch, and one
-// fdatasync covers it. The worker writes the Maildir and queue files the records stand for, renames them
-// into place, and answers; each 250 waits for that answer: durable in the journal, visible in
+// fdatasync covers it. The worker writes the Maildir and queue files the records stand for,
+// renames them into place, and answers; each 250 waits for that answer: durable in the journal, visible in
 // new/ or the queue. At each checkpoint (once a second) one `sync -f` (syncfs) makes a segment's
 // files durable; only then is the segment deleted and are new queue entries handed to delivery.
 // After a crash, recovery replays whatever segments are left (idempotently, size-checked)

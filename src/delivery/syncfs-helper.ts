@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 
 const SCRIPT = 'while read -r _; do sync -f "$1"; echo $?; done';
 
-export class Syncer {
+export class SyncfsHelper {
   private child: ChildProcess | null = null;
   private waiting: ((err: Error | null) => void)[] = [];
   private buffered = '';
