@@ -1,7 +1,7 @@
 // Pieces of the benchmark: servers under test, the load generator (Postfix's smtp-source, a
 // separate process), a latency probe, idle connections, and CPU/RSS readings from /proc.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { accepts, freePort } from '../test/helpers/ports.js';
@@ -32,8 +32,12 @@ export function ensureSmtpSource(): string {
 export interface ServerUnderTest {
   readonly name: string;
   readonly port: number;
-  readonly child: ChildProcess;
   readonly dir: string;
+  /** CPU time used so far by the server and every process it started (helpers included), in ms */
+  cpuMs(): number;
+  rssMiB(): number;
+  /** resolves once the server has finished the work for the messages it accepted */
+  settle(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -101,7 +105,7 @@ export async function startMailplane(dir: string, config: string, ops: number, p
     await new Promise((r) => setTimeout(r, 5));
   }
   const startupMs = performance.now() - t0;
-  return { name: 'mailplane', port, child, dir, stop: stopper(child), startupMs };
+  return { name: 'mailplane', port, dir, ...readings(child), stop: stopper(child), startupMs };
 }
 
 export function startBaseline(dir: string, port: number): Promise<ServerUnderTest> {
@@ -120,15 +124,50 @@ async function startScript(name: string, script: string, dir: string, port: numb
   child.stdout!.on('data', (d) => (log += d));
   child.stderr!.on('data', (d) => (log += d));
   await waitPort(port, child, () => log);
-  return { name, port, child, dir, stop: stopper(child) };
+  return { name, port, dir, ...readings(child), stop: stopper(child) };
 }
 
-/** utime+stime of a process (all its threads), in ms. */
-export function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  const tick = 1000 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
-  return (Number(fields[11]) + Number(fields[12])) * tick;
+// mailplane, the baseline and the sink have done everything for a message by its 250.
+function readings(child: ChildProcess): Pick<ServerUnderTest, 'cpuMs' | 'rssMiB' | 'settle'> {
+  return { cpuMs: () => treeCpuMs(child.pid!), rssMiB: () => rssMiB(child.pid!), settle: () => Promise.resolve() };
+}
+
+const TICK_MS = 1000 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+
+/** [ppid, utime+stime+cutime+cstime in ticks] of a process, or null once it is gone. */
+function stat(pid: number): [number, number] | null {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return [Number(x[1]), Number(x[11]) + Number(x[12]) + Number(x[13]) + Number(x[14])];
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU time of a process and all its descendants, in ms: each live process counts its own time
+ * (all threads) and that of the children it has reaped, so processes that come and go (Postfix's
+ * smtpd, mailplane's syncfs helper runs) are counted once, while alive or once reaped.
+ */
+export function treeCpuMs(root: number): number {
+  const procs = new Map<number, [number, number]>();
+  for (const e of readdirSync('/proc')) {
+    const pid = Number(e);
+    if (!Number.isInteger(pid)) continue;
+    const s = stat(pid);
+    if (s) procs.set(pid, s);
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p = pid, depth = 0; p > 1 && depth < 64; depth++) {
+      if (p === root) return true;
+      p = procs.get(p)?.[0] ?? 0;
+    }
+    return false;
+  };
+  let ticks = 0;
+  for (const [pid, [, t]] of procs) if (inTree(pid)) ticks += t;
+  return ticks * TICK_MS;
 }
 
 export function rssMiB(pid: number): number {

@@ -5,7 +5,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import {
-  cpuMs,
   ensureSmtpSource,
   freePort,
   idleConnections,
@@ -13,13 +12,13 @@ import {
   percentile,
   probeLatency,
   ROOT,
-  rssMiB,
   smtpSource,
   startBaseline,
   startSink,
   startMailplane,
   type ServerUnderTest,
 } from './harness.js';
+import { postfixUnavailable, startPostfix } from './postfix.js';
 import { reloadUnderLoad } from './reload.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -42,14 +41,16 @@ interface Row {
 
 async function measure(bin: string, s: ServerUnderTest, sessions: number, size: number, reuse: boolean): Promise<Row> {
   const calib = await smtpSource(bin, s.port, { sessions, size, messages: Math.max(sessions * 5, 200), reuse });
+  await s.settle();
   const messages = Math.round(Math.min(40_000, Math.max(sessions * 10, 300, calib.rate * SECONDS)));
-  const cpu0 = cpuMs(s.child.pid!);
+  const cpu0 = s.cpuMs();
   let running = true;
   const probe = probeLatency(s.port, size, () => running);
   const r = await smtpSource(bin, s.port, { sessions, size, messages, reuse });
   running = false;
-  const cpu1 = cpuMs(s.child.pid!);
   const lat = await probe;
+  await s.settle(); // the whole job for these messages: Postfix delivers them after its 250
+  const cpu1 = s.cpuMs();
   return { server: s.name, sessions, size, reuse, messages, rate: r.rate, cpuMsPerMsg: (cpu1 - cpu0) / messages, p50: percentile(lat, 50), p99: percentile(lat, 99), ok: r.ok && calib.ok };
 }
 
@@ -59,34 +60,53 @@ async function main(): Promise<void> {
   console.log(`mailplane benchmark — ${new Date().toISOString()} — ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`);
   console.log(`work dir ${work}\n`);
 
-  const [mpPort, mpOps, basePort] = [await freePort(), await freePort(), await freePort()];
-  const mp = await startMailplane(join(work, 'mailplane'), mailplaneConfig(join(work, 'mailplane'), mpPort, mpOps), mpOps, mpPort);
-  const base = await startBaseline(join(work, 'baseline'), basePort);
-  const sink = await startSink(join(work, 'sink'), await freePort());
+  const noPostfix = postfixUnavailable();
+  if (noPostfix) console.log(`*** Postfix is left out of this run: ${noPostfix} ***\n`);
+  // Every server started is stopped again, whatever happens (a failed start, Ctrl-C).
+  const servers: ServerUnderTest[] = [];
+  const stopAll = async () => {
+    for (const s of servers.splice(0)) await s.stop().catch(() => {});
+  };
+  const interrupted = () => void stopAll().then(() => process.exit(130));
+  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
+  const started = async <T extends ServerUnderTest>(s: Promise<T>): Promise<T> => {
+    const server = await s;
+    servers.push(server);
+    return server;
+  };
   const rows: Row[] = [];
-  const head = 'server      sessions  size     conn   messages    msg/s  cpu ms/msg  p50 ms  p99 ms';
+  const head = 'server        sessions  size     conn   messages    msg/s  cpu ms/msg  p50 ms  p99 ms';
   console.log(head);
   const print = (r: Row) =>
     console.log(
-      `${r.server.padEnd(10)}  ${String(r.sessions).padStart(8)}  ${(r.size >= 1024 ? `${r.size / 1024} KiB` : `${r.size} B`).padEnd(7)}  ${(r.reuse ? 'reuse' : 'new').padEnd(5)}  ${String(r.messages).padStart(8)}  ${r.rate.toFixed(0).padStart(7)}  ${r.cpuMsPerMsg.toFixed(3).padStart(10)}  ${r.p50.toFixed(2).padStart(6)}  ${r.p99.toFixed(2).padStart(6)}${r.ok ? '' : '  (errors)'}`,
+      `${r.server.padEnd(12)}  ${String(r.sessions).padStart(8)}  ${(r.size >= 1024 ? `${r.size / 1024} KiB` : `${r.size} B`).padEnd(7)}  ${(r.reuse ? 'reuse' : 'new').padEnd(5)}  ${String(r.messages).padStart(8)}  ${r.rate.toFixed(0).padStart(7)}  ${r.cpuMsPerMsg.toFixed(3).padStart(10)}  ${r.p50.toFixed(2).padStart(6)}  ${r.p99.toFixed(2).padStart(6)}${r.ok ? '' : '  (errors)'}`,
     );
   try {
+    const [mpPort, mpOps] = [await freePort(), await freePort()];
+    const mp = await started(startMailplane(join(work, 'mailplane'), mailplaneConfig(join(work, 'mailplane'), mpPort, mpOps), mpOps, mpPort));
+    const base = await started(startBaseline(join(work, 'baseline'), await freePort()));
+    const postfix = noPostfix
+      ? []
+      : [await started(startPostfix('postfix', join(work, 'postfix'), await freePort(), { hold: false })), await started(startPostfix('postfix-hold', join(work, 'postfix-hold'), await freePort(), { hold: true }))];
+    const sink = await started(startSink(join(work, 'sink'), await freePort()));
     // Warm-up, not recorded: JIT, page cache and the first files of each server.
-    for (const s of [base, mp, sink]) await measure(bin, s, 20, 1024, false);
-    // The headline scenario five times, interleaved (who goes first alternates), so that both
-    // servers see the same noise; with a reference point: the same library storing nothing.
+    for (const s of servers) await measure(bin, s, 20, 1024, false);
+    // The headline scenario five times, interleaved (who goes first rotates), so that every
+    // server sees the same noise; with a reference point: the same library storing nothing.
+    const competitors = [base, mp, ...postfix];
     for (let i = 0; i < (HEADLINE || (QUICK ? 1 : 5)); i++) {
-      for (const s of i % 2 ? [mp, base, sink] : [base, mp, sink]) {
+      for (const s of [...rotate(competitors, i), sink]) {
         const r = await measure(bin, s, 20, 1024, false);
         rows.push(r);
         print(r);
       }
     }
+    let n = 0;
     for (const size of HEADLINE ? [] : [1024, 100 * 1024]) {
       for (const reuse of [false, true]) {
         for (const sessions of [1, 20, 100]) {
           if (sessions === 20 && size === 1024 && !reuse) continue; // done above
-          for (const s of [base, mp]) {
+          for (const s of rotate([base, mp, ...postfix.slice(0, 1)], n++)) {
             const r = await measure(bin, s, sessions, size, reuse);
             rows.push(r);
             print(r);
@@ -95,9 +115,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await base.stop();
-    await sink.stop();
-    await mp.stop();
+    await stopAll();
   }
 
   if (HEADLINE) {
@@ -130,26 +148,42 @@ async function main(): Promise<void> {
   rmSync(work, { recursive: true, force: true });
 }
 
-function summarize(rows: Row[]): { mailplane: number; baseline: number; ratio: number; sink: number; pairs: number[] } {
+/** Rounds of the headline: medians, and mailplane's ratio to each competitor, overall and round by round. */
+function summarize(rows: Row[]) {
   const pick = (server: string) => rows.filter((r) => r.server === server && r.sessions === 20 && r.size === 1024 && !r.reuse).map((r) => r.rate);
-  const m = percentile(pick('mailplane'), 50);
-  const b = percentile(pick('baseline'), 50);
-  const baselines = pick('baseline');
-  const pairs = pick('mailplane').map((rate, i) => rate / baselines[i]!);
-  return { mailplane: m, baseline: b, ratio: m / b, sink: percentile(pick('sink'), 50), pairs };
+  const mine = pick('mailplane');
+  const m = percentile(mine, 50);
+  const against = (server: string) => {
+    const theirs = pick(server);
+    const median = percentile(theirs, 50);
+    return { median, ratio: m / median, rounds: theirs.length ? mine.map((rate, i) => rate / theirs[i]!) : [] };
+  };
+  return { mailplane: m, baseline: against('baseline'), postfix: against('postfix'), postfixHold: against('postfix-hold'), sink: percentile(pick('sink'), 50) };
 }
 
-/** The headline result in one line, as printed and as written to latest.md. */
+/** The headline result in a few lines, as printed and as written to latest.md. */
 function headline(s: ReturnType<typeof summarize>, bold = ''): string {
-  const ratio = `${bold}${s.ratio.toFixed(2)}×${bold}`;
-  return `mailplane ${s.mailplane.toFixed(0)} msg/s, baseline ${s.baseline.toFixed(0)} msg/s, ${ratio} (round by round: ${s.pairs.map((x) => `${x.toFixed(2)}×`).join(', ')}); the sink (same library, storing nothing) ${s.sink.toFixed(0)} msg/s`;
+  const vs = (label: string, c: { median: number; ratio: number; rounds: number[] }) =>
+    Number.isNaN(c.median) ? `${label}: not measured` : `${label} ${c.median.toFixed(0)} msg/s: mailplane ${bold}${c.ratio.toFixed(2)}×${bold} (round by round: ${c.rounds.map((x) => `${x.toFixed(2)}×`).join(', ')})`;
+  return [
+    `mailplane ${s.mailplane.toFixed(0)} msg/s`,
+    vs('baseline (bare smtp-server + fdatasync)', s.baseline),
+    vs('Postfix (accepting and delivering to the Maildir)', s.postfix),
+    vs('Postfix accepting only (mail held in its queue)', s.postfixHold),
+    `the sink (the same library storing nothing) ${s.sink.toFixed(0)} msg/s`,
+  ].join('; ');
 }
 
-/** The baseline row measured in the same round as `row` (same scenario, same repetition). */
-function pairedBaseline(rows: readonly Row[], row: Row): Row | undefined {
+function rotate<T>(list: readonly T[], by: number): T[] {
+  const k = by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
+/** The row of `server` measured in the same round as `row` (same scenario, same repetition). */
+function paired(rows: readonly Row[], row: Row, server: string): Row | undefined {
   const same = (x: Row) => x.sessions === row.sessions && x.size === row.size && x.reuse === row.reuse;
   const round = rows.filter((x) => x.server === row.server && same(x)).indexOf(row);
-  return rows.filter((x) => x.server === 'baseline' && same(x))[round];
+  return rows.filter((x) => x.server === server && same(x))[round];
 }
 
 async function memoryRun(bin: string, dir: string) {
@@ -165,19 +199,19 @@ async function memoryRun(bin: string, dir: string) {
   const s = await startMailplane(dir, mailplaneConfig(dir, port, ops), ops, port);
   try {
     await new Promise((r) => setTimeout(r, 500));
-    const rss0 = rssMiB(s.child.pid!);
+    const rss0 = s.rssMiB();
     let idle = await idleConnections(port, 1000);
-    const rss1k = rssMiB(s.child.pid!);
+    const rss1k = s.rssMiB();
     await idle.close();
     idle = await idleConnections(port, 5000);
-    const rss5k = rssMiB(s.child.pid!);
+    const rss5k = s.rssMiB();
     await idle.close();
     const at1 = QUICK ? 2000 : 10_000;
     const at2 = QUICK ? 10_000 : 100_000;
     await smtpSource(bin, port, { sessions: 20, size: 1024, messages: at1, reuse: false });
-    const rssAt1 = rssMiB(s.child.pid!);
+    const rssAt1 = s.rssMiB();
     await smtpSource(bin, port, { sessions: 20, size: 1024, messages: at2 - at1, reuse: false });
-    const rssAt2 = rssMiB(s.child.pid!);
+    const rssAt2 = s.rssMiB();
     return { rss0, rss1k, rss5k, perConnKiB: ((rss5k - rss0) * 1024) / 5000, at1, rssAt1, at2, rssAt2, startupMs: percentile(starts, 50) };
   } finally {
     await s.stop();
@@ -188,14 +222,16 @@ function markdown(r: { date: string; machine: Record<string, unknown>; rows: Row
   const lines = [
     `Run ${r.date} on ${r.machine.cpus}× ${r.machine.model}, ${r.machine.memGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}.`,
     '',
-    '| server | sessions | size | connection | messages | msg/s | CPU ms/msg | p50 ms | p99 ms | vs baseline |',
-    '|---|---:|---|---|---:|---:|---:|---:|---:|---:|',
+    '| server | sessions | size | connection | messages | msg/s | CPU ms/msg | p50 ms | p99 ms | vs baseline | vs Postfix |',
+    '|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
+  const vs = (row: Row, server: string) => {
+    const other = row.server === 'mailplane' ? paired(r.rows, row, server) : undefined;
+    return other ? `${(row.rate / other.rate).toFixed(2)}×` : '';
+  };
   for (const row of r.rows) {
-    const base = pairedBaseline(r.rows, row);
-    const ratio = row.server !== 'baseline' && base ? `${(row.rate / base.rate).toFixed(2)}×` : '';
     lines.push(
-      `| ${row.server} | ${row.sessions} | ${row.size / 1024} KiB | ${row.reuse ? 'reused' : 'new per message'} | ${row.messages} | ${row.rate.toFixed(0)} | ${row.cpuMsPerMsg.toFixed(3)} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${ratio} |`,
+      `| ${row.server} | ${row.sessions} | ${row.size / 1024} KiB | ${row.reuse ? 'reused' : 'new per message'} | ${row.messages} | ${row.rate.toFixed(0)} | ${row.cpuMsPerMsg.toFixed(3)} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${vs(row, 'baseline')} | ${vs(row, 'postfix')} |`,
     );
   }
   lines.push(

@@ -16,9 +16,9 @@
 import fs, { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, statfsSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { advance, call, fsyncDir } from './durable.js';
+import { advance, fsyncDir } from './durable.js';
 import { encode, type JournalRecord } from './journal-format.js';
-import { closeMove, discard, fsyncPathSync, layout, place, prepare, type Move } from './materialize.js';
+import { closeMove, discard, fsyncPathSync, layout, place, prepare, prepareDurably, type Move } from './materialize.js';
 import { SyncfsHelper } from './syncfs-helper.js';
 
 export type ToWorker =
@@ -52,13 +52,13 @@ interface Segment {
   readonly release: string[];
 }
 
-const { dataDir, journalDir, useSyncfs } = workerData as { dataDir: string; journalDir: string; useSyncfs: boolean };
+const { dataDir, journalDir, useSyncfs, firstSegment } = workerData as { dataDir: string; journalDir: string; useSyncfs: boolean; firstSegment: number };
 const fsyncEach = !useSyncfs;
 const l = layout(dataDir);
 const syncfsHelper = useSyncfs ? new SyncfsHelper(dataDir) : null; // started now, while the process is small
 let segment: Segment | null = null;
 let spare: Segment | null = null; // the next segment, zero-filled and named durably in advance
-let nextSegment = 1;
+let nextSegment = firstSegment;
 const rotated: Segment[] = []; // closed segments whose files are not durable yet
 const backlog: JournalRecord[] = []; // journaled records whose files could not be written yet
 const dirty = new Set<string>(); // folders to fsync at the checkpoint (without syncfs)
@@ -145,40 +145,28 @@ function writeQueued(): void {
 }
 
 /**
- * Large messages: every file written (and kept open), then all of them fdatasync'ed in parallel
- * (on libuv's pool) and closed, renamed into place, and every folder that received one fsync'ed
- * once. Each message succeeds or fails on its own.
+ * Large messages: every file of every message written and fdatasync'ed at once on libuv's pool
+ * (kept open until all files of its message are durable, then closed), renamed into place, and
+ * every folder that received one fsync'ed once. Each message succeeds or fails on its own.
  */
 async function direct(items: { id: number; records: JournalRecord[] }[]): Promise<void> {
-  const written: { id: number; moves: Move[] }[] = [];
-  for (const it of items) {
-    const moves: Move[] = [];
-    try {
-      for (const r of it.records) moves.push(...prepare(r, l, { recovery: false, fsyncEach: false, keepOpen: true }));
-      written.push({ id: it.id, moves });
-    } catch (e) {
-      discard(moves);
-      post({ type: 'failed', ids: [it.id], ...errorOf(e) });
-    }
-  }
-  const synced = await Promise.all(
-    written.map(async (it) => {
+  const placed = await Promise.all(
+    items.map(async (it) => {
+      const results = await Promise.allSettled(it.records.map((r) => prepareDurably(r, l)));
+      const moves = results.flatMap((x) => (x.status === 'fulfilled' ? x.value : []));
+      const failed = results.find((x) => x.status === 'rejected');
       try {
-        // settled, all of them, before any descriptor is closed (a failure discards them all)
-        const results = await Promise.allSettled(it.moves.map((m) => call(fs.fdatasync, m.fd)));
-        const failed = results.find((r) => r.status === 'rejected');
         if (failed) throw failed.reason;
-        for (const m of it.moves) closeMove(m);
-        place(it.moves);
-        return it;
+        for (const m of moves) closeMove(m);
+        place(moves);
+        return { id: it.id, moves };
       } catch (e) {
-        discard(it.moves);
+        discard(moves);
         post({ type: 'failed', ids: [it.id], ...errorOf(e) });
         return null;
       }
     }),
-  );
-  const placed = synced.filter((it) => it !== null);
+  ).then((all) => all.filter((it) => it !== null));
   if (!placed.length) return;
   const ids = placed.map((it) => it.id);
   try {

@@ -47,11 +47,12 @@ export class Journal {
   static async open(dataDir: string, onDurable: (released: readonly string[]) => void, log: Logger): Promise<Journal> {
     const journalDir = join(dataDir, 'journal');
     await fs.promises.mkdir(journalDir, { recursive: true, mode: 0o700 });
-    const replayed = recover(dataDir, journalDir);
-    if (replayed) log.warn('recovered messages from the journal after an unclean stop', { files: replayed });
+    const { files, lastSegment } = recover(dataDir, journalDir);
+    if (files) log.warn('recovered messages from the journal after an unclean stop', { files });
     const useSyncfs = syncfs(dataDir);
     if (!useSyncfs) log.warn('`sync -f` is not available: every mail file is fsync\'ed on its own (slower)');
-    const worker = new Worker(workerUrl(), { workerData: { dataDir, journalDir, useSyncfs } });
+    // new segments are numbered after the replayed ones: a name never comes back
+    const worker = new Worker(workerUrl(), { workerData: { dataDir, journalDir, useSyncfs, firstSegment: lastSegment + 1 } });
     return new Journal(worker, onDurable, log);
   }
 
@@ -166,10 +167,14 @@ function transferable(records: readonly JournalRecord[]): ArrayBuffer[] {
   return [...out];
 }
 
-/** Start-up: materialize every intact record of every leftover segment, make it durable, drop the segments. */
-function recover(dataDir: string, dir: string): number {
-  const segments = readdirSync(dir).filter((f) => f.endsWith('.wal')).sort();
-  if (!segments.length) return 0;
+/**
+ * Start-up: materialize every intact record of every leftover segment, make it durable, drop the
+ * segments. Returns how many files were written and the highest segment number seen.
+ */
+function recover(dataDir: string, dir: string): { files: number; lastSegment: number } {
+  const segments = readdirSync(dir).filter((f) => /^\d+\.wal$/.test(f)).sort();
+  const lastSegment = segments.reduce((n, f) => Math.max(n, Number(f.slice(0, -4))), 0);
+  if (!segments.length) return { files: 0, lastSegment };
   const l = layout(dataDir);
   const written: string[] = [];
   for (const s of segments) {
@@ -181,7 +186,7 @@ function recover(dataDir: string, dir: string): number {
   }
   for (const s of segments) unlinkSync(join(dir, s));
   fsyncPathSync(dir);
-  return written.length;
+  return { files: written.length, lastSegment };
 }
 
 /** The compiled worker beside this module (a .ts one when running from sources under tsx). */

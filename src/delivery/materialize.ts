@@ -1,9 +1,11 @@
-// Turning journal records into the files they stand for, with synchronous calls: used by the
-// journal worker (off the event loop) and by recovery at start-up. Idempotent in recovery
-// mode: a Maildir copy already in new/ or cur/, or a queue entry already present, is left alone.
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+// Turning journal records into the files they stand for, with synchronous calls (large messages:
+// on libuv's pool, in parallel): used by the journal worker (off the event loop) and by recovery
+// at start-up. Idempotent in recovery mode: a Maildir copy already in new/ or cur/, or a queue
+// entry already present, is left alone.
+import fs, { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { call } from './durable.js';
 import type { JournalRecord } from './journal-format.js';
 
 const SAFE_USER = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -26,16 +28,13 @@ function ensureMaildir(dir: string): void {
   ensured.add(dir);
 }
 
-/**
- * Writes a new file (fdatasync'ed when asked); a file that could not be written whole is removed.
- * Returns its descriptor when asked to keep it open (the caller syncs and closes it), else -1.
- */
-function writeNew(path: string, data: Uint8Array, o: { fsyncEach: boolean; keepOpen?: boolean }): number {
+/** Writes a new file (fdatasync'ed when asked); a file that could not be written whole is removed. */
+function writeNew(path: string, data: Uint8Array, fsyncEach: boolean): void {
   const fd = openSync(path, 'w', 0o600);
   try {
     let off = 0;
     while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    if (o.fsyncEach) fdatasyncSync(fd);
+    if (fsyncEach) fdatasyncSync(fd);
   } catch (e) {
     closeSync(fd);
     try {
@@ -43,23 +42,47 @@ function writeNew(path: string, data: Uint8Array, o: { fsyncEach: boolean; keepO
     } catch {}
     throw e;
   }
-  if (o.keepOpen) return fd;
   closeSync(fd);
-  return -1;
 }
 
 export interface Move {
   readonly tmp: string;
   readonly final: string;
-  /** the tmp file's descriptor, still open, when prepared with `keepOpen` (else -1) */
+  /** the tmp file's descriptor, still open, when written by `prepareDurably` (else -1) */
   fd: number;
 }
 
 interface PrepareOptions {
   readonly recovery: boolean;
   readonly fsyncEach: boolean;
-  /** leave each tmp file open (Move.fd), for a caller that fdatasyncs it itself */
-  readonly keepOpen?: boolean;
+}
+
+interface Target {
+  readonly tmp: string;
+  readonly final: string;
+  readonly data: Uint8Array;
+}
+
+/**
+ * The files a record stands for, in the order they must be placed (a queue entry exists once its
+ * .json is in place, so that goes last). In recovery mode a record already in place has none.
+ */
+function targets(r: JournalRecord, l: Layout, recovery: boolean): Target[] {
+  if (r.k === 'm') {
+    if (!SAFE_USER.test(r.user) || !SAFE_NAME.test(r.name)) return [];
+    const dir = join(l.mail, r.user);
+    ensureMaildir(dir);
+    if (recovery && (sameSize(join(dir, 'new', r.name), r.data.length) || inCur(dir, r.name))) return [];
+    return [{ tmp: join(dir, 'tmp', r.name), final: join(dir, 'new', r.name), data: r.data }];
+  }
+  if (!SAFE_NAME.test(r.id)) return [];
+  const json = join(l.queue, `${r.id}.json`);
+  if (recovery && existsSync(json) && sameSize(join(l.queue, `${r.id}.eml`), r.data.length)) return [];
+  mkdirSync(join(l.queue, 'tmp'), { recursive: true, mode: 0o700 });
+  return [
+    { tmp: join(l.queue, 'tmp', `${r.id}.eml`), final: join(l.queue, `${r.id}.eml`), data: r.data },
+    { tmp: join(l.queue, 'tmp', `${r.id}.json`), final: json, data: Buffer.from(r.json) },
+  ];
 }
 
 /**
@@ -67,28 +90,46 @@ interface PrepareOptions {
  * their folders. In recovery mode a record already in place is skipped.
  */
 export function prepare(r: JournalRecord, l: Layout, o: PrepareOptions): Move[] {
-  if (r.k === 'm') {
-    if (!SAFE_USER.test(r.user) || !SAFE_NAME.test(r.name)) return [];
-    const dir = join(l.mail, r.user);
-    ensureMaildir(dir);
-    if (o.recovery && (sameSize(join(dir, 'new', r.name), r.data.length) || inCur(dir, r.name))) return [];
-    const tmp = join(dir, 'tmp', r.name);
-    return [{ tmp, final: join(dir, 'new', r.name), fd: writeNew(tmp, r.data, o) }];
-  }
-  if (!SAFE_NAME.test(r.id)) return [];
-  const json = join(l.queue, `${r.id}.json`);
-  if (o.recovery && existsSync(json) && sameSize(join(l.queue, `${r.id}.eml`), r.data.length)) return [];
-  mkdirSync(join(l.queue, 'tmp'), { recursive: true, mode: 0o700 });
-  const tmpEml = join(l.queue, 'tmp', `${r.id}.eml`);
-  const tmpJson = join(l.queue, 'tmp', `${r.id}.json`);
-  const eml: Move = { tmp: tmpEml, final: join(l.queue, `${r.id}.eml`), fd: writeNew(tmpEml, r.data, o) };
+  const moves: Move[] = [];
   try {
-    // the .json last: a queue entry exists once its .json is in place
-    return [eml, { tmp: tmpJson, final: json, fd: writeNew(tmpJson, Buffer.from(r.json), o) }];
+    for (const t of targets(r, l, o.recovery)) {
+      writeNew(t.tmp, t.data, o.fsyncEach);
+      moves.push({ tmp: t.tmp, final: t.final, fd: -1 });
+    }
   } catch (e) {
-    discard([eml]);
+    discard(moves);
     throw e;
   }
+  return moves;
+}
+
+/**
+ * `prepare` for a large message: its files written and fdatasync'ed on libuv's pool, all at once
+ * (as many in parallel as the pool has threads), each left open (Move.fd) for the caller to close
+ * once every file of the message is durable. On failure nothing is left behind.
+ */
+export async function prepareDurably(r: JournalRecord, l: Layout): Promise<Move[]> {
+  const results = await Promise.allSettled(targets(r, l, false).map((t) => writeDurably(t)));
+  const moves = results.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : []));
+  const failed = results.find((x) => x.status === 'rejected');
+  if (failed) {
+    discard(moves);
+    throw failed.reason;
+  }
+  return moves;
+}
+
+async function writeDurably(t: Target): Promise<Move> {
+  const fd = await call<number>(fs.open, t.tmp, 'w', 0o600);
+  try {
+    let off = 0;
+    while (off < t.data.length) off += await call<number>(fs.write, fd, t.data, off, t.data.length - off);
+    await call(fs.fdatasync, fd);
+  } catch (e) {
+    discard([{ tmp: t.tmp, final: t.final, fd }]);
+    throw e;
+  }
+  return { tmp: t.tmp, final: t.final, fd };
 }
 
 export function place(moves: readonly Move[]): void {
