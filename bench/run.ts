@@ -1,5 +1,5 @@
-// `npm run bench`: mailplane against a bare smtp-server+fsync baseline, measured in the same run
-// with Postfix's smtp-source as the load generator. Prints a table and writes
+// `npm run bench`: mailplane against Postfix and a bare smtp-server+fsync baseline, measured in the
+// same run with Postfix's smtp-source as the load generator. Prints a table and writes
 // bench/results/latest.{json,md}. Never part of `npm test`.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
