@@ -1,6 +1,6 @@
 // Postfix, the server operators run today, measured in the same run: a private instance (its own
 // config, queue and Maildir under the bench's work dir, one smtpd listener on loopback), started
-// with `postfix start-fg` and stopped with `postfix stop`. Debian's defaults otherwise: every
+// with `postfix start-fg` and stopped with `postfix stop`. Postfix's own defaults otherwise: every
 // message is fsync'ed into the queue before the 250, then the queue manager hands it to virtual(8),
 // which writes it into a Maildir, as mailplane does before its 250. With `hold`, mail stays in the
 // hold queue instead: Postfix's acceptance path alone, its best case, for reference.
