@@ -13,7 +13,7 @@
 // ext4). Recovery stops at the zeros after the last record, as at any torn tail.
 // A file that cannot be written (disk full) is retried from the record: it is safe in the journal.
 // Large messages skip the journal ('direct'): their files are fdatasync'ed on their own.
-import fs, { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, statfsSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, statfsSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { advance, fsyncDir } from './durable.js';
