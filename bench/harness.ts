@@ -41,7 +41,7 @@ export interface ServerUnderTest {
   stop(): Promise<void>;
 }
 
-async function waitPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
+export async function waitPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`server exited: ${log()}`);
@@ -51,7 +51,7 @@ async function waitPort(port: number, child: ChildProcess, log: () => string): P
   throw new Error(`server did not listen on ${port}: ${log()}`);
 }
 
-function stopper(child: ChildProcess): () => Promise<void> {
+export function stopper(child: ChildProcess): () => Promise<void> {
   return async () => {
     if (child.exitCode !== null) return;
     const done = new Promise((r) => child.once('exit', r));

@@ -7,9 +7,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { accepts } from '../test/helpers/ports.js';
-import type { ServerUnderTest } from './harness.js';
-import { treeCpuMs } from './harness.js';
+import { stopper, treeCpuMs, waitPort, type ServerUnderTest } from './harness.js';
 
 const POSTFIX = '/usr/sbin/postfix';
 
@@ -101,15 +99,8 @@ postlog   unix-dgram n - n - 1 postlogd
   const child = spawn(POSTFIX, ['-c', conf, 'start-fg'], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d) => (log += d));
   child.stderr!.on('data', (d) => (log += d));
-  const pidFile = join(dir, 'queue', 'pid', 'master.pid');
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`postfix exited: ${log}${maillog(dir)}`);
-    if (existsSync(pidFile) && (await accepts(port))) break;
-    if (Date.now() > deadline) throw new Error(`postfix did not listen on ${port}: ${log}${maillog(dir)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const master = Number(readFileSync(pidFile, 'utf8').trim());
+  await waitPort(port, child, () => log + maillog(dir));
+  const master = Number(readFileSync(join(dir, 'queue', 'pid', 'master.pid'), 'utf8').trim());
   return {
     name,
     port,
@@ -120,15 +111,10 @@ postlog   unix-dgram n - n - 1 postlogd
     settle: () => queueEmpty(join(dir, 'queue')),
     stop: async () => {
       if (child.exitCode !== null) return;
-      const done = new Promise((r) => child.once('exit', r));
       try {
         execFileSync(POSTFIX, ['-c', conf, 'stop'], { stdio: 'ignore' });
-      } catch {
-        child.kill('SIGTERM');
-      }
-      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await done;
-      clearTimeout(t);
+      } catch {} // the stopper's signals end it then
+      await stopper(child)();
     },
   };
 }

@@ -152,11 +152,9 @@ function writeQueued(): void {
 async function direct(items: { id: number; records: JournalRecord[] }[]): Promise<void> {
   const placed = await Promise.all(
     items.map(async (it) => {
-      const results = await Promise.allSettled(it.records.map((r) => prepareDurably(r, l)));
-      const moves = results.flatMap((x) => (x.status === 'fulfilled' ? x.value : []));
-      const failed = results.find((x) => x.status === 'rejected');
+      let moves: Move[] = [];
       try {
-        if (failed) throw failed.reason;
+        moves = await prepareDurably(it.records, l);
         for (const m of moves) closeMove(m);
         place(moves);
         return { id: it.id, moves };

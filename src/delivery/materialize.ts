@@ -104,12 +104,12 @@ export function prepare(r: JournalRecord, l: Layout, o: PrepareOptions): Move[] 
 }
 
 /**
- * `prepare` for a large message: its files written and fdatasync'ed on libuv's pool, all at once
- * (as many in parallel as the pool has threads), each left open (Move.fd) for the caller to close
- * once every file of the message is durable. On failure nothing is left behind.
+ * `prepare` for a large message, all its records at once: every file written and fdatasync'ed on
+ * libuv's pool in parallel, each left open (Move.fd) for the caller to close once all of them are
+ * durable. On failure nothing is left behind.
  */
-export async function prepareDurably(r: JournalRecord, l: Layout): Promise<Move[]> {
-  const results = await Promise.allSettled(targets(r, l, false).map((t) => writeDurably(t)));
+export async function prepareDurably(records: readonly JournalRecord[], l: Layout): Promise<Move[]> {
+  const results = await Promise.allSettled(records.flatMap((r) => targets(r, l, false)).map((t) => writeDurably(t)));
   const moves = results.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : []));
   const failed = results.find((x) => x.status === 'rejected');
   if (failed) {
