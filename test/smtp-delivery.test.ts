@@ -215,6 +215,32 @@ describe('durability', () => {
   });
 });
 
+describe('large messages', () => {
+  test('over 64 KiB (written without the journal): every copy complete at the 250, kill -9 right after', async () => {
+    const e5 = await makeEnv();
+    const p = await startMailplane(e5, baseConfig(e5, { maxMessageSize: '10MB' }));
+    const c = (await SmtpClient.connect({ port: e5.ports.mx, localAddress: CLIENTS.exempt })).client;
+    await c.ehlo();
+    const body = message('large', `${'z'.repeat(998)}\r\n`.repeat(200)); // ~200 KB
+    const r = await c.send('webmail@example.com', ['alice@example.com', 'bob@example.com', 'far@remote.example'], body);
+    assert.equal(r.data!.code, 250);
+    await p.kill9();
+    for (const user of ['alice', 'bob']) {
+      const dir = join(e5.dataDir, 'mail', user, 'new');
+      const files = readdirSync(dir);
+      assert.equal(files.length, 1, user);
+      assert.ok(readFileSync(join(dir, files[0]!), 'latin1').endsWith(body), `${user}'s copy is complete`);
+      assert.deepEqual(readdirSync(join(e5.dataDir, 'mail', user, 'tmp')), []);
+    }
+    const queueDir = join(e5.dataDir, 'queue');
+    const json = readdirSync(queueDir).filter((f) => f.endsWith('.json'));
+    assert.equal(json.length, 1);
+    assert.ok(readFileSync(join(queueDir, json[0]!.replace('.json', '.eml')), 'latin1').endsWith(body));
+    assert.deepEqual(JSON.parse(readFileSync(join(queueDir, json[0]!), 'utf8')).recipients.map((x: { address: string }) => x.address), ['far@remote.example']);
+    assert.deepEqual(safeList(join(queueDir, 'tmp')), []);
+  });
+});
+
 function safeList(dir: string): string[] {
   try {
     return readdirSync(dir);
