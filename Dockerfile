@@ -2,7 +2,7 @@
 # The mailplane image: `mailplane run` as the entrypoint, reading the config where the Helm
 # chart mounts it (/etc/mailplane/config/mailserver.yaml), without root, with production
 # dependencies only. Build: docker build -t mailplane/mailplane:0.1.0 .
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 # Compile TypeScript with the dev dependencies.
 FROM ${NODE_IMAGE} AS build

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { decode, encode, type JournalRecord } from '../src/delivery/journal-format.js';
+import { decode, encode, type JournalRecord } from '../src/store/journal-format.js';
 import { baseConfig, makeEnv, startMailplane } from './helpers/server.js';
 
 const records: JournalRecord[] = [

@@ -6,10 +6,10 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatIssue } from '../config/issues.js';
 import { loadConfigFile } from '../config/load.js';
-import { lockOwner } from '../delivery/lock.js';
-import { DirSyncer } from '../delivery/durable.js';
-import { QueueStore, type QueueEntry } from '../delivery/queue-store.js';
-import { submitRequest, type QueueRequest } from '../delivery/requests.js';
+import { lockOwner } from '../store/lock.js';
+import { DirSyncer } from '../store/durable.js';
+import { QueueStore, type QueueEntry } from '../outbound/queue-store.js';
+import { submitRequest, type QueueRequest } from '../outbound/requests.js';
 import { UsageError, type Command } from './command.js';
 
 export const queueCommand: Command = {

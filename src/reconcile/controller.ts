@@ -3,9 +3,9 @@
 // A bad file or a failed apply leaves the last good generation serving, untouched.
 import { formatIssue } from '../config/issues.js';
 import type { LoadResult } from '../config/load.js';
-import type { Storage } from '../delivery/storage.js';
-import type { DeliveryContext } from '../delivery/outbound.js';
-import type { Transport } from '../delivery/transports.js';
+import type { Storage } from './storage.js';
+import type { DeliveryContext } from '../outbound/queue.js';
+import type { Transport } from '../outbound/transports.js';
 import { OpsServer } from '../ops/http.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';

@@ -3,15 +3,15 @@
 import type { TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerSpec } from '../config/desired-state.js';
-import { isNoSpace } from '../delivery/durable.js';
-import type { Intake, LocalTarget } from '../delivery/intake.js';
-import { newQueueId } from '../delivery/queue-store.js';
+import { isNoSpace } from '../store/durable.js';
+import type { Intake, LocalTarget } from '../store/intake.js';
+import { newQueueId } from '../store/queue-entry.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
-import { splitAddress } from './addresses.js';
+import { splitAddress } from '../mail/addresses.js';
 import type { AuthLimiter, ClientConnections } from './limits.js';
 import { isTrusted, type SessionPolicy } from './policy.js';
-import { receivedHeader } from './received.js';
+import { receivedHeader } from '../mail/received.js';
 import { Replies, SmtpReply } from './replies.js';
 
 /** What a new session pins: swapped by the controller when a generation is applied. */

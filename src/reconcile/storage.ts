@@ -4,12 +4,12 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
-import { DirSyncer } from './durable.js';
-import { Intake } from './intake.js';
-import { Journal } from './journal.js';
-import { DataDirLock } from './lock.js';
-import { OutboundQueue } from './outbound.js';
-import { QueueStore } from './queue-store.js';
+import { DirSyncer } from '../store/durable.js';
+import { Intake } from '../store/intake.js';
+import { Journal } from '../store/journal.js';
+import { DataDirLock } from '../store/lock.js';
+import { OutboundQueue } from '../outbound/queue.js';
+import { QueueStore } from '../outbound/queue-store.js';
 
 export class Storage {
   private constructor(

@@ -1,7 +1,7 @@
 // Delivery status notifications (RFC 3464): one multipart/report per failed message, with the
 // status of each failed recipient and the original headers, sent from the null sender.
 import { randomBytes } from 'node:crypto';
-import { rfc5322Date } from '../smtp/received.js';
+import { rfc5322Date } from '../mail/received.js';
 
 export interface FailedRecipient {
   readonly address: string;

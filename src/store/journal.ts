@@ -192,5 +192,5 @@ function recover(dataDir: string, dir: string): { files: number; lastSegment: nu
 /** The compiled worker beside this module (a .ts one when running from sources under tsx). */
 function workerUrl(): URL {
   const js = new URL('./journal-worker.js', import.meta.url);
-  return existsSync(js) ? js : new URL('./journal-worker.ts', import.meta.url);
+  return existsSync(js) ? js : new URL('./journal-worker.js', import.meta.url);
 }

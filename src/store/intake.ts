@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Journal } from './journal.js';
 import type { JournalRecord } from './journal-format.js';
 import { maildirName } from './maildir.js';
-import type { QueueEntry } from './queue-store.js';
+import type { QueueEntry } from './queue-entry.js';
 
 /** Above this size a message is written straight to its files instead of through the journal. */
 const DIRECT_WRITE_BYTES = 64 * 1024;

@@ -7,11 +7,12 @@ import type { AccountBackend } from '../accounts/backend.js';
 import type { DeliveryState } from '../config/desired-state.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
-import { splitAddress } from '../smtp/addresses.js';
-import { receivedHeader } from '../smtp/received.js';
+import { splitAddress } from '../mail/addresses.js';
+import { receivedHeader } from '../mail/received.js';
 import { buildBounce, headersOf, receivedCount } from './bounce.js';
-import type { Intake } from './intake.js';
-import { newQueueId, type QueueEntry, type QueueStore } from './queue-store.js';
+import type { Intake } from '../store/intake.js';
+import { newQueueId, type QueueEntry } from '../store/queue-entry.js';
+import type { QueueStore } from './queue-store.js';
 import { takeRequests, type QueueRequest } from './requests.js';
 import type { RecipientResult, Transport } from './transports.js';
 

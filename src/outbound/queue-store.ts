@@ -4,42 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { DirSyncer, writeFileDurably } from './durable.js';
+import { DirSyncer, writeFileDurably } from '../store/durable.js';
+import type { QueueEntry } from '../store/queue-entry.js';
 
-export type RecipientState = 'pending' | 'delivered' | 'failed';
-
-export interface QueueRecipient {
-  readonly address: string;
-  state: RecipientState;
-  attempts: number;
-  lastResponse: string | null;
-  /** the host that gave lastResponse */
-  remote?: string | null;
-  updatedAt: number;
-}
-
-export interface QueueEntry {
-  readonly version: 1;
-  readonly id: string;
-  readonly sender: string;
-  readonly arrivedAt: number;
-  readonly size: number;
-  recipients: QueueRecipient[];
-  attempts: number;
-  nextAttemptAt: number;
-  lastError: string | null;
-  /** set once a bounce for the failed recipients has been queued or delivered */
-  bounced: boolean;
-}
-
-// Unique without a random draw per message: time, a per-process salt, a counter.
-const SALT = randomBytes(3).toString('hex');
-let sequence = 0;
-
-export function newQueueId(now = Date.now()): string {
-  sequence = (sequence + 1) % 1679616; // 36^4
-  return `${now.toString(36).padStart(9, '0')}${SALT}${sequence.toString(36).padStart(4, '0')}`;
-}
+export type { QueueEntry, QueueRecipient, RecipientState } from '../store/queue-entry.js';
 
 export class QueueStore {
   readonly tmpDir: string;

@@ -1,0 +1,38 @@
+// A queued message's state as written to <dataDir>/queue/<id>.json, and queue ids. Intake
+// writes the first version of an entry; the outbound queue owns every later one.
+import { randomBytes } from 'node:crypto';
+
+export type RecipientState = 'pending' | 'delivered' | 'failed';
+
+export interface QueueRecipient {
+  readonly address: string;
+  state: RecipientState;
+  attempts: number;
+  lastResponse: string | null;
+  /** the host that gave lastResponse */
+  remote?: string | null;
+  updatedAt: number;
+}
+
+export interface QueueEntry {
+  readonly version: 1;
+  readonly id: string;
+  readonly sender: string;
+  readonly arrivedAt: number;
+  readonly size: number;
+  recipients: QueueRecipient[];
+  attempts: number;
+  nextAttemptAt: number;
+  lastError: string | null;
+  /** set once a bounce for the failed recipients has been queued or delivered */
+  bounced: boolean;
+}
+
+// Unique without a random draw per message: time, a per-process salt, a counter.
+const SALT = randomBytes(3).toString('hex');
+let sequence = 0;
+
+export function newQueueId(now = Date.now()): string {
+  sequence = (sequence + 1) % 1679616; // 36^4
+  return `${now.toString(36).padStart(9, '0')}${SALT}${sequence.toString(36).padStart(4, '0')}`;
+}
