@@ -3,7 +3,7 @@
 // and a kill -9 right after 250.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import nodemailer from 'nodemailer';
@@ -124,10 +124,17 @@ describe('local delivery', () => {
     const entry = JSON.parse(readFileSync(join(queueDir, added[0]!), 'utf8'));
     assert.equal(entry.sender, 'webmail@example.com');
     assert.deepEqual(entry.recipients.map((x: { address: string; state: string }) => [x.address, x.state]), [['one@remote.example', 'pending'], ['two@remote.example', 'pending']]);
-    const eml = readFileSync(join(queueDir, added[0]!.replace('.json', '.eml')), 'latin1');
-    assert.match(eml, /^Received: from client\.test \(\[127\.0\.0\.5\]\)\r\n\tby mail\.example\.com \(mailplane\) with ESMTP id /);
-    assert.ok(eml.endsWith(body), 'queued bytes are the message as sent, CRLF kept');
-    assert.ok(!/Return-Path|Delivered-To/.test(eml));
+    // one file: bob's Maildir copy and the queue's .eml are the same inode; the queue sends it
+    // from bodyOffset on, past the lines only the Maildir copy carries
+    const emlPath = join(queueDir, added[0]!.replace('.json', '.eml'));
+    const [bobFile] = newFiles('bob', beforeBob);
+    assert.equal(statSync(emlPath).ino, statSync(join(env.dataDir, 'mail', 'bob', 'new', bobFile!)).ino);
+    const file = readFileSync(emlPath, 'latin1');
+    assert.equal(file.slice(0, entry.bodyOffset), 'Return-Path: <webmail@example.com>\r\nDelivered-To: bob@example.com\r\n');
+    const sent = file.slice(entry.bodyOffset);
+    assert.match(sent, /^Received: from client\.test \(\[127\.0\.0\.5\]\)\r\n\tby mail\.example\.com \(mailplane\) with ESMTP id /);
+    assert.ok(sent.endsWith(body), 'queued bytes are the message as sent, CRLF kept');
+    assert.ok(!/Return-Path|Delivered-To/.test(sent));
   });
 });
 
@@ -216,7 +223,7 @@ describe('durability', () => {
 });
 
 describe('large messages', () => {
-  test('over 64 KiB (written without the journal): every copy complete at the 250, kill -9 right after', async () => {
+  test('over 64 KiB (spooled to disk as it arrives, written once): every copy complete at the 250, kill -9 right after, the spool emptied at restart', async () => {
     const e5 = await makeEnv();
     const p = await startMailplane(e5, baseConfig(e5, { maxMessageSize: '10MB' }));
     const c = (await SmtpClient.connect({ port: e5.ports.mx, localAddress: CLIENTS.exempt })).client;
@@ -238,6 +245,14 @@ describe('large messages', () => {
     assert.ok(readFileSync(join(queueDir, json[0]!.replace('.json', '.eml')), 'latin1').endsWith(body));
     assert.deepEqual(JSON.parse(readFileSync(join(queueDir, json[0]!), 'utf8')).recipients.map((x: { address: string }) => x.address), ['far@remote.example']);
     assert.deepEqual(safeList(join(queueDir, 'tmp')), []);
+    // written once: both mailboxes and the queue hold the same file
+    const inodes = new Set([...['alice', 'bob'].map((u) => statSync(join(e5.dataDir, 'mail', u, 'new', readdirSync(join(e5.dataDir, 'mail', u, 'new'))[0]!)).ino), statSync(join(queueDir, json[0]!.replace('.json', '.eml'))).ino]);
+    assert.equal(inodes.size, 1);
+    const again = spawnMailplane(e5);
+    await again.waitReady();
+    assert.deepEqual(safeList(join(e5.dataDir, 'spool')), [], 'what the crash left in the spool is gone');
+    for (const user of ['alice', 'bob']) assert.equal(readdirSync(join(e5.dataDir, 'mail', user, 'new')).length, 1);
+    assert.equal(await again.stop(), 0, again.logs);
   });
 });
 

@@ -76,6 +76,7 @@ export function checkDelivery(ctx: LoadContext, d: DeliveryConfig): DeliveryStat
     maxRetryDelayMs: max,
     maxLifetimeMs: parseDuration(d.maxLifetime!),
     concurrency: d.concurrency!,
+    destinationConcurrency: d.destinationConcurrency!,
     maxReceivedHeaders: d.maxReceivedHeaders!,
     dnsServers: servers,
     dnsTimeoutMs: parseDuration(d.dns!.timeout!),

@@ -30,6 +30,8 @@ export interface AuthPolicy {
 
 export interface SmtpLimits {
   readonly maxRecipients: number;
+  /** octets per message line, CRLF excluded */
+  readonly maxLineLength: number;
   readonly maxConnections: number;
   readonly maxConnectionsPerClient: number;
   readonly idleTimeoutMs: number;
@@ -98,6 +100,8 @@ export interface DeliveryState {
   readonly maxRetryDelayMs: number;
   readonly maxLifetimeMs: number;
   readonly concurrency: number;
+  /** attempts in flight per destination (recipient domain) */
+  readonly destinationConcurrency: number;
   readonly maxReceivedHeaders: number;
   /** resolver addresses for MX lookups; empty = the system's */
   readonly dnsServers: readonly string[];
@@ -117,7 +121,7 @@ export interface DesiredState {
   readonly accounts: AccountsState;
   readonly relay: RelayState;
   readonly delivery: DeliveryState;
-  readonly storage: { readonly dataDir: string };
+  readonly storage: { readonly dataDir: string; /** body bytes held in memory across sessions */ readonly memoryBudget: number };
   readonly observability: { readonly host: string; readonly port: number };
   /** every file the state depends on, absolute; watched for changes */
   readonly watchedFiles: readonly string[];

@@ -61,6 +61,7 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
       },
       limits: {
         maxRecipients: limits.maxRecipients!,
+        maxLineLength: limits.maxLineLength!,
         maxConnections: limits.maxConnections!,
         maxConnectionsPerClient: limits.maxConnectionsPerClient!,
         idleTimeoutMs: parseDuration(limits.idleTimeout!),
@@ -72,7 +73,7 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
     accounts,
     relay: r.relay,
     delivery: r.delivery,
-    storage: { dataDir: r.dataDir },
+    storage: { dataDir: r.dataDir, memoryBudget: parseSize(cfg.storage!.memoryBudget!) },
     observability: r.listen,
     watchedFiles: [r.configPath, ...[...r.files.keys()].sort()],
   };

@@ -131,6 +131,10 @@ export interface SmtpLimitsConfig {
    */
   maxRecipients?: number;
   /**
+   * Longest line accepted in a message, in octets without the CRLF (RFC 5322 allows 998). A message with a longer line gets 554 5.6.0 and nothing is stored.
+   */
+  maxLineLength?: number;
+  /**
    * Concurrent connections per listener; more get 421 and are closed.
    */
   maxConnections?: number;
@@ -302,9 +306,13 @@ export interface DeliveryConfig {
    */
   maxLifetime?: number | string;
   /**
-   * Messages delivered at the same time.
+   * Delivery attempts in flight at the same time, over all destinations (with a relay: connections' worth of messages to it).
    */
   concurrency?: number;
+  /**
+   * Delivery attempts in flight at the same time to one destination (a recipient domain's mail exchangers), so that a slow or unreachable domain cannot take the slots of the others (Postfix starts at 5 too). With a relay, `concurrency` alone applies. A destination that cannot be reached at all is not tried again until the failed attempt's retry is due.
+   */
+  destinationConcurrency?: number;
   /**
    * A message with more Received headers than this is taken to be looping and is bounced.
    */
@@ -340,6 +348,10 @@ export interface StorageConfig {
    * Data directory: Maildirs under mail/<user>/{tmp,new,cur} (Dovecot: `maildir:<dataDir>/mail/%n`), the outbound queue under queue/. Relative paths resolve against the folder of this file.
    */
   dataDir?: string;
+  /**
+   * Message bodies held in memory, across all sessions, while they are received: a message up to 64 KiB stays in memory while this budget allows, anything else streams into a spool file under dataDir/spool/ as it arrives. Bytes or a size with a unit (KB, MB, KiB, MiB…).
+   */
+  memoryBudget?: number | string;
 }
 /**
  * The operations HTTP listener.

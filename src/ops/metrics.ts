@@ -12,6 +12,7 @@ export const REJECTION_REASONS = [
   'auth_failed',
   'sender_mismatch',
   'size',
+  'line_length',
   'tls_required',
   'rate_limited',
   'storage',
@@ -65,6 +66,31 @@ export class Metrics {
     name: 'mailplane_delivery_total',
     help: 'Delivery attempts per recipient, by transport (local, relay, mx) and result (delivered, deferred, bounced, failed).',
     labelNames: ['transport', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly bodiesSpooled = new Counter({
+    name: 'mailplane_message_bodies_spooled_total',
+    help: 'Messages whose body went to a spool file while it was received (larger than 64 KiB, or the memory budget was spent).',
+    registers: [this.registry],
+  });
+  /** set by the serving generation: the memory budget of its data dir */
+  bodyMemorySource: (() => { used: number; limit: number }) | null = null;
+  readonly bodyMemory: Gauge = new Gauge({
+    name: 'mailplane_message_memory_bytes',
+    help: 'Bytes of message bodies held in memory while they are received, across all sessions (bounded by storage.memoryBudget).',
+    registers: [this.registry],
+    collect: (): void => this.bodyMemory.set(this.bodyMemorySource?.().used ?? 0),
+  });
+  readonly bodyMemoryBudget: Gauge = new Gauge({
+    name: 'mailplane_message_memory_budget_bytes',
+    help: 'storage.memoryBudget of the serving config: bodies beyond it spool to disk.',
+    registers: [this.registry],
+    collect: (): void => this.bodyMemoryBudget.set(this.bodyMemorySource?.().limit ?? 0),
+  });
+  readonly eventLoopDelay = new Histogram({
+    name: 'mailplane_event_loop_delay_seconds',
+    help: 'The longest event-loop delay of each second (perf_hooks.monitorEventLoopDelay): how long a ready socket or timer waited at worst.',
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
   /** set by the serving generation: where queue gauges read from */

@@ -6,8 +6,13 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { DirSyncer, writeFileDurably } from '../store/durable.js';
 import type { QueueEntry } from '../store/queue-entry.js';
+import { wellFormed } from './queue-entries.js';
 
 export type { QueueEntry, QueueRecipient, RecipientState } from '../store/queue-entry.js';
+
+const HEADER_CHUNK = 16 * 1024;
+/** Headers beyond this are not read (loop detection and bounces need the first ones only). */
+const HEADER_LIMIT = 256 * 1024;
 
 export class QueueStore {
   readonly tmpDir: string;
@@ -19,15 +24,9 @@ export class QueueStore {
     this.tmpDir = join(dir, 'tmp');
   }
 
+  /** The folders the queue needs (what a crash left half-written is cleared by the loader). */
   async init(): Promise<void> {
     await fs.mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
-    // Leftovers of a crash before commit: never acknowledged, safe to remove.
-    for (const f of await fs.readdir(this.tmpDir)) await fs.unlink(join(this.tmpDir, f)).catch(() => {});
-    const names = new Set(await fs.readdir(this.dir));
-    for (const f of names) {
-      if (f.endsWith('.eml') && !names.has(f.replace(/\.eml$/, '.json'))) await fs.unlink(join(this.dir, f)).catch(() => {});
-      if (f.includes('.json.')) await fs.unlink(join(this.dir, f)).catch(() => {});
-    }
   }
 
   /** Replaces an entry's state durably (write new, rename over). */
@@ -81,23 +80,35 @@ export class QueueStore {
     return join(this.dir, `${id}.eml`);
   }
 
+  /**
+   * The header block of a queued message (up to the empty line, at most HEADER_LIMIT bytes),
+   * read from the file without reading the body.
+   */
+  async readHeader(id: string, offset: number): Promise<string> {
+    const fh = await fs.open(this.messagePath(id), 'r');
+    try {
+      const parts: Buffer[] = [];
+      let total = 0;
+      for (;;) {
+        const buf = Buffer.allocUnsafe(HEADER_CHUNK);
+        const { bytesRead } = await fh.read(buf, 0, HEADER_CHUNK, offset + total);
+        if (!bytesRead) break;
+        parts.push(buf.subarray(0, bytesRead));
+        total += bytesRead;
+        const text = Buffer.concat(parts).toString('latin1');
+        const end = text.search(/\r?\n\r?\n/);
+        if (end >= 0) return text.slice(0, end).replace(/\r?\n/g, '\r\n');
+        if (total >= HEADER_LIMIT) return text.slice(0, HEADER_LIMIT).replace(/\r?\n/g, '\r\n');
+      }
+      return Buffer.concat(parts).toString('latin1').replace(/\r?\n/g, '\r\n');
+    } finally {
+      await fh.close();
+    }
+  }
+
   async count(): Promise<number> {
     return (await fs.readdir(this.dir)).filter((f) => f.endsWith('.json')).length;
   }
-}
-
-function wellFormed(e: QueueEntry, id: string): boolean {
-  return (
-    e !== null &&
-    typeof e === 'object' &&
-    e.id === id &&
-    typeof e.sender === 'string' &&
-    typeof e.arrivedAt === 'number' &&
-    typeof e.nextAttemptAt === 'number' &&
-    typeof e.attempts === 'number' &&
-    Array.isArray(e.recipients) &&
-    e.recipients.every((r) => r && typeof r.address === 'string' && ['pending', 'delivered', 'failed'].includes(r.state))
-  );
 }
 
 function ignoreMissing(e: NodeJS.ErrnoException): void {

@@ -2,6 +2,7 @@
 // MX. The only importer of nodemailer. Results are per recipient: delivered, deferred (4xx,
 // network, TLS unavailable, relay credentials refused) or failed (5xx).
 import { isIP } from 'node:net';
+import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import nodemailer from 'nodemailer';
 import type { DeliveryState, RelayState } from '../config/desired-state.js';
@@ -23,10 +24,18 @@ export interface Envelope {
   readonly to: readonly string[];
 }
 
+/** A queued message, read from disk anew for every attempt (never held whole in memory). */
+export interface MessageSource {
+  open(): Readable;
+}
+
 export interface Transport {
   readonly kind: 'relay' | 'mx';
-  /** Sends; onResults is called as groups of recipients finish (persist them at once). */
-  send(envelope: Envelope, raw: Buffer, onResults: (r: RecipientResult[]) => Promise<void>): Promise<void>;
+  /**
+   * Sends; onResults is called as groups of recipients finish (persist them at once). Resolves
+   * with reached: false when no host of the destination answered (connection, TLS, greeting, DNS).
+   */
+  send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>): Promise<{ reached: boolean }>;
   health(): { up: boolean | null; lastError: string | null };
   /** Checks reachability and credentials in the background (relay only). */
   verify?(): Promise<void>;
@@ -61,15 +70,17 @@ interface Attempt {
 }
 
 /** Turns one nodemailer send (success, partial or error) into per-recipient results. */
-async function sendVia(mailer: Mailer, envelope: Envelope, raw: Buffer, remote: string, treatAsTemporary: (e: MailError) => boolean): Promise<Attempt> {
+async function sendVia(mailer: Mailer, envelope: Envelope, message: MessageSource, remote: string, treatAsTemporary: (e: MailError) => boolean): Promise<Attempt> {
+  const raw = message.open();
   const results = await sendResults(mailer, envelope, raw, remote, treatAsTemporary);
+  raw.destroy(); // unread when the transaction failed before DATA
   return { results: results.list, reached: results.reached };
 }
 
 async function sendResults(
   mailer: Mailer,
   envelope: Envelope,
-  raw: Buffer,
+  raw: Readable,
   remote: string,
   treatAsTemporary: (e: MailError) => boolean,
 ): Promise<{ list: RecipientResult[]; reached: boolean }> {
@@ -152,14 +163,15 @@ export class RelayTransport implements Transport {
     } as Parameters<typeof nodemailer.createTransport>[0]) as Mailer;
   }
 
-  async send(envelope: Envelope, raw: Buffer, onResults: (r: RecipientResult[]) => Promise<void>): Promise<void> {
+  async send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>): Promise<{ reached: boolean }> {
     const remote = `${this.relay.host}:${this.relay.port}`;
     // Refused relay credentials keep the mail queued: fixing the password must deliver it.
-    const { results, reached } = await sendVia(this.mailer, envelope, raw, remote, (e) => e.code === 'EAUTH');
+    const { results, reached } = await sendVia(this.mailer, envelope, message, remote, (e) => e.code === 'EAUTH');
     const authRefused = results.length > 0 && results.every((r) => r.outcome !== 'delivered' && /^AUTH /.test(r.response));
     this.up = reached && !authRefused;
     this.lastError = this.up ? null : results[0]?.response ?? null;
     await onResults(results);
+    return { reached };
   }
 
   health(): { up: boolean | null; lastError: string | null } {
@@ -200,23 +212,27 @@ export class MxTransport implements Transport {
     this.sweeper.unref();
   }
 
-  async send(envelope: Envelope, raw: Buffer, onResults: (r: RecipientResult[]) => Promise<void>): Promise<void> {
+  /** Recipients at several domains (entries queued before jobs were per domain) go to each in turn. */
+  async send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>): Promise<{ reached: boolean }> {
     const byDomain = new Map<string, string[]>();
     for (const to of envelope.to) {
       const domain = to.slice(to.lastIndexOf('@') + 1).toLowerCase();
       byDomain.set(domain, [...(byDomain.get(domain) ?? []), to]);
     }
-    await Promise.all(
-      [...byDomain].map(async ([domain, rcpts]) => {
-        const results = await this.toDomain(domain, { from: envelope.from, to: rcpts }, raw);
-        await onResults(results);
-      }),
-    );
+    let reached = false;
+    for (const [domain, rcpts] of byDomain) {
+      const r = await this.toDomain(domain, { from: envelope.from, to: rcpts }, message);
+      reached ||= r.reached;
+      await onResults(r.results);
+    }
+    return { reached };
   }
 
-  private async toDomain(domain: string, envelope: Envelope, raw: Buffer): Promise<RecipientResult[]> {
-    const all = (outcome: Outcome, response: string, remote: string | null = null) =>
-      envelope.to.map((address) => ({ address, outcome, response, remote }));
+  private async toDomain(domain: string, envelope: Envelope, message: MessageSource): Promise<{ results: RecipientResult[]; reached: boolean }> {
+    const all = (outcome: Outcome, response: string, remote: string | null = null) => ({
+      results: envelope.to.map((address) => ({ address, outcome, response, remote })),
+      reached: false,
+    });
     let route;
     try {
       route = await this.resolver.route(domain);
@@ -224,14 +240,14 @@ export class MxTransport implements Transport {
       this.lastError = (e as Error).message;
       return all('deferred', e instanceof TemporaryDnsError ? e.message : `DNS: ${(e as Error).message}`);
     }
-    if (route.kind === 'none') return all('failed', `${route.status} ${route.reason}`);
+    if (route.kind === 'none') return { ...all('failed', `${route.status} ${route.reason}`), reached: true };
     let last = 'no mail exchanger could be reached';
     for (const host of route.hosts) {
       for (const ip of host.addresses) {
         const remote = `${host.name}[${ip}]:${this.delivery.mxPort}`;
-        const { results, reached } = await sendVia(this.pool(host.name, ip), envelope, raw, remote, () => false);
+        const { results, reached } = await sendVia(this.pool(host.name, ip), envelope, message, remote, () => false);
         // The next host is tried only when this one never answered the transaction.
-        if (reached) return results;
+        if (reached) return { results, reached };
         last = `${remote}: ${results[0]!.response}`;
         this.lastError = last;
       }

@@ -35,7 +35,7 @@ export function describe(a: Action): { title: string; details: readonly string[]
     case 'delivery.update':
       return { title: 'update delivery settings: applies from the next attempt', details: a.changes };
     case 'storage.update':
-      return { title: 'update storage: new messages go to the new data directory', details: a.changes };
+      return { title: 'update storage: applies to new messages (a new dataDir receives them)', details: a.changes };
     case 'observability.rebind':
       return { title: `move observability endpoint ${a.from} → ${a.to}: binds a new socket`, details: [] };
   }

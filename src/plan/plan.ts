@@ -59,7 +59,8 @@ export function diff(applied: PlanView | null, desired: PlanView): Plan {
   if (relay.length) actions.push({ kind: 'relay.update', changes: relay });
   const delivery = deliveryChanges(applied, desired);
   if (delivery.length) actions.push({ kind: 'delivery.update', changes: delivery });
-  if (applied.dataDir !== desired.dataDir) actions.push({ kind: 'storage.update', changes: [`dataDir: ${applied.dataDir} → ${desired.dataDir}`] });
+  const storage = [...scalar('dataDir', applied.dataDir, desired.dataDir), ...scalar('memoryBudget', applied.memoryBudget, desired.memoryBudget)];
+  if (storage.length) actions.push({ kind: 'storage.update', changes: storage });
   if (applied.observability !== desired.observability) actions.push({ kind: 'observability.rebind', from: applied.observability, to: desired.observability });
   return { from: applied.hash, to: desired.hash, actions };
 }
@@ -107,6 +108,7 @@ function policyChanges(a: PlanView, b: PlanView): string[] {
     ...scalar('auth.failureWindow', ms(x.auth.failureWindowMs), ms(y.auth.failureWindowMs)),
     ...scalar('auth.lockoutDuration', ms(x.auth.lockoutMs), ms(y.auth.lockoutMs)),
     ...scalar('limits.maxRecipients', x.limits.maxRecipients, y.limits.maxRecipients),
+    ...scalar('limits.maxLineLength', x.limits.maxLineLength, y.limits.maxLineLength),
     ...scalar('limits.maxConnections', x.limits.maxConnections, y.limits.maxConnections),
     ...scalar('limits.maxConnectionsPerClient', x.limits.maxConnectionsPerClient, y.limits.maxConnectionsPerClient),
     ...scalar('limits.idleTimeout', ms(x.limits.idleTimeoutMs), ms(y.limits.idleTimeoutMs)),
@@ -170,6 +172,7 @@ function deliveryChanges(a: PlanView, b: PlanView): string[] {
     ...scalar('delivery.maxRetryDelay', ms(x.maxRetryDelayMs), ms(y.maxRetryDelayMs)),
     ...scalar('delivery.maxLifetime', ms(x.maxLifetimeMs), ms(y.maxLifetimeMs)),
     ...scalar('delivery.concurrency', x.concurrency, y.concurrency),
+    ...scalar('delivery.destinationConcurrency', x.destinationConcurrency, y.destinationConcurrency),
     ...scalar('delivery.maxReceivedHeaders', x.maxReceivedHeaders, y.maxReceivedHeaders),
     ...listDiff('delivery.dns.servers', x.dnsServers, y.dnsServers),
     ...scalar('delivery.dns.timeout', ms(x.dnsTimeoutMs), ms(y.dnsTimeoutMs)),

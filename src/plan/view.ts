@@ -47,6 +47,7 @@ export interface PlanView {
   };
   readonly delivery: DeliveryState;
   readonly dataDir: string;
+  readonly memoryBudget: number;
   readonly observability: string;
 }
 
@@ -109,6 +110,7 @@ export function planView(s: DesiredState): PlanView {
     },
     delivery: s.delivery,
     dataDir: s.storage.dataDir,
+    memoryBudget: s.storage.memoryBudget,
     observability: hostPort(s.observability),
   };
 }

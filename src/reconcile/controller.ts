@@ -6,6 +6,7 @@ import type { LoadResult } from '../config/load.js';
 import type { Storage } from './storage.js';
 import type { DeliveryContext } from '../outbound/queue.js';
 import type { Transport } from '../outbound/transports.js';
+import { EventLoopMonitor } from '../ops/event-loop.js';
 import { OpsServer } from '../ops/http.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -33,7 +34,7 @@ export interface ReloadResult {
 export interface ConfigProvider {
   /** what /status shows as the config path */
   readonly path: string;
-  load(): LoadResult;
+  load(): LoadResult | Promise<LoadResult>;
 }
 
 export interface ControllerDeps {
@@ -63,10 +64,15 @@ export class Controller {
   private nextNumber = 1;
   private stopping = false;
 
+  /** the worst event-loop delays, for /status and metrics */
+  readonly eventLoop: EventLoopMonitor;
+
   constructor(
     private readonly provider: ConfigProvider,
     private readonly d: ControllerDeps,
-  ) {}
+  ) {
+    this.eventLoop = new EventLoopMonitor(d.metrics);
+  }
 
   get configPath(): string {
     return this.provider.path;
@@ -99,7 +105,7 @@ export class Controller {
   }
 
   ready(): boolean {
-    return !this.stopping && this.applied !== null && this.applied.storage.outbound.loaded && [...this.pool.values()].every((b) => b.server.listening);
+    return !this.stopping && this.applied !== null && this.applied.storage.outbound.ready() && [...this.pool.values()].every((b) => b.server.listening);
   }
 
   status(): unknown {
@@ -118,6 +124,7 @@ export class Controller {
     await Promise.all(storages.map((s) => s.close()));
     await this.applied?.transport.close();
     await this.applied?.accounts.close();
+    this.eventLoop.stop();
   }
 
   /** What queued mail is delivered with: always the serving generation's transport and settings. */
@@ -129,7 +136,7 @@ export class Controller {
   private async runOnce(reason: string): Promise<ReloadResult> {
     const t0 = performance.now();
     const m = this.d.metrics;
-    const loaded = this.provider.load();
+    const loaded = await this.provider.load();
     const warnings = loaded.warnings.map(formatIssue);
     if (!loaded.state) {
       const errors = loaded.errors.map(formatIssue);
@@ -210,10 +217,14 @@ export class Controller {
     }
     m.setGeneration(gen.number, gen.state.hash);
     m.accountsSource = () => ({ backend: this.applied!.accounts.kind, up: this.applied!.accounts.health().up });
+    gen.storage.intake.budget.limit = gen.state.storage.memoryBudget;
     if (!prev || prev.storage !== gen.storage) {
       if (prev) this.oldStorages.push(prev.storage);
       m.queueSource = () => gen.storage.stats();
+      m.bodyMemorySource = () => gen.storage.intake.budget;
       void gen.storage.outbound.start(() => this.deliveryContext()).catch((e: Error) => this.d.log.error('cannot start the outbound queue', { error: e }));
+    } else {
+      gen.storage.outbound.reconfigure();
     }
     if (!prev || prev.transport !== gen.transport) {
       m.relaySource = () => (this.applied?.transport.kind === 'relay' ? this.applied.transport.health().up : null);

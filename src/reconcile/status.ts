@@ -1,6 +1,7 @@
 // The /status document: what runs, where it came from, how the last attempt went. No secrets:
 // only names, counts, fingerprints and times.
 import { planView } from '../plan/view.js';
+import type { LoadProgress } from '../outbound/queue.js';
 import type { Controller, ReloadOutcome } from './controller.js';
 
 export interface LastAttempt {
@@ -58,9 +59,21 @@ export function buildStatus(c: Controller): unknown {
         }
       : null,
     delivery: gen ? { transport: gen.transport.kind, ...(gen.transport.kind === 'mx' ? { lastError: gen.transport.health().lastError } : {}) } : null,
-    queue: gen ? queueStatus(gen.storage.stats()) : null,
-    storage: gen ? { dataDir: gen.state.storage.dataDir } : null,
+    queue: gen ? { ...queueStatus(gen.storage.stats()), load: loadStatus(gen.storage.outbound.progress), schedule: gen.storage.outbound.schedule() } : null,
+    storage: gen
+      ? { dataDir: gen.state.storage.dataDir, messageMemory: { usedBytes: gen.storage.intake.budget.used, budgetBytes: gen.storage.intake.budget.limit } }
+      : null,
+    eventLoop: { worstDelayMs: round(c.eventLoop.worstMs), lastSecondWorstDelayMs: round(c.eventLoop.lastSecondMs) },
   };
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
+
+/** How far loading the queue from disk got (and why it failed, if it did). */
+function loadStatus(p: LoadProgress | null) {
+  if (!p) return null;
+  if (p.state === 'failed') return { state: p.state, error: p.error };
+  return { state: p.state, entries: p.loaded, ...(p.state === 'loaded' ? { ms: p.ms } : { seconds: Math.round((Date.now() - p.startedAt) / 1000) }) };
 }
 
 function queueStatus(s: { active: number; deferred: number; oldestArrival: number | null }) {

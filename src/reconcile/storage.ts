@@ -1,5 +1,6 @@
-// Everything under one dataDir: the lock, Maildirs, the outbound queue on disk and at work,
-// and the intake that writes both.
+// The data plane of one dataDir, opened by a transaction: the lock, the journal (which replays
+// what a crash left before anything is served), the intake that writes Maildirs and the queue,
+// and the outbound queue at work.
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../ops/logger.js';
@@ -22,7 +23,7 @@ export class Storage {
   ) {}
 
   /** Creates the layout (mail/, queue/), takes the lock, cleans what a crash left half-written. */
-  static async open(dataDir: string, log: Logger, metrics: Metrics): Promise<Storage> {
+  static async open(dataDir: string, memoryBudget: number, log: Logger, metrics: Metrics): Promise<Storage> {
     await fs.mkdir(join(dataDir, 'mail'), { recursive: true, mode: 0o700 });
     await fs.mkdir(join(dataDir, 'queue'), { recursive: true, mode: 0o700 });
     const lock = await DataDirLock.acquire(dataDir);
@@ -31,9 +32,8 @@ export class Storage {
       const journal = await Journal.open(dataDir, (ids) => intake?.released(ids), log);
       const syncer = new DirSyncer();
       const queue = new QueueStore(join(dataDir, 'queue'), syncer);
-      await queue.init();
       let outbound: OutboundQueue | null = null;
-      intake = new Intake(journal, dataDir, (entry) => outbound?.enqueued(entry));
+      intake = new Intake(journal, dataDir, memoryBudget, (entry) => outbound?.enqueued(entry));
       outbound = new OutboundQueue(queue, intake, log, metrics);
       return new Storage(dataDir, journal, queue, intake, outbound, lock);
     } catch (e) {

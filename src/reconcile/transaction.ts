@@ -87,7 +87,7 @@ export async function prepare(d: TransactionDeps, prev: Generation | null, plan:
     const accountsChanged = !prev || plan.actions.some((a) => a.kind === 'accounts.update');
     const accounts = accountsChanged ? (created.accounts = instrumented(createAccounts(desired), d.metrics)) : prev.accounts;
     const storage =
-      prev && prev.storage.dataDir === desired.storage.dataDir ? prev.storage : (created.storage = await Storage.open(desired.storage.dataDir, d.log, d.metrics));
+      prev && prev.storage.dataDir === desired.storage.dataDir ? prev.storage : (created.storage = await Storage.open(desired.storage.dataDir, desired.storage.memoryBudget, d.log, d.metrics));
     const transportChanged = !prev || plan.actions.some((a) => a.kind === 'relay.update' || a.kind === 'delivery.update') || prev.state.hostname !== desired.hostname;
     const transport = transportChanged ? (created.transport = createTransport(desired)) : prev.transport;
     const policy = buildPolicy(desired, number, accounts);

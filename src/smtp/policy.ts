@@ -15,6 +15,7 @@ export interface SessionPolicy {
   readonly lanNetworks: AddressSet | null;
   readonly maxMessageSize: number;
   readonly maxRecipients: number;
+  readonly maxLineLength: number;
   readonly commandTimeoutMs: number;
   readonly dataTimeoutMs: number;
   readonly auth: { readonly maxFailures: number; readonly windowMs: number; readonly lockoutMs: number };
@@ -32,6 +33,7 @@ export function buildPolicy(state: DesiredState, generation: number, accounts: A
     lanNetworks: a.lanBypass ? new AddressSet(a.lanNetworks) : null,
     maxMessageSize: state.smtp.maxMessageSize,
     maxRecipients: state.smtp.limits.maxRecipients,
+    maxLineLength: state.smtp.limits.maxLineLength,
     commandTimeoutMs: state.smtp.limits.commandTimeoutMs,
     dataTimeoutMs: state.smtp.limits.dataTimeoutMs,
     auth: Object.freeze({ maxFailures: a.maxFailures, windowMs: a.failureWindowMs, lockoutMs: a.lockoutMs }),

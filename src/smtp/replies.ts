@@ -26,6 +26,7 @@ export const Replies = {
   authIdentity: () => r(535, '5.7.8', 'Authorization identity must match the login', 'auth_failed'),
   senderMismatch: (addr: string) => r(553, '5.7.1', `<${addr}>: Sender address rejected: not owned by the authenticated user`, 'sender_mismatch'),
   tooBig: (limit: number) => r(552, '5.3.4', `Message size exceeds fixed maximum message size of ${limit} bytes`, 'size'),
+  lineTooLong: (limit: number) => r(554, '5.6.0', `Message contains a line longer than ${limit} octets`, 'line_length'),
   tooManyFailures: () => r(421, '4.7.0', 'Too many failed authentication attempts, try again later', 'rate_limited'),
   tooManyConnections: () => r(421, '4.7.0', 'Too many connections, try again later', 'connection_limit'),
   tooManyRecipients: () => r(452, '4.5.3', 'Too many recipients', 'too_many_recipients'),

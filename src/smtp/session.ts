@@ -4,7 +4,8 @@ import type { TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerSpec } from '../config/desired-state.js';
 import { isNoSpace } from '../store/durable.js';
-import type { Intake, LocalTarget } from '../store/intake.js';
+import type { StoredBody } from '../store/body.js';
+import { traceHead, type Intake, type LocalTarget } from '../store/intake.js';
 import { newQueueId } from '../store/queue-entry.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -195,66 +196,79 @@ export class SessionHandlers {
     throw Replies.relayDenied(address);
   }
 
+  /**
+   * The message streams into a BodyWriter (memory up to a threshold and a global budget, a
+   * spool file beyond); the stream pauses while a spool file catches up, so a fast client never
+   * fills memory. Over a limit, the rest is read and dropped, and the reply says why.
+   */
   onData(stream: SMTPServerDataStream, session: Session, cb: (err?: Error | null, message?: string) => void): void {
     const st = session.mp;
     if (!st) {
       stream.resume();
       return cb(Replies.storageError());
     }
-    const limit = st.policy.maxMessageSize;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    stream.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= limit) chunks.push(c);
-      else chunks.length = 0; // over the limit: keep reading, store nothing
-    });
-    stream.on('error', () => {}); // the client went away mid-message; the connection reports it
-    stream.on('end', () => {
-      if (size > limit || stream.sizeExceeded) {
-        this.d.metrics.smtpMessages.inc({ listener: this.d.listener, result: 'rejected' });
-        return cb(this.reject(st, Replies.tooBig(limit)));
-      }
-      this.store(st, session, chunks, size).then(
-        (id) => cb(null, Replies.accepted(id)),
-        (err: Error) => {
-          this.d.metrics.smtpMessages.inc({ listener: this.d.listener, result: 'rejected' });
-          if (!(err instanceof SmtpReply)) this.d.log.error('storing a message failed', { listener: this.d.listener, error: err });
-          cb(this.reject(st, err instanceof SmtpReply ? err : isNoSpace(err) ? Replies.storageFull() : Replies.storageError()));
-        },
-      );
-    });
-  }
-
-  private async store(st: SessionState, session: Session, body: Buffer[], size: number): Promise<string> {
+    const { policy } = st;
     const id = newQueueId();
-    const recipients = session.envelope.rcptTo.map((r) => r.address);
+    const local = [...st.local.values()];
+    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const received = receivedHeader({
       helo: session.hostNameAppearsAs ?? '',
       clientAddress: session.remoteAddress,
-      hostname: st.policy.hostname,
+      hostname: policy.hostname,
       esmtp: session.openingCommand === 'EHLO',
       tls: st.tls,
       authenticated: !!st.user,
       id,
-      recipients,
+      recipients: session.envelope.rcptTo.map((r) => r.address),
       date: new Date(),
     });
-    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-    const result = await st.intake.accept({
-      id,
-      sender,
-      local: [...st.local.values()],
-      remote: [...st.remote.values()],
-      received,
-      body,
-      size,
+    const { head, queueOffset } = traceHead(sender, local, received);
+    const body = st.intake.openBody(id, head, { maxSize: policy.maxMessageSize, maxLineLength: policy.maxLineLength });
+    let over = false;
+    stream.on('data', (c: Buffer) => {
+      if (body.write(c)) return;
+      stream.pause();
+      body.drained(() => stream.resume());
     });
+    // the client went away mid-message: the connection reports it; what was spooled goes
+    stream.on('error', () => {
+      over = true;
+      body.abort();
+    });
+    stream.on('end', () => {
+      if (over) return;
+      const refused = body.tooBig || stream.sizeExceeded ? Replies.tooBig(policy.maxMessageSize) : body.lineTooLong ? Replies.lineTooLong(policy.maxLineLength) : null;
+      if (refused) {
+        body.abort();
+        this.d.metrics.smtpMessages.inc({ listener: this.d.listener, result: 'rejected' });
+        return cb(this.reject(st, refused));
+      }
+      if (body.spooled) this.d.metrics.bodiesSpooled.inc();
+      body
+        .finish()
+        .then((stored) => this.store(st, id, sender, local, { body: stored, queueOffset, size: body.size }))
+        .then(
+          (accepted) => {
+            body.release();
+            cb(null, Replies.accepted(accepted));
+          },
+          (err: Error) => {
+            body.abort();
+            this.d.metrics.smtpMessages.inc({ listener: this.d.listener, result: 'rejected' });
+            if (!(err instanceof SmtpReply)) this.d.log.error('storing a message failed', { listener: this.d.listener, error: err });
+            cb(this.reject(st, err instanceof SmtpReply ? err : isNoSpace(err) ? Replies.storageFull() : Replies.storageError()));
+          },
+        );
+    });
+  }
+
+  private async store(st: SessionState, id: string, sender: string, local: LocalTarget[], m: { body: StoredBody; queueOffset: number; size: number }): Promise<string> {
+    const result = await st.intake.accept({ id, sender, local, remote: [...st.remote.values()], ...m });
     st.accepted++;
-    const m = this.d.metrics;
-    m.smtpMessages.inc({ listener: this.d.listener, result: 'accepted' });
-    m.smtpMessageSize.observe({ listener: this.d.listener }, size);
-    if (result.mailboxes.length) m.delivery.inc({ transport: 'local', result: 'delivered' }, result.mailboxes.length);
+    const metrics = this.d.metrics;
+    metrics.smtpMessages.inc({ listener: this.d.listener, result: 'accepted' });
+    metrics.smtpMessageSize.observe({ listener: this.d.listener }, m.size);
+    if (result.mailboxes.length) metrics.delivery.inc({ transport: 'local', result: 'delivered' }, result.mailboxes.length);
     st.ids.push(id);
     return id;
   }

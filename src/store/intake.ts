@@ -1,15 +1,14 @@
 // Makes an accepted message durable for every place it goes — each local recipient's Maildir
-// and, for other domains, the outbound queue — before the SMTP reply is 250: all its copies
-// are one journal append, so either every destination gets the message or none does.
+// and, for other domains, the outbound queue — before the SMTP reply is 250. A message is one
+// file, written once whatever the number of places: one journal record names them all, so
+// either every destination gets it (as hard links to that file) or none does.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BodyWriter, MemoryBudget, type BodyLimits, type StoredBody } from './body.js';
 import type { Journal } from './journal.js';
-import type { JournalRecord } from './journal-format.js';
+import type { FileRecord } from './journal-format.js';
 import { maildirName } from './maildir.js';
 import type { QueueEntry } from './queue-entry.js';
-
-/** Above this size a message is written straight to its files instead of through the journal. */
-const DIRECT_WRITE_BYTES = 64 * 1024;
 
 export interface LocalTarget {
   /** mailbox owner (Maildir name) */
@@ -24,10 +23,11 @@ export interface IncomingMessage {
   readonly sender: string; // '' for the null sender
   readonly local: readonly LocalTarget[];
   readonly remote: readonly string[];
-  /** our Received header, CRLF-terminated */
-  readonly received: string;
-  /** the message exactly as the client sent it (dot-unstuffed, CRLF line ends) */
-  readonly body: readonly Buffer[];
+  /** the stored file: our trace headers (see traceHead), then the message as received */
+  readonly body: StoredBody;
+  /** bytes at the start of the body that only Maildir copies carry (Return-Path, Delivered-To) */
+  readonly queueOffset: number;
+  /** the message as received, in bytes */
   readonly size: number;
 }
 
@@ -36,17 +36,37 @@ export interface IntakeResult {
   readonly mailboxes: readonly string[];
 }
 
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The headers the stored file starts with. Maildir copies get Return-Path and, when the message
+ * goes to one mailbox, Delivered-To (copies for several mailboxes share one file); the queue
+ * skips those (queueOffset) and starts at our Received header.
+ */
+export function traceHead(sender: string, local: readonly LocalTarget[], received: string): { head: Buffer; queueOffset: number } {
+  if (!local.length) return { head: Buffer.from(received), queueOffset: 0 };
+  const users = new Set(local.map((t) => t.user));
+  const mine = `Return-Path: <${sender}>\r\n${users.size === 1 ? `Delivered-To: ${local[0]!.address}\r\n` : ''}`;
+  return { head: Buffer.from(mine + received), queueOffset: Buffer.byteLength(mine) };
+}
+
 export class Intake {
   /** queue entries written but not yet checkpointed: delivery must not see them before */
   private readonly unreleased = new Map<string, QueueEntry>();
-
   private readonly maildirs = new Set<string>();
+  /** body bytes held in memory by all sessions writing into this data dir */
+  readonly budget: MemoryBudget;
+  readonly spoolDir: string;
 
   constructor(
     private readonly journal: Journal,
     private readonly dataDir: string,
+    memoryBudget: number,
     private readonly onQueued: (entry: QueueEntry) => void = () => {},
-  ) {}
+  ) {
+    this.budget = new MemoryBudget(memoryBudget);
+    this.spoolDir = join(dataDir, 'spool');
+  }
 
   isUnreleased(id: string): boolean {
     return this.unreleased.has(id);
@@ -54,6 +74,11 @@ export class Intake {
 
   get unreleasedCount(): number {
     return this.unreleased.size;
+  }
+
+  /** A writer for the body of message `id`, starting with `head`. */
+  openBody(id: string, head: Buffer, limits: BodyLimits): BodyWriter {
+    return new BodyWriter(head, { dir: this.spoolDir, file: id }, this.budget, limits);
   }
 
   /**
@@ -78,17 +103,8 @@ export class Intake {
 
   /** Resolves once every copy is durable (in the journal); rejects and stores nothing otherwise. */
   async accept(msg: IncomingMessage): Promise<IntakeResult> {
-    const records: JournalRecord[] = [];
-    const mailboxes: string[] = [];
-    const seen = new Set<string>();
-    for (const t of msg.local) {
-      if (seen.has(t.user)) continue; // one copy per mailbox, however many of its addresses were used
-      seen.add(t.user);
-      await this.ensureMaildir(t.user);
-      const data = standalone([Buffer.from(`Return-Path: <${msg.sender}>\r\nDelivered-To: ${t.address}\r\n${msg.received}`), ...msg.body]);
-      records.push({ k: 'm', user: t.user, name: maildirName(data.length), data });
-      mailboxes.push(t.user);
-    }
+    const mailboxes = [...new Set(msg.local.map((t) => t.user))]; // one copy per mailbox, however many of its addresses were used
+    for (const user of mailboxes) await this.ensureMaildir(user);
     let entry: QueueEntry | null = null;
     if (msg.remote.length) {
       const now = Date.now();
@@ -98,37 +114,39 @@ export class Intake {
         sender: msg.sender,
         arrivedAt: now,
         size: msg.size,
+        ...(msg.queueOffset ? { bodyOffset: msg.queueOffset } : {}),
         recipients: msg.remote.map((address) => ({ address, state: 'pending', attempts: 0, lastResponse: null, updatedAt: now })),
         attempts: 0,
         nextAttemptAt: now,
         lastError: null,
         bounced: false,
       };
-      records.push({ k: 'q', id: entry.id, json: JSON.stringify(entry), data: standalone([Buffer.from(msg.received), ...msg.body]) });
       this.unreleased.set(entry.id, entry);
     }
+    const body = msg.body;
+    const record: FileRecord = {
+      k: 'f',
+      name: maildirName(body.length),
+      users: mailboxes,
+      queue: entry ? { id: entry.id, json: JSON.stringify(entry) } : null,
+      data: body.kind === 'memory' ? body.data : EMPTY,
+      spool: body.kind === 'spool' ? body.file : null,
+    };
     try {
-      // Small messages share one fdatasync through the journal; a large one pays for its own
-      // fdatasync anyway, and writing it twice (journal, then files) would cost more than it saves.
-      if (msg.size > DIRECT_WRITE_BYTES) await this.journal.direct(records);
-      else await this.journal.append(records, entry ? [entry.id] : []);
+      await this.journal.append([record], entry ? [entry.id] : []);
     } catch (e) {
       if (entry) this.unreleased.delete(entry.id);
       throw e;
     }
-    if (entry && msg.size > DIRECT_WRITE_BYTES) this.released([entry.id]);
     return { queueId: entry?.id ?? null, mailboxes };
   }
-}
 
-/**
- * One buffer with an ArrayBuffer of its own (not a slice of Node's shared pool), so that handing
- * it to the journal worker is a transfer, not a copy of the whole pool.
- */
-function standalone(chunks: readonly Buffer[]): Buffer {
-  const size = chunks.reduce((n, c) => n + c.length, 0);
-  const out = Buffer.allocUnsafeSlow(size);
-  let off = 0;
-  for (const c of chunks) off += c.copy(out, off);
-  return out;
+  /** accept() for a message built in memory (bounces): `message` follows our Received header. */
+  acceptBuffer(m: { id: string; sender: string; local: readonly LocalTarget[]; remote: readonly string[]; received: string; message: Buffer }): Promise<IntakeResult> {
+    const { head, queueOffset } = traceHead(m.sender, m.local, m.received);
+    const data = Buffer.allocUnsafeSlow(head.length + m.message.length);
+    head.copy(data, 0);
+    m.message.copy(data, head.length);
+    return this.accept({ id: m.id, sender: m.sender, local: m.local, remote: m.remote, body: { kind: 'memory', data, length: data.length }, queueOffset, size: m.message.length });
+  }
 }

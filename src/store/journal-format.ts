@@ -1,13 +1,25 @@
-// Journal records: the files an accepted message must become (Maildir copies, queue entries),
-// framed with lengths and a CRC so that a torn write at the end of a segment is recognised.
+// Journal records, framed with lengths and a CRC so that a torn write at the end of a segment is
+// recognised. One record per accepted message: the file it becomes (its bytes, or the spool file
+// that already holds them) and every place that file goes — each local mailbox and the queue —
+// as hard links to one inode, so a body is written once however many places it goes to.
 // Shared by the writer (main thread), the journal worker and recovery.
 import { crc32 as zlibCrc32 } from 'node:zlib';
 
-export type JournalRecord =
-  /** a Maildir copy: <maildirs>/<user>/new/<name> */
-  | { readonly k: 'm'; readonly user: string; readonly name: string; readonly data: Uint8Array }
-  /** a queue entry: <queue>/<id>.eml (data) and <id>.json (json) */
-  | { readonly k: 'q'; readonly id: string; readonly json: string; readonly data: Uint8Array };
+export interface FileRecord {
+  readonly k: 'f';
+  /** the file's name in every Maildir (unique, with ,S=<size>) */
+  readonly name: string;
+  /** mailboxes (Maildir names) that receive it in new/ */
+  readonly users: readonly string[];
+  /** a queue entry: <queue>/<id>.eml (the same file) and <id>.json */
+  readonly queue: { readonly id: string; readonly json: string } | null;
+  /** the file's bytes; empty when they are in the spool file */
+  readonly data: Uint8Array;
+  /** name of the spool file (fdatasync'ed before the record is written) holding the bytes */
+  readonly spool: string | null;
+}
+
+export type JournalRecord = FileRecord;
 
 const MAGIC = 0x4d504a31; // "MPJ1"
 
@@ -21,22 +33,37 @@ export function crc32(parts: readonly Uint8Array[]): number {
 /** Encodes records as buffers ready for one writev. */
 export function encode(records: readonly JournalRecord[]): Buffer[] {
   const out: Buffer[] = [];
-  for (const r of records) {
-    const header = Buffer.from(JSON.stringify(r.k === 'm' ? { k: 'm', u: r.user, n: r.name } : { k: 'q', id: r.id, j: r.json }));
-    const data = r.data;
-    const head = Buffer.allocUnsafe(8);
-    head.writeUInt32BE(MAGIC, 0);
-    head.writeUInt32BE(header.length, 4);
-    const mid = Buffer.allocUnsafe(4);
-    mid.writeUInt32BE(data.length, 0);
-    const tail = Buffer.allocUnsafe(4);
-    tail.writeUInt32BE(crc32([header, data]), 0);
-    out.push(head, header, mid, Buffer.from(data.buffer, data.byteOffset, data.byteLength), tail);
-  }
+  for (const r of records) out.push(...frame({ k: 'f', n: r.name, u: r.users, q: r.queue ? { id: r.queue.id, j: r.queue.json } : null, s: r.spool }, r.data));
   return out;
 }
 
-/** Decodes every complete, intact record; stops at the first torn or corrupt one. */
+/** One record's frame: magic, header length, header (JSON), data length, data, CRC. */
+export function frame(header: object, data: Uint8Array): Buffer[] {
+  const h = Buffer.from(JSON.stringify(header));
+  const head = Buffer.allocUnsafe(8);
+  head.writeUInt32BE(MAGIC, 0);
+  head.writeUInt32BE(h.length, 4);
+  const mid = Buffer.allocUnsafe(4);
+  mid.writeUInt32BE(data.length, 0);
+  const tail = Buffer.allocUnsafe(4);
+  tail.writeUInt32BE(crc32([h, data]), 0);
+  return [head, h, mid, Buffer.from(data.buffer, data.byteOffset, data.byteLength), tail];
+}
+
+interface Header {
+  k: string;
+  n?: string;
+  u?: unknown;
+  q?: { id?: unknown; j?: unknown } | null;
+  s?: unknown;
+  id?: string;
+  j?: string;
+}
+
+/**
+ * Decodes every complete, intact record; stops at the first torn or corrupt one. Records of the
+ * earlier format (one per Maildir copy, 'm', and per queue entry, 'q') read as file records.
+ */
 export function decode(buf: Buffer): JournalRecord[] {
   const out: JournalRecord[] = [];
   let off = 0;
@@ -50,16 +77,29 @@ export function decode(buf: Buffer): JournalRecord[] {
     if (dstart + dlen + 4 > buf.length) break;
     const data = buf.subarray(dstart, dstart + dlen);
     if (buf.readUInt32BE(dstart + dlen) !== crc32([header, data])) break;
-    let h: { k: string; u?: string; n?: string; id?: string; j?: string };
+    let h: Header;
     try {
-      h = JSON.parse(header.toString('utf8')) as typeof h;
+      h = JSON.parse(header.toString('utf8')) as Header;
     } catch {
       break;
     }
-    if (h.k === 'm' && typeof h.u === 'string' && typeof h.n === 'string') out.push({ k: 'm', user: h.u, name: h.n, data });
-    else if (h.k === 'q' && typeof h.id === 'string' && typeof h.j === 'string') out.push({ k: 'q', id: h.id, json: h.j, data });
-    else break;
+    const r = record(h, data);
+    if (!r) break;
+    out.push(r);
     off = dstart + dlen + 4;
   }
   return out;
+}
+
+function record(h: Header, data: Buffer): JournalRecord | null {
+  if (h.k === 'f' && typeof h.n === 'string' && Array.isArray(h.u) && h.u.every((u) => typeof u === 'string')) {
+    const q = h.q && typeof h.q.id === 'string' && typeof h.q.j === 'string' ? { id: h.q.id, json: h.q.j } : null;
+    if (h.q && !q) return null;
+    if (h.s !== null && typeof h.s !== 'string') return null;
+    return { k: 'f', name: h.n, users: h.u as string[], queue: q, data, spool: h.s };
+  }
+  // the earlier format
+  if (h.k === 'm' && typeof (h as { u?: unknown }).u === 'string' && typeof h.n === 'string') return { k: 'f', name: h.n, users: [h.u as string], queue: null, data, spool: null };
+  if (h.k === 'q' && typeof h.id === 'string' && typeof h.j === 'string') return { k: 'f', name: `${h.id}.eml`, users: [], queue: { id: h.id, json: h.j }, data, spool: null };
+  return null;
 }

@@ -1,36 +1,37 @@
 // Worker thread: the journal's writer. The main thread hands it a batch (the records of every
 // message accepted since the last batch) and gets one answer back; no file-system call runs on
 // the event loop, and a batch costs one hand-off each way whatever its size. For each batch:
-// the records' files are written under tmp names, the batch is appended to the journal segment
-// and fdatasync'ed (one for the whole batch: group commit), then the files are renamed into
-// place and the batch is 'done' (the 250s may go). Every second the segment is rotated: one
-// `sync -f` (syncfs, run by a long-lived helper: syncfs-helper.ts) makes its files durable, then
-// it is deleted and its queue entries are released to delivery. Without syncfs every file is
-// fdatasync'ed and its folder fsync'ed instead.
+// each record's file is written once under a tmp name (or is already in its spool file), the
+// batch is appended to the journal segment and fdatasync'ed (one for the whole batch: group
+// commit), then the files are hard-linked and renamed into place and the batch is 'done' (the
+// 250s may go). Every second the segment is rotated: one `sync -f` (syncfs, run by a long-lived
+// helper: syncfs-helper.ts) makes its files durable, then it is deleted, so are the spool files
+// its records named, and its queue entries are released to delivery. Without syncfs every file
+// is fdatasync'ed and its folder fsync'ed instead.
 // Segments are zero-filled ahead of the writes (SEGMENT_CHUNK at a time, the next segment before
 // it is needed): a batch overwrites blocks that already exist, so its fdatasync writes the data
 // and flushes, without also writing the inode and allocation metadata (half the latency on
 // ext4). Recovery stops at the zeros after the last record, as at any torn tail.
 // A file that cannot be written (disk full) is retried from the record: it is safe in the journal.
-// Large messages skip the journal ('direct'): their files are fdatasync'ed on their own.
+// At start-up, before anything else, the worker replays the segments a crash left behind and
+// empties the spool (recovery.ts), then answers 'ready'.
 import { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, statfsSync, unlinkSync, writeSync, writevSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { advance, fsyncDir } from './durable.js';
+import { advance } from './durable.js';
 import { encode, type JournalRecord } from './journal-format.js';
-import { closeMove, discard, fsyncPathSync, layout, place, prepare, prepareDurably, type Move } from './materialize.js';
+import { discard, fsyncPathSync, layout, place, prepare, type Placement } from './materialize.js';
+import { recover } from './recovery.js';
 import { SyncfsHelper } from './syncfs-helper.js';
 
-export type ToWorker =
-  | { type: 'batch'; id: number; records: JournalRecord[]; release: string[] }
-  /** a large message: its files written and fdatasync'ed themselves, not through the journal */
-  | { type: 'direct'; id: number; records: JournalRecord[] }
-  | { type: 'close' };
+export type ToWorker = { type: 'batch'; id: number; records: JournalRecord[]; release: string[] } | { type: 'close' };
 export type FromWorker =
+  | { type: 'ready'; recovered: number; useSyncfs: boolean }
   | { type: 'done'; ids: number[] }
   | { type: 'failed'; ids: number[]; message: string; code?: string }
   | { type: 'durable'; release: string[] }
   | { type: 'error'; message: string; code?: string }
+  | { type: 'fatal'; message: string; code?: string }
   | { type: 'closed' };
 
 const ROTATE_AFTER_MS = 1000; // checkpoint cadence: how soon new queue entries reach delivery
@@ -50,20 +51,24 @@ interface Segment {
   allocated: number;
   firstAt: number;
   readonly release: string[];
+  /** spool files its records name: removed once the segment is retired */
+  readonly spools: string[];
 }
 
-const { dataDir, journalDir, useSyncfs, firstSegment } = workerData as { dataDir: string; journalDir: string; useSyncfs: boolean; firstSegment: number };
-const fsyncEach = !useSyncfs;
+const { dataDir, journalDir } = workerData as { dataDir: string; journalDir: string };
 const l = layout(dataDir);
-const syncfsHelper = useSyncfs ? new SyncfsHelper(dataDir) : null; // started now, while the process is small
+const syncfsHelper = new SyncfsHelper(dataDir); // started now, while the process is small
+let useSyncfs = true;
+let fsyncEach = false;
 let segment: Segment | null = null;
 let spare: Segment | null = null; // the next segment, zero-filled and named durably in advance
-let nextSegment = firstSegment;
+let nextSegment = 1;
 const rotated: Segment[] = []; // closed segments whose files are not durable yet
 const backlog: JournalRecord[] = []; // journaled records whose files could not be written yet
 const dirty = new Set<string>(); // folders to fsync at the checkpoint (without syncfs)
 let syncing = false;
 let closing = false;
+let ready = false;
 let rotateTimer: NodeJS.Timeout | null = null;
 let retryTimer: NodeJS.Timeout | null = null;
 
@@ -76,7 +81,7 @@ const segmentPath = (n: number) => join(journalDir, `${String(n).padStart(12, '0
 function create(): Segment {
   const n = nextSegment++;
   const fd = openSync(segmentPath(n), constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
-  const s: Segment = { n, fd, size: 0, allocated: 0, firstAt: 0, release: [] };
+  const s: Segment = { n, fd, size: 0, allocated: 0, firstAt: 0, release: [], spools: [] };
   try {
     extend(s, SEGMENT_CHUNK);
     fdatasyncSync(fd);
@@ -130,57 +135,24 @@ function current(): Segment {
 
 // Batches that arrive while one is being written wait here and are written together.
 let queued: { id: number; records: JournalRecord[]; release: string[] }[] = [];
-let queuedDirect: { id: number; records: JournalRecord[] }[] = [];
 let scheduled = false;
 
 function writeQueued(): void {
   scheduled = false;
+  if (!ready) return;
   const q = queued;
-  const d = queuedDirect;
   queued = [];
-  queuedDirect = [];
   if (q.length) batch(q.map((b) => b.id), q.flatMap((b) => b.records), q.flatMap((b) => b.release));
-  if (d.length) void direct(d);
   if (closing) close();
 }
 
-/**
- * Large messages: every file of every message written and fdatasync'ed at once on libuv's pool
- * (kept open until all files of its message are durable, then closed), renamed into place, and
- * every folder that received one fsync'ed once. Each message succeeds or fails on its own.
- */
-async function direct(items: { id: number; records: JournalRecord[] }[]): Promise<void> {
-  const placed = await Promise.all(
-    items.map(async (it) => {
-      let moves: Move[] = [];
-      try {
-        moves = await prepareDurably(it.records, l);
-        for (const m of moves) closeMove(m);
-        place(moves);
-        return { id: it.id, moves };
-      } catch (e) {
-        discard(moves);
-        post({ type: 'failed', ids: [it.id], ...errorOf(e) });
-        return null;
-      }
-    }),
-  ).then((all) => all.filter((it) => it !== null));
-  if (!placed.length) return;
-  const ids = placed.map((it) => it.id);
-  try {
-    await Promise.all([...new Set(placed.flatMap((it) => it.moves.map((m) => dirname(m.final))))].map((d) => fsyncDir(d)));
-  } catch (e) {
-    post({ type: 'failed', ids, ...errorOf(e) });
-    return;
-  }
-  post({ type: 'done', ids });
-}
-
 function batch(ids: number[], records: JournalRecord[], release: string[]): void {
-  const files: { r: JournalRecord; moves: Move[] }[] = [];
+  const files: { r: JournalRecord; p: Placement }[] = [];
+  const spools = records.flatMap((r) => (r.spool !== null ? [r.spool] : []));
   for (const r of records) {
     try {
-      files.push({ r, moves: prepare(r, l, { recovery: false, fsyncEach }) });
+      const p = prepare(r, l, { recovery: false, fsyncEach });
+      if (p) files.push({ r, p });
     } catch (e) {
       report(e);
       backlog.push(r);
@@ -188,6 +160,8 @@ function batch(ids: number[], records: JournalRecord[], release: string[]): void
   }
   let start = segment?.size ?? 0;
   try {
+    // the spool files' names must survive a crash before the records that name them do
+    if (spools.length) fsyncPathSync(l.spool);
     const s = current();
     start = s.size;
     let bufs = encode(records);
@@ -212,23 +186,23 @@ function batch(ids: number[], records: JournalRecord[], release: string[]): void
         segment = null;
       }
     }
-    for (const f of files) discard(f.moves);
+    for (const f of files) discard(f.p);
     backlog.splice(0, backlog.length, ...backlog.filter((r) => !records.includes(r)));
     post({ type: 'failed', ids, ...errorOf(e) });
     return;
   }
   for (const f of files) {
     try {
-      place(f.moves);
-      for (const m of f.moves) dirty.add(dirname(m.final));
+      for (const d of place(f.p)) dirty.add(d);
     } catch (e) {
       report(e);
-      discard(f.moves);
+      discard(f.p);
       backlog.push(f.r);
     }
   }
   drain();
   segment!.release.push(...release);
+  segment!.spools.push(...spools);
   // in place, or in the backlog to retry: either way the batch is safe in the journal
   post({ type: 'done', ids });
   if (segment!.size > ROTATE_AFTER_BYTES || Date.now() - segment!.firstAt > ROTATE_AFTER_MS) rotate();
@@ -238,9 +212,8 @@ function batch(ids: number[], records: JournalRecord[], release: string[]): void
 function drain(): boolean {
   while (backlog.length) {
     try {
-      const moves = prepare(backlog[0]!, l, { recovery: true, fsyncEach });
-      place(moves);
-      for (const m of moves) dirty.add(dirname(m.final));
+      const p = prepare(backlog[0]!, l, { recovery: true, fsyncEach });
+      if (p) for (const d of place(p)) dirty.add(d);
       backlog.shift();
     } catch (e) {
       report(e);
@@ -284,7 +257,7 @@ function checkpoint(): void {
   const segs = rotated.splice(0);
   if (!useSyncfs) return retire(segs);
   syncing = true;
-  syncfsHelper!.sync((err) => {
+  syncfsHelper.sync((err) => {
     syncing = false;
     if (err) {
       report(new Error(`syncfs failed, retrying the checkpoint: ${err.message}`));
@@ -306,6 +279,12 @@ function retire(segs: Segment[]): void {
   try {
     fsyncPathSync(journalDir);
   } catch {}
+  // only now: a segment that survived a crash may still need its spool files
+  for (const name of segs.flatMap((s) => s.spools)) {
+    try {
+      unlinkSync(join(l.spool, name));
+    } catch {}
+  }
   const release = segs.flatMap((s) => s.release);
   if (release.length) post({ type: 'durable', release });
   maybeClosed();
@@ -313,7 +292,7 @@ function retire(segs: Segment[]): void {
 
 function maybeClosed(): void {
   if (closing && !segment && !rotated.length && !syncing) {
-    syncfsHelper?.close();
+    syncfsHelper.close();
     post({ type: 'closed' });
   }
 }
@@ -332,7 +311,6 @@ function close(): void {
 
 parentPort!.on('message', (m: ToWorker) => {
   if (m.type === 'batch') queued.push(m);
-  else if (m.type === 'direct') queuedDirect.push(m);
   else closing = true;
   if (!scheduled) {
     scheduled = true;
@@ -340,4 +318,21 @@ parentPort!.on('message', (m: ToWorker) => {
   }
 });
 
-prepareSpare();
+/** Recovery first; only then are batches written. */
+async function start(): Promise<void> {
+  useSyncfs = await new Promise<boolean>((resolve) => syncfsHelper.sync((err) => resolve(!err)));
+  fsyncEach = !useSyncfs;
+  if (!useSyncfs) syncfsHelper.close();
+  const sync = useSyncfs ? () => new Promise<Error | null>((resolve) => syncfsHelper.sync(resolve)) : null;
+  const { files, lastSegment } = await recover(l, journalDir, sync);
+  nextSegment = lastSegment + 1; // new segments are numbered after the replayed ones: a name never comes back
+  ready = true;
+  post({ type: 'ready', recovered: files, useSyncfs });
+  prepareSpare();
+  if (queued.length && !scheduled) {
+    scheduled = true;
+    setImmediate(writeQueued);
+  }
+}
+
+start().catch((e) => post({ type: 'fatal', ...errorOf(e) }));

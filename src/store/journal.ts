@@ -1,18 +1,18 @@
 // Group commit. Accepted messages are handed to the journal worker once per turn of the event
 // loop; the worker writes everything that reached it while it was busy as one batch, and one
 // fdatasync covers it. The worker writes the Maildir and queue files the records stand for,
-// renames them into place, and answers; each 250 waits for that answer: durable in the journal, visible in
-// new/ or the queue. At each checkpoint (once a second) one `sync -f` (syncfs) makes a segment's
-// files durable; only then is the segment deleted and are new queue entries handed to delivery.
-// After a crash, recovery replays whatever segments are left (idempotently, size-checked)
-// before anything is served. See journal-worker.ts for the file side.
-import fs, { existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+// links and renames them into place, and answers; each 250 waits for that answer: durable in
+// the journal, visible in new/ or the queue. At each checkpoint (once a second) one `sync -f`
+// (syncfs) makes a segment's files durable; only then is the segment deleted and are new queue
+// entries handed to delivery. After a crash, the worker replays whatever segments are left
+// (idempotently, size-checked) before it takes a batch and before anything is served: opening
+// a journal never blocks the event loop. See journal-worker.ts for the file side.
+import { promises as fs, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../ops/logger.js';
 import type { FromWorker, ToWorker } from './journal-worker.js';
-import { decode, type JournalRecord } from './journal-format.js';
-import { fsyncPathSync, layout, materialize, syncfs } from './materialize.js';
+import type { JournalRecord } from './journal-format.js';
 
 interface Pending {
   readonly records: JournalRecord[];
@@ -43,16 +43,32 @@ export class Journal {
     worker.unref();
   }
 
-  /** Replays what a crash left, then starts the writer on a fresh segment. */
+  /** Starts the writer, which replays what a crash left before it takes anything new. */
   static async open(dataDir: string, onDurable: (released: readonly string[]) => void, log: Logger): Promise<Journal> {
     const journalDir = join(dataDir, 'journal');
-    await fs.promises.mkdir(journalDir, { recursive: true, mode: 0o700 });
-    const { files, lastSegment } = recover(dataDir, journalDir);
-    if (files) log.warn('recovered messages from the journal after an unclean stop', { files });
-    const useSyncfs = syncfs(dataDir);
-    if (!useSyncfs) log.warn('`sync -f` is not available: every mail file is fsync\'ed on its own (slower)');
-    // new segments are numbered after the replayed ones: a name never comes back
-    const worker = new Worker(workerUrl(), { workerData: { dataDir, journalDir, useSyncfs, firstSegment: lastSegment + 1 } });
+    await fs.mkdir(journalDir, { recursive: true, mode: 0o700 });
+    await fs.mkdir(join(dataDir, 'spool'), { recursive: true, mode: 0o700 });
+    const worker = new Worker(WORKER_URL, { workerData: { dataDir, journalDir } });
+    const listeners: { message?: (m: FromWorker) => void; error?: (e: Error) => void; exit?: () => void } = {};
+    const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((resolve, reject) => {
+      listeners.message = (m) => {
+        if (m.type === 'ready') resolve(m);
+        else if (m.type === 'fatal') reject(Object.assign(new Error(`journal recovery failed: ${m.message}`), { code: m.code }));
+      };
+      listeners.error = reject;
+      listeners.exit = () => reject(new Error('journal worker exited during start-up'));
+      worker.on('message', listeners.message).on('error', listeners.error).on('exit', listeners.exit);
+    })
+      .catch(async (e: Error) => {
+        await worker.terminate();
+        throw e;
+      })
+      .finally(() => {
+        // only ours: the worker keeps listeners of its own on itself
+        worker.off('message', listeners.message!).off('error', listeners.error!).off('exit', listeners.exit!);
+      });
+    if (ready.recovered) log.warn('recovered messages from the journal after an unclean stop', { files: ready.recovered });
+    if (!ready.useSyncfs) log.warn("`sync -f` is not available: every mail file is fsync'ed on its own (slower)");
     return new Journal(worker, onDurable, log);
   }
 
@@ -68,22 +84,6 @@ export class Journal {
       if (this.scheduled) return;
       this.scheduled = true;
       setImmediate(() => this.send()); // what else completes in this turn of the loop joins the batch
-    });
-  }
-
-  /**
-   * Writes a large message's files on their own (each fdatasync'ed, renamed into place, folders
-   * fsync'ed): a journal would write it twice. Resolves once all of that is done; durable at once.
-   */
-  direct(records: JournalRecord[]): Promise<void> {
-    if (this.broken) return Promise.reject(this.broken);
-    if (this.closed) return Promise.reject(new Error('journal closed'));
-    return new Promise((resolve, reject) => {
-      const id = this.nextBatch++;
-      this.inFlight.set(id, [{ records, release: [], resolve, reject }]);
-      this.worker.ref();
-      const msg: ToWorker = { type: 'direct', id, records };
-      this.worker.postMessage(msg, transferable(records));
     });
   }
 
@@ -129,6 +129,8 @@ export class Journal {
         return;
       case 'closed':
         this.onClosed?.();
+        return;
+      default:
     }
   }
 
@@ -162,35 +164,10 @@ function transferable(records: readonly JournalRecord[]): ArrayBuffer[] {
   const out = new Set<ArrayBuffer>();
   for (const r of records) {
     const b = r.data.buffer;
-    if (b instanceof ArrayBuffer && r.data.byteOffset === 0 && r.data.byteLength === b.byteLength) out.add(b);
+    if (b instanceof ArrayBuffer && r.data.byteLength > 0 && r.data.byteOffset === 0 && r.data.byteLength === b.byteLength) out.add(b);
   }
   return [...out];
 }
 
-/**
- * Start-up: materialize every intact record of every leftover segment, make it durable, drop the
- * segments. Returns how many files were written and the highest segment number seen.
- */
-function recover(dataDir: string, dir: string): { files: number; lastSegment: number } {
-  const segments = readdirSync(dir).filter((f) => /^\d+\.wal$/.test(f)).sort();
-  const lastSegment = segments.reduce((n, f) => Math.max(n, Number(f.slice(0, -4))), 0);
-  if (!segments.length) return { files: 0, lastSegment };
-  const l = layout(dataDir);
-  const written: string[] = [];
-  for (const s of segments) {
-    for (const r of decode(readFileSync(join(dir, s)))) written.push(...materialize(r, l, { recovery: true, fsyncEach: false }));
-  }
-  if (!syncfs(dataDir)) {
-    for (const f of written) fsyncPathSync(f);
-    for (const d of new Set(written.map((f) => f.slice(0, f.lastIndexOf('/'))))) fsyncPathSync(d);
-  }
-  for (const s of segments) unlinkSync(join(dir, s));
-  fsyncPathSync(dir);
-  return { files: written.length, lastSegment };
-}
-
 /** The compiled worker beside this module (a .ts one when running from sources under tsx). */
-function workerUrl(): URL {
-  const js = new URL('./journal-worker.js', import.meta.url);
-  return existsSync(js) ? js : new URL('./journal-worker.js', import.meta.url);
-}
+const WORKER_URL = ((js) => (existsSync(js) ? js : new URL('./journal-worker.ts', import.meta.url)))(new URL('./journal-worker.js', import.meta.url));

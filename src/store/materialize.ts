@@ -1,11 +1,11 @@
-// Turning journal records into the files they stand for, with synchronous calls (large messages:
-// on libuv's pool, in parallel): used by the journal worker (off the event loop) and by recovery
-// at start-up. Idempotent in recovery mode: a Maildir copy already in new/ or cur/, or a queue
-// entry already present, is left alone.
-import fs, { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
-import { call } from './durable.js';
+// Turning journal records into the files they stand for, with synchronous calls: used by the
+// journal worker (off the event loop) and by recovery. A message is one inode: written once
+// (into the first destination's tmp/, or already in its spool file), then hard-linked into every
+// other destination — each mailbox's new/ and the queue's <id>.eml — and renamed into the first.
+// Idempotent in recovery mode: a Maildir copy already in new/ or cur/, or a queue entry already
+// present, is left alone.
+import { closeSync, copyFileSync, existsSync, fdatasyncSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { JournalRecord } from './journal-format.js';
 
 const SAFE_USER = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -15,10 +15,11 @@ export interface Layout {
   readonly dataDir: string;
   readonly mail: string; // <dataDir>/mail
   readonly queue: string; // <dataDir>/queue
+  readonly spool: string; // <dataDir>/spool
 }
 
 export function layout(dataDir: string): Layout {
-  return { dataDir, mail: join(dataDir, 'mail'), queue: join(dataDir, 'queue') };
+  return { dataDir, mail: join(dataDir, 'mail'), queue: join(dataDir, 'queue'), spool: join(dataDir, 'spool') };
 }
 
 const ensured = new Set<string>();
@@ -45,11 +46,20 @@ function writeNew(path: string, data: Uint8Array, fsyncEach: boolean): void {
   closeSync(fd);
 }
 
-export interface Move {
+/** One destination of a message's file: where it ends up, and its folder's tmp/ name. */
+interface Target {
   readonly tmp: string;
   readonly final: string;
-  /** the tmp file's descriptor, still open, when written by `prepareDurably` (else -1) */
-  fd: number;
+}
+
+/** A record's files, written (or found in the spool) but not yet visible anywhere. */
+export interface Placement {
+  /** the message's file: a tmp file written here (renamed into targets[0]) or the spool file (kept) */
+  readonly source: string;
+  readonly written: boolean;
+  readonly targets: readonly Target[];
+  /** the queue entry's state, written under a tmp name; renamed after its .eml is in place */
+  readonly json: Target | null;
 }
 
 interface PrepareOptions {
@@ -57,109 +67,122 @@ interface PrepareOptions {
   readonly fsyncEach: boolean;
 }
 
-interface Target {
-  readonly tmp: string;
-  readonly final: string;
-  readonly data: Uint8Array;
-}
-
-/**
- * The files a record stands for, in the order they must be placed (a queue entry exists once its
- * .json is in place, so that goes last). In recovery mode a record already in place has none.
- */
-function targets(r: JournalRecord, l: Layout, recovery: boolean): Target[] {
-  if (r.k === 'm') {
-    if (!SAFE_USER.test(r.user) || !SAFE_NAME.test(r.name)) return [];
-    const dir = join(l.mail, r.user);
+/** Every destination of a record; in recovery mode only those not in place yet. */
+function targets(r: JournalRecord, l: Layout, recovery: boolean, size: number): { files: Target[]; json: Target | null } {
+  const files: Target[] = [];
+  for (const user of r.users) {
+    if (!SAFE_USER.test(user) || !SAFE_NAME.test(r.name)) continue;
+    const dir = join(l.mail, user);
     ensureMaildir(dir);
-    if (recovery && (sameSize(join(dir, 'new', r.name), r.data.length) || inCur(dir, r.name))) return [];
-    return [{ tmp: join(dir, 'tmp', r.name), final: join(dir, 'new', r.name), data: r.data }];
+    if (recovery && (sameSize(join(dir, 'new', r.name), size) || inCur(dir, r.name))) continue;
+    files.push({ tmp: join(dir, 'tmp', r.name), final: join(dir, 'new', r.name) });
   }
-  if (!SAFE_NAME.test(r.id)) return [];
-  const json = join(l.queue, `${r.id}.json`);
-  if (recovery && existsSync(json) && sameSize(join(l.queue, `${r.id}.eml`), r.data.length)) return [];
-  mkdirSync(join(l.queue, 'tmp'), { recursive: true, mode: 0o700 });
-  return [
-    { tmp: join(l.queue, 'tmp', `${r.id}.eml`), final: join(l.queue, `${r.id}.eml`), data: r.data },
-    { tmp: join(l.queue, 'tmp', `${r.id}.json`), final: json, data: Buffer.from(r.json) },
-  ];
-}
-
-/**
- * Writes a record's files under tmp names (nothing visible yet); `place` renames them into
- * their folders. In recovery mode a record already in place is skipped.
- */
-export function prepare(r: JournalRecord, l: Layout, o: PrepareOptions): Move[] {
-  const moves: Move[] = [];
-  try {
-    for (const t of targets(r, l, o.recovery)) {
-      writeNew(t.tmp, t.data, o.fsyncEach);
-      moves.push({ tmp: t.tmp, final: t.final, fd: -1 });
+  let json: Target | null = null;
+  if (r.queue && SAFE_NAME.test(r.queue.id)) {
+    const { id } = r.queue;
+    mkdirSync(join(l.queue, 'tmp'), { recursive: true, mode: 0o700 });
+    const eml = join(l.queue, `${id}.eml`);
+    const final = join(l.queue, `${id}.json`);
+    if (!(recovery && existsSync(final) && sameSize(eml, size))) {
+      if (!(recovery && sameSize(eml, size))) files.push({ tmp: join(l.queue, 'tmp', `${id}.eml`), final: eml });
+      json = { tmp: join(l.queue, 'tmp', `${id}.json`), final };
     }
-  } catch (e) {
-    discard(moves);
-    throw e;
   }
-  return moves;
+  return { files, json };
 }
 
 /**
- * `prepare` for a large message, all its records at once: every file written and fdatasync'ed on
- * libuv's pool in parallel, each left open (Move.fd) for the caller to close once all of them are
- * durable. On failure nothing is left behind.
+ * Writes a record's file once (or finds it in the spool) and its queue state under tmp names:
+ * nothing is visible yet; `place` links and renames everything into place. Returns null when
+ * nothing is left to do (recovery, everything in place) or, for a spool record, when the spool
+ * file is gone.
  */
-export async function prepareDurably(records: readonly JournalRecord[], l: Layout): Promise<Move[]> {
-  const results = await Promise.allSettled(records.flatMap((r) => targets(r, l, false)).map((t) => writeDurably(t)));
-  const moves = results.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : []));
-  const failed = results.find((x) => x.status === 'rejected');
-  if (failed) {
-    discard(moves);
-    throw failed.reason;
+export function prepare(r: JournalRecord, l: Layout, o: PrepareOptions): Placement | null {
+  const spoolPath = r.spool !== null && SAFE_NAME.test(r.spool) ? join(l.spool, r.spool) : null;
+  if (r.spool !== null && (!spoolPath || (o.recovery && !existsSync(spoolPath)))) return null;
+  const size = spoolPath ? statSync(spoolPath).size : r.data.length;
+  const { files, json } = targets(r, l, o.recovery, size);
+  if (!files.length && !json) return null;
+  let written = false;
+  let source: string;
+  if (spoolPath) {
+    source = spoolPath;
+  } else if (files.length) {
+    source = files[0]!.tmp;
+    writeNew(source, r.data, o.fsyncEach);
+    written = true;
+  } else {
+    source = '';
   }
-  return moves;
-}
-
-async function writeDurably(t: Target): Promise<Move> {
-  const fd = await call<number>(fs.open, t.tmp, 'w', 0o600);
   try {
-    let off = 0;
-    while (off < t.data.length) off += await call<number>(fs.write, fd, t.data, off, t.data.length - off);
-    await call(fs.fdatasync, fd);
+    if (json) writeNew(json.tmp, Buffer.from(r.queue!.json), o.fsyncEach);
   } catch (e) {
-    discard([{ tmp: t.tmp, final: t.final, fd }]);
+    if (written) discardFile(source);
     throw e;
   }
-  return { tmp: t.tmp, final: t.final, fd };
+  return { source, written, targets: files, json };
 }
 
-export function place(moves: readonly Move[]): void {
-  for (const m of moves) renameSync(m.tmp, m.final);
-}
-
-export function discard(moves: readonly Move[]): void {
-  for (const m of moves) {
-    closeMove(m);
-    try {
-      unlinkSync(m.tmp);
-    } catch {}
+/**
+ * Makes a prepared record visible: hard links into every destination (the queue's .eml among
+ * them) and the rename into the first, then the queue entry's state. Returns the folders changed.
+ */
+export function place(p: Placement): string[] {
+  const dirs: string[] = [];
+  const [first, ...rest] = p.targets;
+  for (const t of p.written ? rest : p.targets) {
+    linkInto(p.source, t);
+    dirs.push(dirname(t.final));
   }
+  if (p.written && first) {
+    renameSync(p.source, first.final);
+    dirs.push(dirname(first.final));
+  }
+  if (p.json) {
+    renameSync(p.json.tmp, p.json.final);
+    dirs.push(dirname(p.json.final));
+  }
+  return dirs;
 }
 
-/** Closes a tmp file left open by `keepOpen`, once. */
-export function closeMove(m: Move): void {
-  if (m.fd < 0) return;
-  const fd = m.fd;
-  m.fd = -1;
-  try {
-    closeSync(fd);
-  } catch {}
+/** Undoes a prepare that will not be placed: removes what it wrote (never a spool file). */
+export function discard(p: Placement): void {
+  if (p.written) discardFile(p.source);
+  if (p.json) discardFile(p.json.tmp);
 }
 
-/** prepare + place: used by recovery. Returns the paths written. */
+/** prepare + place: used by recovery. Returns the paths now in place. */
 export function materialize(r: JournalRecord, l: Layout, o: PrepareOptions): string[] {
-  const moves = prepare(r, l, o);
-  place(moves);
-  return moves.map((m) => m.final);
+  const p = prepare(r, l, o);
+  if (!p) return [];
+  place(p);
+  return [...p.targets.map((t) => t.final), ...(p.json ? [p.json.final] : [])];
+}
+
+/**
+ * A hard link, or a copy when the destination is on another file system or the file has too
+ * many links already: written under the tmp name, fdatasync'ed and renamed, its folder fsync'ed
+ * at once (a checkpoint's syncfs covers only the data dir's own file system).
+ */
+function linkInto(source: string, t: Target): void {
+  try {
+    linkSync(source, t.final);
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return; // recovery: a link made before the crash
+    if (code !== 'EXDEV' && code !== 'EMLINK' && code !== 'EPERM') throw e;
+  }
+  copyFileSync(source, t.tmp);
+  fsyncPathSync(t.tmp);
+  renameSync(t.tmp, t.final);
+  fsyncPathSync(dirname(t.final));
+}
+
+function discardFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {}
 }
 
 function sameSize(path: string, size: number): boolean {
@@ -186,10 +209,4 @@ export function fsyncPathSync(path: string): void {
   } finally {
     closeSync(fd);
   }
-}
-
-/** syncfs(2) on the data dir's file system through `sync -f`; false when that is not available. */
-export function syncfs(dataDir: string): boolean {
-  const r = spawnSync('sync', ['-f', dataDir], { stdio: 'ignore' });
-  return !r.error && r.status === 0;
 }

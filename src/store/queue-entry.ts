@@ -12,6 +12,8 @@ export interface QueueRecipient {
   /** the host that gave lastResponse */
   remote?: string | null;
   updatedAt: number;
+  /** when this recipient is due again (absent: the entry's nextAttemptAt) */
+  retryAt?: number;
 }
 
 export interface QueueEntry {
@@ -20,8 +22,14 @@ export interface QueueEntry {
   readonly sender: string;
   readonly arrivedAt: number;
   readonly size: number;
+  /**
+   * Bytes at the start of <id>.eml that are not part of what is sent: the Return-Path (and
+   * Delivered-To) lines of the Maildir copies that share the file (hard links). Absent: 0.
+   */
+  readonly bodyOffset?: number;
   recipients: QueueRecipient[];
   attempts: number;
+  /** the earliest time any pending recipient is due */
   nextAttemptAt: number;
   lastError: string | null;
   /** set once a bounce for the failed recipients has been queued or delivered */
@@ -35,4 +43,11 @@ let sequence = 0;
 export function newQueueId(now = Date.now()): string {
   sequence = (sequence + 1) % 1679616; // 36^4
   return `${now.toString(36).padStart(9, '0')}${SALT}${sequence.toString(36).padStart(4, '0')}`;
+}
+
+/** When an id from newQueueId was made (ms since the epoch), or null for a name of another form. */
+export function queueIdTime(id: string): number | null {
+  if (!/^[0-9a-z]{9}[0-9a-f]{6}[0-9a-z]{4}$/.test(id)) return null;
+  const t = parseInt(id.slice(0, 9), 36);
+  return Number.isFinite(t) ? t : null;
 }

@@ -1,0 +1,268 @@
+// The body of a message while it is being received. Small bodies stay in memory (up to
+// MEMORY_THRESHOLD each, and only while the global MemoryBudget allows); anything else streams
+// into a spool file under <dataDir>/spool/ as it arrives, so memory does not grow with message
+// size or with the number of sessions. On the way in, line ends are normalized (a bare CR or LF
+// becomes CRLF: what we store and relay never holds a line end a downstream parser could read
+// differently) and every line's length is measured against the configured limit.
+import fs from 'node:fs';
+import { call } from './durable.js';
+
+/** Above this many bytes a message's body goes to a spool file (the journal takes smaller ones). */
+export const MEMORY_THRESHOLD = 64 * 1024;
+/** Bytes written to a spool file but not yet on disk before the sender is asked to wait. */
+const SPOOL_BACKLOG = 256 * 1024;
+
+const CR = 13;
+const LF = 10;
+const CRLF = Buffer.from('\r\n');
+const LF_ONLY = Buffer.from('\n');
+const CR_ONLY = Buffer.from('\r');
+
+/** Body bytes held in memory across all sessions of one data dir. */
+export class MemoryBudget {
+  used = 0;
+
+  constructor(public limit: number) {}
+
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used = Math.max(0, this.used - n);
+  }
+}
+
+export interface BodyLimits {
+  /** body bytes as received; beyond it nothing more is stored */
+  readonly maxSize: number;
+  /** octets per line, CRLF excluded */
+  readonly maxLineLength: number;
+}
+
+/** What a finished body became: the whole file's bytes, or the spool file holding them. */
+export type StoredBody =
+  | { readonly kind: 'memory'; readonly data: Buffer; readonly length: number }
+  | { readonly kind: 'spool'; readonly file: string; readonly path: string; readonly length: number };
+
+/** Line-end normalization and line lengths, across chunk boundaries. */
+export class LineCheck {
+  /** the last byte seen was a CR whose LF has not come yet */
+  private pendingCR = false;
+  private lineLength = 0;
+  longest = 0;
+
+  /** The chunk with every bare CR and bare LF turned into CRLF (the chunk itself when it had none). */
+  normalize(chunk: Buffer): Buffer {
+    let parts: Buffer[] | null = null;
+    let from = 0;
+    let line = this.lineLength;
+    let longest = this.longest;
+    let cr = this.pendingCR;
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (cr && b !== LF) {
+        // a bare CR: the LF it lacks goes in before this byte
+        parts ??= [];
+        if (i > from) parts.push(chunk.subarray(from, i));
+        parts.push(LF_ONLY);
+        from = i;
+        line = 0;
+      }
+      cr = false;
+      if (b === CR) {
+        cr = true;
+      } else if (b === LF) {
+        if (i === 0 ? !this.pendingCR : chunk[i - 1] !== CR) {
+          parts ??= [];
+          if (i > from) parts.push(chunk.subarray(from, i));
+          parts.push(CR_ONLY);
+          from = i;
+        }
+        line = 0;
+      } else if (++line > longest) {
+        longest = line;
+      }
+    }
+    this.pendingCR = cr;
+    this.lineLength = line;
+    this.longest = longest;
+    if (!parts) return chunk;
+    if (from < chunk.length) parts.push(chunk.subarray(from));
+    return Buffer.concat(parts);
+  }
+
+  /** What the end of the body still needs: the LF of a trailing bare CR. */
+  finish(): Buffer | null {
+    if (!this.pendingCR) return null;
+    this.pendingCR = false;
+    return LF_ONLY;
+  }
+}
+
+/**
+ * One message's body on its way in. `head` is what precedes the body in the stored file (our
+ * trace headers). write() returns false when the caller should wait for `drained` before the
+ * next chunk (the spool file is behind); finish() makes a spool file durable (fdatasync'ed).
+ */
+export class BodyWriter {
+  /** raw body bytes received, as the client sent them (the size limit counts these) */
+  size = 0;
+  tooBig = false;
+  readonly lines = new LineCheck();
+  private chunks: Buffer[] = [];
+  private held = 0;
+  private fd = -1;
+  private opening: Promise<void> | null = null;
+  private writing: Promise<void> = Promise.resolve();
+  private backlog = 0;
+  private written = 0;
+  private failed: Error | null = null;
+  private waiter: (() => void) | null = null;
+  private done = false;
+
+  constructor(
+    private readonly head: Buffer,
+    private readonly spool: { readonly dir: string; readonly file: string },
+    private readonly budget: MemoryBudget,
+    private readonly limits: BodyLimits,
+  ) {}
+
+  get spooled(): boolean {
+    return this.opening !== null;
+  }
+
+  get lineTooLong(): boolean {
+    return this.lines.longest > this.limits.maxLineLength;
+  }
+
+  /** Whether anything more is being stored (false once the message is over a limit). */
+  private get storing(): boolean {
+    return !this.tooBig && !this.lineTooLong && !this.failed;
+  }
+
+  write(raw: Buffer): boolean {
+    if (this.done) return true;
+    this.size += raw.length;
+    if (this.size > this.limits.maxSize) this.tooBig = true;
+    if (!this.storing) return this.discard();
+    const chunk = this.lines.normalize(raw);
+    if (!this.storing) return this.discard();
+    if (!this.spooled && this.held + chunk.length <= MEMORY_THRESHOLD && this.budget.take(chunk.length)) {
+      this.chunks.push(chunk);
+      this.held += chunk.length;
+      return true;
+    }
+    if (!this.spooled) this.startSpool();
+    this.append(chunk);
+    return this.backlog < SPOOL_BACKLOG;
+  }
+
+  /** Calls back once the spool file has caught up (at once when it has). */
+  drained(cb: () => void): void {
+    if (this.backlog < SPOOL_BACKLOG || !this.storing) return cb();
+    this.waiter = cb;
+  }
+
+  /**
+   * The stored form of the whole file (head + body). Call only when neither tooBig nor
+   * lineTooLong; rejects when the spool file could not be written (disk full: a 452).
+   */
+  async finish(): Promise<StoredBody> {
+    this.done = true;
+    const tail = this.lines.finish();
+    if (!this.spooled) {
+      const parts = [this.head, ...this.chunks, ...(tail ? [tail] : [])];
+      const length = parts.reduce((n, c) => n + c.length, 0);
+      const data = Buffer.allocUnsafeSlow(length); // its own ArrayBuffer: transferred, not copied, to the journal
+      let off = 0;
+      for (const c of parts) off += c.copy(data, off);
+      this.chunks = [];
+      return { kind: 'memory', data, length };
+    }
+    if (tail) this.append(tail);
+    await this.writing;
+    if (this.failed) {
+      this.abort();
+      throw this.failed;
+    }
+    try {
+      await call(fs.fdatasync, this.fd);
+      await call(fs.close, this.fd);
+      this.fd = -1;
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
+    return { kind: 'spool', file: this.spool.file, path: this.path, length: this.written };
+  }
+
+  /** Bytes of memory budget this body still holds (the caller gives them back once stored). */
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  /** Forgets the body: the memory it holds goes back to the budget, a spool file is removed. */
+  abort(): void {
+    this.done = true;
+    this.release();
+    if (!this.spooled) return;
+    const fd = this.fd;
+    this.fd = -1;
+    void this.writing.finally(() => {
+      if (fd >= 0) fs.close(fd, () => {});
+      fs.unlink(this.path, () => {});
+    });
+  }
+
+  /** Gives the memory held back to the budget (after the body was stored, or when it is dropped). */
+  release(): void {
+    this.budget.give(this.held);
+    this.held = 0;
+    this.chunks = [];
+  }
+
+  private get path(): string {
+    return `${this.spool.dir}/${this.spool.file}`;
+  }
+
+  private discard(): boolean {
+    if (this.chunks.length) this.release();
+    return true;
+  }
+
+  private startSpool(): void {
+    const first = [this.head, ...this.chunks];
+    this.release();
+    this.opening = call<number>(fs.open, this.path, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600).then((fd) => {
+      this.fd = fd;
+    });
+    this.writing = this.opening.catch((e: Error) => {
+      this.failed = e;
+    });
+    for (const c of first) this.append(c);
+  }
+
+  private append(chunk: Buffer): void {
+    this.backlog += chunk.length;
+    this.writing = this.writing.then(async () => {
+      try {
+        if (this.failed || this.fd < 0) return;
+        let off = 0;
+        while (off < chunk.length) off += await call<number>(fs.write, this.fd, chunk, off, chunk.length - off, this.written + off);
+        this.written += chunk.length;
+      } catch (e) {
+        this.failed = e as Error;
+      } finally {
+        this.backlog -= chunk.length;
+        if (this.backlog < SPOOL_BACKLOG || this.failed) {
+          const w = this.waiter;
+          this.waiter = null;
+          w?.();
+        }
+      }
+    });
+  }
+}
