@@ -54,6 +54,8 @@ interface QueuedEntry {
   attempted: boolean;
   /** jobs of it running now */
   running: number;
+  /** its last job is bouncing and removing it */
+  settling: boolean;
   jobs: QueueJob[];
 }
 
@@ -128,7 +130,7 @@ export class OutboundQueue {
   /** A message just accepted for other domains. */
   enqueued(entry: QueueEntry): void {
     if (this.entries.has(entry.id)) return;
-    this.add(entry.id, entry.arrivedAt, entry.attempts > 0, pendingGroups(entry).flat());
+    this.scheduler.addMany(this.add(entry.id, entry.arrivedAt, entry.attempts > 0, pendingGroups(entry).flat()));
   }
 
   stats(): QueueStats {
@@ -184,16 +186,14 @@ export class OutboundQueue {
     if (this.scheduler.running) await new Promise<void>((r) => (this.idle = r));
   }
 
-  private add(id: string, arrivedAt: number, attempted: boolean, groups: readonly (string | number)[]): void {
-    const e: QueuedEntry = { id, arrivedAt, apos: -1, attempted, running: 0, jobs: [] };
+  /** Knows a queued message by its scheduling facts; returns its jobs (not yet scheduled). */
+  private add(id: string, arrivedAt: number, attempted: boolean, groups: readonly (string | number)[]): QueueJob[] {
+    const e: QueuedEntry = { id, arrivedAt, apos: -1, attempted, running: 0, settling: false, jobs: [] };
     this.entries.set(id, e);
     this.arrivals.push(e);
     if (!attempted) this.active++;
-    for (let i = 0; i < groups.length; i += 2) {
-      const job: QueueJob = { entry: e, domain: this.intern(groups[i] as string), due: groups[i + 1] as number, hpos: -1, running: false };
-      e.jobs.push(job);
-      this.scheduler.add(job);
-    }
+    for (let i = 0; i < groups.length; i += 2) e.jobs.push({ entry: e, domain: this.intern(groups[i] as string), due: groups[i + 1] as number, hpos: -1, running: false });
+    return e.jobs;
   }
 
   private forget(e: QueuedEntry): void {
@@ -229,11 +229,13 @@ export class OutboundQueue {
     };
     worker.on('message', (m: FromLoader) => {
       if (m.type === 'batch') {
+        const jobs: QueueJob[] = [];
         for (const [id, arrivedAt, attempted, groups] of m.entries as LoadedEntry[]) {
           if (this.entries.has(id) || this.intake.isUnreleased(id) || this.removedWhileLoading.has(id)) continue;
-          this.add(id, arrivedAt, attempted, groups);
+          jobs.push(...this.add(id, arrivedAt, attempted, groups));
           loaded++;
         }
+        this.scheduler.addMany(jobs);
         this.progress = { state: 'loading', startedAt, seen: m.seen, loaded };
         worker.postMessage({ type: 'more' });
         if (Date.now() - lastLog > PROGRESS_LOG_MS) {
@@ -267,65 +269,73 @@ export class OutboundQueue {
     e.running++;
     if (!wasActive) this.active++;
     let next: number | null = null;
+    let entry: QueueEntry | null = null;
     try {
-      next = await this.deliver(job, ctx);
+      entry = await this.acquire(e.id);
+      if (entry) next = await this.deliver(job, entry, ctx);
+      else this.forget(e); // gone from disk (deleted, or moved to corrupt/)
     } catch (err) {
       this.log.error('delivery attempt failed', { id: e.id, error: err as Error });
       next = Date.now() + ctx.settings.minRetryDelayMs;
-    } finally {
-      this.transportUse.set(t, (this.transportUse.get(t) ?? 1) - 1);
-      this.release(e.id);
-      const live = this.entries.get(e.id) === e;
-      if (live) {
-        e.running--;
-        e.attempted = true;
-        if (e.running === 0) this.active--;
-      }
-      if (!live) next = null;
-      if (next === null) e.jobs = e.jobs.filter((j) => j !== job);
-      this.scheduler.done(job, next);
-      if (this.stopping && this.scheduler.running === 0) this.idle?.();
     }
+    this.transportUse.set(t, (this.transportUse.get(t) ?? 1) - 1);
+    let live = this.entries.get(e.id) === e;
+    if (live) {
+      e.running--;
+      e.attempted = true;
+      if (e.running === 0) this.active--;
+    }
+    // The last job of a message to finish settles it: bounce what failed, then remove it.
+    if (live && entry && e.running === 0 && !e.settling && !entry.recipients.some((r) => r.state === 'pending')) {
+      e.settling = true;
+      try {
+        next = await this.settle(e, entry, ctx);
+      } catch (err) {
+        this.log.error('finishing a delivered message failed', { id: e.id, error: err as Error });
+        next = Date.now() + ctx.settings.minRetryDelayMs;
+      } finally {
+        e.settling = false;
+      }
+      live = this.entries.get(e.id) === e;
+    }
+    this.release(e.id);
+    if (!live) next = null;
+    if (next === null) e.jobs = e.jobs.filter((j) => j !== job);
+    this.scheduler.done(job, next);
+    if (this.stopping && this.scheduler.running === 0) this.idle?.();
   }
 
   /** One job: its recipients at its destination. Returns when it is due again, or null when it is done. */
-  private async deliver(job: QueueJob, ctx: DeliveryContext): Promise<number | null> {
-    const entry = await this.acquire(job.entry.id);
-    if (!entry) {
-      this.forget(job.entry); // gone from disk (deleted, or moved to corrupt/)
-      return null;
-    }
+  private async deliver(job: QueueJob, entry: QueueEntry, ctx: DeliveryContext): Promise<number | null> {
     const s = ctx.settings;
     const mine = entry.recipients.filter((r) => r.state === 'pending' && domainOf(r.address) === job.domain);
-    if (mine.length) {
-      const fail = (response: string) => mine.map((r): RecipientResult => ({ address: r.address, outcome: 'failed', response, remote: null }));
-      if (ctx.transport !== this.holdsFor) {
-        this.holds.clear(); // a new transport: new routes
-        this.holdsFor = ctx.transport;
-      }
-      const key = ctx.transport.kind === 'relay' ? '*' : job.domain;
-      const hold = this.holds.get(key);
-      if (Date.now() - entry.arrivedAt > s.maxLifetimeMs) {
-        await this.record(entry, fail(`4.4.7 delivery time expired; last error: ${mine[0]!.lastResponse ?? 'none'}`), ctx);
-      } else if (receivedCount(await this.store.readHeader(entry.id, entry.bodyOffset ?? 0)) > s.maxReceivedHeaders) {
-        await this.record(entry, fail(`5.4.6 mail loop: more than ${s.maxReceivedHeaders} Received headers`), ctx);
-      } else if (hold && hold.until > Date.now()) {
-        await this.record(entry, mine.map((r) => ({ address: r.address, outcome: 'deferred', response: `delivery temporarily suspended: ${hold.reason}`, remote: null })), ctx);
-      } else {
-        const started = performance.now();
-        const message = this.source(entry);
-        const { reached } = await ctx.transport.send({ from: entry.sender, to: mine.map((r) => r.address) }, message, (results) => this.record(entry, results, ctx));
-        this.metrics.deliveryDuration.observe({ transport: ctx.transport.kind }, (performance.now() - started) / 1000);
-        if (reached) this.holds.delete(key);
-        else {
-          const reason = mine[0]!.lastResponse ?? 'unreachable';
-          this.holds.set(key, { until: Date.now() + s.minRetryDelayMs, reason });
-          this.log.warn('destination unreachable: its messages wait for the retry', { destination: key === '*' ? 'relay' : key, reason });
-        }
-      }
-      if (!this.entries.has(entry.id)) return null; // deleted by an operator meanwhile
-      entry.attempts++;
+    if (!mine.length) return null;
+    const fail = (response: string) => mine.map((r): RecipientResult => ({ address: r.address, outcome: 'failed', response, remote: null }));
+    if (ctx.transport !== this.holdsFor) {
+      this.holds.clear(); // a new transport: new routes
+      this.holdsFor = ctx.transport;
     }
+    const key = ctx.transport.kind === 'relay' ? '*' : job.domain;
+    const hold = this.holds.get(key);
+    if (Date.now() - entry.arrivedAt > s.maxLifetimeMs) {
+      await this.record(entry, fail(`4.4.7 delivery time expired; last error: ${mine[0]!.lastResponse ?? 'none'}`), ctx);
+    } else if (receivedCount(await this.store.readHeader(entry.id, entry.bodyOffset ?? 0)) > s.maxReceivedHeaders) {
+      await this.record(entry, fail(`5.4.6 mail loop: more than ${s.maxReceivedHeaders} Received headers`), ctx);
+    } else if (hold && hold.until > Date.now()) {
+      await this.record(entry, mine.map((r) => ({ address: r.address, outcome: 'deferred', response: `delivery temporarily suspended: ${hold.reason}`, remote: null })), ctx);
+    } else {
+      const started = performance.now();
+      const { reached } = await ctx.transport.send({ from: entry.sender, to: mine.map((r) => r.address) }, this.source(entry), (results) => this.record(entry, results, ctx));
+      this.metrics.deliveryDuration.observe({ transport: ctx.transport.kind }, (performance.now() - started) / 1000);
+      if (reached) this.holds.delete(key);
+      else {
+        const reason = mine[0]!.lastResponse ?? 'unreachable';
+        this.holds.set(key, { until: Date.now() + s.minRetryDelayMs, reason });
+        this.log.warn('destination unreachable: its messages wait for the retry', { destination: key === '*' ? 'relay' : key, reason });
+      }
+    }
+    if (!this.entries.has(entry.id)) return null; // deleted by an operator meanwhile
+    entry.attempts++;
     const still = mine.filter((r) => r.state === 'pending');
     let next: number | null = null;
     if (still.length) {
@@ -333,23 +343,28 @@ export class OutboundQueue {
       const backoff = Math.min(s.maxRetryDelayMs, s.minRetryDelayMs * 2 ** Math.max(0, attempts - 1));
       next = Date.now() + Math.round(backoff * (0.8 + Math.random() * 0.4));
       for (const r of still) r.retryAt = next;
-      const hold = this.holds.get(ctx.transport.kind === 'relay' ? '*' : job.domain);
-      if (hold && hold.until > next) hold.until = next;
+      const h = this.holds.get(key);
+      if (h && h.until > next) h.until = next;
     }
     const pending = entry.recipients.filter((r) => r.state === 'pending');
-    if (pending.length) {
-      entry.nextAttemptAt = pending.reduce((t, r) => Math.min(t, dueOf(r, entry)), Infinity);
-      await this.persist(entry);
-      return next;
-    }
+    if (pending.length) entry.nextAttemptAt = pending.reduce((t, r) => Math.min(t, dueOf(r, entry)), Infinity);
+    await this.persist(entry);
+    return next;
+  }
+
+  /**
+   * Nothing is pending any more: bounce what failed, then remove the entry. Returns when to try
+   * again when the bounce could not be made durable yet (the entry stays), else null.
+   */
+  private async settle(e: QueuedEntry, entry: QueueEntry, ctx: DeliveryContext): Promise<number | null> {
     if (!(await this.bounceIfNeeded(entry, ctx))) {
-      // the bounce could not be made durable yet: the entry stays, and tries again
-      entry.nextAttemptAt = Date.now() + s.minRetryDelayMs;
+      entry.nextAttemptAt = Date.now() + ctx.settings.minRetryDelayMs;
       await this.persist(entry);
       return entry.nextAttemptAt;
     }
+    for (const j of e.jobs) this.scheduler.remove(j);
     await this.writes.get(entry.id)?.catch(() => {});
-    this.forget(job.entry);
+    this.forget(e);
     await this.store.remove(entry.id);
     return null;
   }

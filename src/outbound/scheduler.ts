@@ -67,12 +67,22 @@ export class Scheduler<J extends Job> {
   }
 
   add(job: J): void {
+    this.insert(job);
+    this.pump();
+  }
+
+  /** Adds jobs, then starts what is due (the earliest first, whatever the order given). */
+  addMany(jobs: Iterable<J>): void {
+    for (const job of jobs) this.insert(job);
+    this.pump();
+  }
+
+  private insert(job: J): void {
     const d = this.dest(job.domain);
     job.running = false;
     d.waiting.push(job);
     this.size++;
     this.refresh(d);
-    this.pump();
   }
 
   /** Takes a waiting job out (a deleted message); a running one leaves through done(). */

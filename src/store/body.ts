@@ -122,6 +122,7 @@ export class BodyWriter {
   private failed: Error | null = null;
   private waiter: (() => void) | null = null;
   private done = false;
+  private aborted = false;
 
   constructor(
     private readonly head: Buffer,
@@ -207,12 +208,12 @@ export class BodyWriter {
   /** Forgets the body: the memory it holds goes back to the budget, a spool file is removed. */
   abort(): void {
     this.done = true;
+    this.aborted = true;
     this.release();
     if (!this.spooled) return;
-    const fd = this.fd;
-    this.fd = -1;
     void this.writing.finally(() => {
-      if (fd >= 0) fs.close(fd, () => {});
+      if (this.fd >= 0) fs.close(this.fd, () => {});
+      this.fd = -1;
       fs.unlink(this.path, () => {});
     });
   }
@@ -249,7 +250,7 @@ export class BodyWriter {
     this.backlog += chunk.length;
     this.writing = this.writing.then(async () => {
       try {
-        if (this.failed || this.fd < 0) return;
+        if (this.failed || this.fd < 0 || this.aborted) return;
         let off = 0;
         while (off < chunk.length) off += await call<number>(fs.write, this.fd, chunk, off, chunk.length - off, this.written + off);
         this.written += chunk.length;

@@ -1,0 +1,162 @@
+// The queue's scheduling, in process: the heap keeps order under any mix of operations, jobs run
+// in due order, and the limits hold — overall and per destination, so that a destination with a
+// backlog (slow or dead) never takes the slots of another.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Heap } from '../src/outbound/heap.js';
+import { Scheduler, type Job } from '../src/outbound/scheduler.js';
+
+interface Item {
+  key: number;
+  pos: number;
+}
+
+/** A deterministic pseudo-random sequence (xorshift), so that a failure can be replayed. */
+function rng(seed: number): () => number {
+  let x = seed;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+test('the heap pops in key order under random pushes, removals and key changes', () => {
+  const r = rng(42);
+  const heap = new Heap<Item>((a, b) => a.key < b.key, { get: (i) => i.pos, set: (i, p) => (i.pos = p) });
+  const live = new Set<Item>();
+  for (let step = 0; step < 20_000; step++) {
+    const op = r();
+    if (op < 0.5 || !live.size) {
+      const it = { key: Math.floor(r() * 1000), pos: -1 };
+      heap.push(it);
+      live.add(it);
+    } else if (op < 0.7) {
+      const it = [...live][Math.floor(r() * live.size)]!;
+      assert.ok(heap.remove(it));
+      assert.ok(!heap.remove(it), 'removed twice');
+      live.delete(it);
+    } else if (op < 0.85) {
+      const it = [...live][Math.floor(r() * live.size)]!;
+      it.key = Math.floor(r() * 1000);
+      heap.update(it);
+    } else {
+      const top = heap.pop()!;
+      assert.equal(top.key, Math.min(...[...live].map((i) => i.key)));
+      live.delete(top);
+    }
+    assert.equal(heap.size, live.size);
+  }
+  let last = -Infinity;
+  for (let it = heap.pop(); it; it = heap.pop()) {
+    assert.ok(it.key >= last);
+    last = it.key;
+  }
+});
+
+interface TestJob extends Job {
+  readonly n: number;
+}
+
+function harness(limits: { total: number; perDestination: number }) {
+  let now = 1_000_000;
+  const started: TestJob[] = [];
+  const s = new Scheduler<TestJob>((j) => started.push(j), () => now);
+  s.setLimits(limits);
+  let n = 0;
+  const job = (domain: string, due = now): TestJob => ({ n: n++, domain, due, hpos: -1, running: false });
+  const running = (domain?: string) => started.filter((j) => j.running && (domain === undefined || j.domain === domain)).length;
+  return { s, started, job, running, advance: (ms: number) => (now += ms), get now() { return now; } };
+}
+
+test('jobs start in due order, one slot at a time', () => {
+  const h = harness({ total: 1, perDestination: Infinity });
+  const r = rng(7);
+  const jobs = Array.from({ length: 500 }, () => h.job(`d${Math.floor(r() * 20)}.example`, h.now - Math.floor(r() * 100_000)));
+  h.s.addMany(jobs);
+  while (h.started.length < jobs.length) {
+    const current = h.started[h.started.length - 1]!;
+    assert.equal(h.running(), 1);
+    h.s.done(current, null);
+  }
+  const dues = h.started.map((j) => j.due);
+  assert.deepEqual(dues, [...dues].sort((a, b) => a - b));
+  h.s.done(h.started[h.started.length - 1]!, null);
+  assert.equal(h.s.size, 0);
+  assert.equal(h.s.destinations, 0, 'an idle destination is forgotten');
+  h.s.stop();
+});
+
+test('a destination with a backlog gets at most its share; another destination is served at once', () => {
+  const h = harness({ total: 5, perDestination: 2 });
+  for (let i = 0; i < 100; i++) h.s.add(h.job('slow.example'));
+  assert.equal(h.running('slow.example'), 2);
+  assert.equal(h.running(), 2, 'the other three slots stay free for other destinations');
+  for (let i = 0; i < 10; i++) h.s.add(h.job('fast.example'));
+  assert.equal(h.running('fast.example'), 2);
+  // the slow destination's jobs never finish; the fast one's do, and its queue drains
+  while (h.started.some((j) => j.domain === 'fast.example' && j.running)) {
+    h.s.done(h.started.find((j) => j.domain === 'fast.example' && j.running)!, null);
+    assert.ok(h.running('slow.example') <= 2);
+  }
+  assert.equal(h.started.filter((j) => j.domain === 'fast.example').length, 10);
+  assert.equal(h.running('slow.example'), 2);
+  // the total holds across many destinations
+  for (let d = 0; d < 10; d++) h.s.add(h.job(`d${d}.example`));
+  assert.equal(h.running(), 5);
+  h.s.stop();
+});
+
+test('a job back in line waits for its due time; removal, expedite and a larger limit', () => {
+  const h = harness({ total: 10, perDestination: 1 });
+  const a = h.job('a.example');
+  h.s.add(a);
+  assert.equal(a.running, true);
+  h.s.done(a, h.now + 60_000); // deferred for a minute
+  assert.equal(a.running, false);
+  h.s.pump();
+  assert.equal(h.started.length, 1, 'not before its time');
+  h.advance(60_000);
+  h.s.pump();
+  assert.equal(h.started.length, 2);
+  assert.equal(a.running, true);
+  h.s.done(a, null);
+
+  const later = h.job('b.example', h.now + 3_600_000);
+  const gone = h.job('c.example', h.now + 3_600_000);
+  h.s.add(later);
+  h.s.add(gone);
+  h.s.remove(gone);
+  h.s.expedite([later, gone]);
+  assert.equal(later.running, true, 'an operator retry makes it due now');
+  assert.equal(gone.running, false, 'a removed job never runs');
+
+  const queued = [h.job('d.example'), h.job('d.example'), h.job('d.example')];
+  for (const j of queued) h.s.add(j);
+  assert.equal(h.running('d.example'), 1);
+  h.s.setLimits({ total: 10, perDestination: 3 });
+  assert.equal(h.running('d.example'), 3, 'a raised limit applies at once');
+  h.s.stop();
+});
+
+test('200,000 jobs: every one runs exactly once, in due order per destination', () => {
+  const h = harness({ total: 20, perDestination: 5 });
+  const r = rng(99);
+  const total = 200_000;
+  h.s.addMany(Array.from({ length: total }, (_, i) => h.job(`d${i % 1000}.example`, h.now - Math.floor(r() * 1_000_000))));
+  const seen = new Set<number>();
+  const lastDue = new Map<string, number>();
+  let i = 0;
+  while (i < h.started.length) {
+    const j = h.started[i++]!;
+    assert.ok(!seen.has(j.n));
+    seen.add(j.n);
+    assert.ok(j.due >= (lastDue.get(j.domain) ?? -Infinity), 'per destination, in due order');
+    lastDue.set(j.domain, j.due);
+    h.s.done(j, null);
+  }
+  assert.equal(seen.size, total);
+  assert.equal(h.s.size, 0);
+  h.s.stop();
+});
