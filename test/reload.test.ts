@@ -87,7 +87,7 @@ test('a session keeps the policy it started with; new sessions get the new one; 
     writeFileSync(env.configFile, baseConfig(env, { users, maxMessageSize: 2000 }).replace('domains: [example.com, example.org]', 'domains: [example.com]'));
     await untilGeneration(mp, 2);
     assert.equal((await c.cmd('RCPT TO:<bob@example.org>')).code, 250, 'pinned policy: bob and example.org still exist for this session');
-    const [, r] = await c.data(message('pinned', 'y'.repeat(3000)));
+    const [, r] = await c.data(message('pinned', `${'y'.repeat(998)}\r\n`.repeat(3)));
     assert.equal(r.code, 250, 'pinned size limit');
     await c.quit();
     const d = (await SmtpClient.connect({ port: env.ports.mx })).client;

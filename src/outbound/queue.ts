@@ -103,10 +103,21 @@ export class OutboundQueue {
   async start(ctx: () => DeliveryContext): Promise<void> {
     this.ctx = ctx;
     this.reconfigure();
-    await this.store.init();
+    const startedAt = Date.now();
+    try {
+      await this.store.init();
+    } catch (e) {
+      return this.failed(startedAt, e as NodeJS.ErrnoException);
+    }
     this.requestTimer = setInterval(() => void this.handleRequests(), REQUEST_POLL_MS);
     this.requestTimer.unref();
     this.load();
+  }
+
+  /** The queue cannot be read: not ready (a probe takes the server out of service), and why. */
+  private failed(startedAt: number, e: { message: string; code?: string | undefined }): void {
+    this.progress = { state: 'failed', startedAt, error: `${e.message}${e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}` };
+    this.log.error('cannot load the outbound queue: not ready until this is fixed and the server restarted', { error: e.message, code: e.code });
   }
 
   /** Applies the serving generation's limits (called on every applied generation). */
@@ -193,6 +204,8 @@ export class OutboundQueue {
     this.arrivals.push(e);
     if (!attempted) this.active++;
     for (let i = 0; i < groups.length; i += 2) e.jobs.push({ entry: e, domain: this.intern(groups[i] as string), due: groups[i + 1] as number, hpos: -1, running: false });
+    // nothing pending (a crash after the last result, before the bounce or the removal): one job settles it
+    if (!e.jobs.length) e.jobs.push({ entry: e, domain: '', due: 0, hpos: -1, running: false });
     return e.jobs;
   }
 
@@ -249,14 +262,14 @@ export class OutboundQueue {
         if (loaded || m.quarantined || m.removed) this.log.info('queue loaded', fields);
         if (m.quarantined) this.log.warn('unreadable queue entries moved to queue/corrupt/', { count: m.quarantined });
       } else {
-        finish({ state: 'failed', startedAt, error: `${m.message}${m.code ? ` (${m.code})` : ''}` });
-        this.log.error('cannot load the outbound queue: not ready until this is fixed and the server restarted', { error: m.message, code: m.code });
+        finish({ state: 'failed', startedAt, error: '' });
+        this.failed(startedAt, m);
       }
     });
     worker.on('error', (e) => {
       if (this.progress?.state !== 'loading') return;
-      finish({ state: 'failed', startedAt, error: e.message });
-      this.log.error('cannot load the outbound queue: not ready until this is fixed and the server restarted', { error: e });
+      finish({ state: 'failed', startedAt, error: '' });
+      this.failed(startedAt, e);
     });
   }
 
