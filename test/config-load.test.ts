@@ -32,9 +32,9 @@ accounts:
       - { name: Alice, passwordHash: "${HASH}", aliases: [PostMaster] }
 `;
 
-test('defaults come from the schema and units are parsed', () => {
+test('defaults come from the schema and units are parsed', async () => {
   const { file, dir } = tempConfig(BASE);
-  const r = loadConfigFile(file);
+  const r = await loadConfigFile(file);
   assert.deepEqual(r.errors, []);
   const s = r.state!;
   assert.equal(s.hostname, 'mail.example.com');
@@ -60,32 +60,32 @@ test('defaults come from the schema and units are parsed', () => {
   assert.deepEqual(s.watchedFiles, [file, join(dir, 'tls.crt'), join(dir, 'tls.key')]);
 });
 
-test('sizes and durations accept every documented unit', () => {
+test('sizes and durations accept every documented unit', async () => {
   for (const [size, bytes] of [['10KB', 10_000], ['10KiB', 10_240], ['1.5MB', 1_500_000], ['2MiB', 2_097_152], ['1GB', 1e9], [12345, 12345]] as const) {
     const { file } = tempConfig(`${BASE}  \n`.replace('smtp:\n', `smtp:\n  maxMessageSize: ${JSON.stringify(size)}\n  drainGrace: 1500ms\n`));
-    const r = loadConfigFile(file);
+    const r = await loadConfigFile(file);
     assert.deepEqual(r.errors, []);
     assert.equal(r.state!.smtp.maxMessageSize, bytes);
     assert.equal(r.state!.smtp.drainGraceMs, 1500);
   }
 });
 
-test('the content hash follows the config and the files it references, not formatting', () => {
+test('the content hash follows the config and the files it references, not formatting', async () => {
   const { file, dir } = tempConfig(BASE);
-  const h1 = loadConfigFile(file).state!.hash;
+  const h1 = (await loadConfigFile(file)).state!.hash;
   writeFileSync(file, `# a comment\n${BASE.replace('domains: [Example.COM, bücher.example]', 'domains:\n  - example.com\n  - bücher.example')}`);
-  assert.equal(loadConfigFile(file).state!.hash, h1, 'same meaning, same hash');
+  assert.equal((await loadConfigFile(file)).state!.hash, h1, 'same meaning, same hash');
   const renewed = issueCertificate({ commonName: 'mail.example.com' });
   writeFileSync(join(dir, 'tls.crt'), renewed.certPem);
   writeFileSync(join(dir, 'tls.key'), renewed.keyPem);
-  const h2 = loadConfigFile(file).state!.hash;
+  const h2 = (await loadConfigFile(file)).state!.hash;
   assert.notEqual(h2, h1, 'a renewed certificate changes the hash');
 });
 
-test('secrets never appear when the state is printed', () => {
+test('secrets never appear when the state is printed', async () => {
   const { file, dir } = tempConfig(`${BASE}relay:\n  enabled: true\n  host: smtp.provider.example\n  auth: { username: u, passwordFile: pw }\n`);
   writeFileSync(join(dir, 'pw'), 'relay-s3cret-value\n');
-  const r = loadConfigFile(file);
+  const r = await loadConfigFile(file);
   assert.deepEqual(r.errors, []);
   const printed = JSON.stringify(r.state) + inspect(r.state, { depth: 20 });
   assert.ok(!printed.includes('relay-s3cret-value'));
@@ -94,8 +94,8 @@ test('secrets never appear when the state is printed', () => {
   assert.equal(r.state!.relay.auth!.password.reveal(), 'relay-s3cret-value');
 });
 
-test('loadConfigText reports YAML and schema problems without a file on disk', () => {
-  const r = loadConfigText('inline.yaml', 'version: 1\nhostname: [x]\n');
+test('loadConfigText reports YAML and schema problems without a file on disk', async () => {
+  const r = await loadConfigText('inline.yaml', 'version: 1\nhostname: [x]\n');
   assert.equal(r.state, null);
   assert.deepEqual(
     r.errors.map((e) => `${e.line}:${e.col} ${e.path} ${e.code}`),
@@ -156,23 +156,23 @@ test('hash-password output is accepted by the config and verifies', async () => 
       assert.equal(await verifyPassword('wrong horse', hash, c.scheme), false);
     }
     const { file } = tempConfig(BASE.replace(HASH, hash));
-    assert.deepEqual(loadConfigFile(file).errors, []);
+    assert.deepEqual((await loadConfigFile(file)).errors, []);
   }
   const empty = await mailplane(['hash-password'], { input: '\n' });
   assert.equal(empty.code, 1);
   assert.match(empty.stderr, /empty password refused/);
 });
 
-test('the content hash changes when only a secret changes (password file, password hash)', () => {
+test('the content hash changes when only a secret changes (password file, password hash)', async () => {
   const { file, dir } = tempConfig(`${BASE}relay:\n  enabled: true\n  host: smtp.provider.example\n  auth: { username: u, passwordFile: pw }\n`);
   writeFileSync(join(dir, 'pw'), 'first\n');
-  const h1 = loadConfigFile(file).state!.hash;
+  const h1 = (await loadConfigFile(file)).state!.hash;
   writeFileSync(join(dir, 'pw'), 'second\n');
-  const h2 = loadConfigFile(file).state!.hash;
+  const h2 = (await loadConfigFile(file)).state!.hash;
   assert.notEqual(h2, h1);
   writeFileSync(join(dir, 'pw'), 'first\n');
-  assert.equal(loadConfigFile(file).state!.hash, h1);
+  assert.equal((await loadConfigFile(file)).state!.hash, h1);
   const other = '$2y$12$r/q3DsaRDIMMjHSg8wjcAOHN78lpMRoDooPr4Wef65aArYRvKrV9i';
   writeFileSync(file, readFileSync(file, 'utf8').replace(HASH, other));
-  assert.notEqual(loadConfigFile(file).state!.hash, h1);
+  assert.notEqual((await loadConfigFile(file)).state!.hash, h1);
 });

@@ -68,7 +68,7 @@ export function mutate(text: string, r: () => number): string {
   return lines.join('\n');
 }
 
-test('thousands of mutated configs: validation never throws, always a state or positioned errors', () => {
+test('thousands of mutated configs: validation never throws, always a state or positioned errors', async () => {
   const examples = readdirSync(join(ROOT, 'examples')).filter((f) => f.endsWith('.yaml'));
   const r = rng(20261129);
   let valid = 0;
@@ -83,7 +83,7 @@ test('thousands of mutated configs: validation never throws, always a state or p
     const file = join(ROOT, 'examples', `fuzz-${name}`);
     let result;
     try {
-      result = loadConfigText(file, text, { env: { RELAY_PASSWORD: 'x' } });
+      result = await loadConfigText(file, text, { env: { RELAY_PASSWORD: 'x' } });
     } catch (e) {
       assert.fail(`mutation ${n} of ${name} threw: ${(e as Error).stack}\n--- input ---\n${text}`);
     }

@@ -37,8 +37,8 @@ Exit status: 0 no changes, 2 changes, 1 a config is invalid or the server unreac
       throw new UsageError(values.server ? 'with --server give exactly one file (the new config)' : 'give OLD and NEW config files, or NEW and --server URL');
     }
     let before: PlanView | null;
-    const loadView = (file: string): PlanView | null => {
-      const r = loadConfigFile(file);
+    const loadView = async (file: string): Promise<PlanView | null> => {
+      const r = await loadConfigFile(file);
       for (const i of [...r.errors, ...r.warnings]) process.stderr.write(`${formatIssue(i)}\n`);
       if (!r.state) {
         process.stderr.write(`${file}: invalid, no plan\n`);
@@ -59,10 +59,10 @@ Exit status: 0 no changes, 2 changes, 1 a config is invalid or the server unreac
       }
       before = status.planView ?? null;
     } else {
-      before = loadView(files[0]!);
+      before = await loadView(files[0]!);
       if (!before) return 1;
     }
-    const after = loadView(files[files.length - 1]!);
+    const after = await loadView(files[files.length - 1]!);
     if (!after) return 1;
     const plan = before && before.hash === after.hash ? { from: before.hash, to: after.hash, actions: [] } : diff(before, after);
     if (values.format === 'json') {

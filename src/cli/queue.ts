@@ -44,7 +44,7 @@ Options:
     if (action === 'delete' && !id) throw new UsageError('delete needs the message ID (see mailplane queue list)');
     if (action === 'list' && id) throw new UsageError('list takes no ID');
     if (values.format !== 'text' && values.format !== 'json') throw new UsageError('--format must be text or json');
-    const dataDir = resolveDataDir(values['data-dir'], values.config);
+    const dataDir = await resolveDataDir(values['data-dir'], values.config);
     if (dataDir === null) return 1;
     const queueDir = join(dataDir, 'queue');
     if (!existsSync(queueDir)) {
@@ -61,10 +61,10 @@ Options:
   },
 };
 
-function resolveDataDir(dataDir: string | undefined, config: string | undefined): string | null {
+async function resolveDataDir(dataDir: string | undefined, config: string | undefined): Promise<string | null> {
   if (dataDir) return resolve(dataDir);
   const file = resolve(config ?? 'mailserver.yaml');
-  const r = loadConfigFile(file);
+  const r = await loadConfigFile(file);
   if (!r.state) {
     for (const i of r.errors) process.stderr.write(`${formatIssue(i)}\n`);
     process.stderr.write(`mailplane queue: cannot read the data dir from ${file}; give --data-dir\n`);

@@ -27,12 +27,13 @@ Exit status: 0 all valid, 1 some file invalid, 2 usage error or unreadable file.
     if (values.format !== 'text' && values.format !== 'json') throw new UsageError(`--format must be text or json, not '${values.format}'`);
     if (positionals.length === 0) throw new UsageError('no FILE given');
     let exit = 0;
-    const results = positionals.map((file) => {
-      const r = loadConfigFile(file);
+    const results = [];
+    for (const file of positionals) {
+      const r = await loadConfigFile(file);
       if (r.unreadable) exit = 2;
       else if (r.errors.length && exit === 0) exit = 1;
-      return { file, valid: r.errors.length === 0, errors: r.errors, warnings: r.warnings };
-    });
+      results.push({ file, valid: r.errors.length === 0, errors: r.errors, warnings: r.warnings });
+    }
     if (values.format === 'json') {
       const strip = (i: ConfigIssue) => ({ code: i.code, severity: i.severity, file: i.file, line: i.line, col: i.col, path: i.path, message: i.message });
       const out = { valid: exit === 0, files: results.map((r) => ({ ...r, errors: r.errors.map(strip), warnings: r.warnings.map(strip) })) };

@@ -1,17 +1,26 @@
 // Load = read → YAML with positions → schema (defaults applied) → semantic checks →
 // normalize. Every finding of every stage is reported at once, sorted by position.
-import { readFileSync } from 'node:fs';
+//
+// A running server reloads through loadConfigFile/loadConfigText, which never block
+// the event loop: the config and every file it references are read with fs.promises, and the
+// slow digests of raw passwords are computed with the asynchronous scrypt, all before the
+// (synchronous, I/O-free) checks and normalize use them. The checks find the referenced files
+// themselves: a first pass notes every file they ask for (LoadContext.missing), those are read
+// at once, and the checks run again on the contents, so no second list of "which keys name a
+// file" can fall out of step with them.
+import { readFile as readFileAsync } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { checkLdap, checkLocalUsers } from './check-accounts.js';
 import { checkDomains, checkHostname } from './check-names.js';
 import { checkPlaintextPasswords } from './check-plaintext.js';
 import { checkDelivery, checkListen, checkRelay } from './check-relay.js';
 import { checkListeners, checkRanges, checkTls, overlaps } from './check-smtp.js';
-import { LoadContext } from './context.js';
+import { LoadContext, readFilesAsync, type FileRead } from './context.js';
 import type { DesiredState } from './desired-state.js';
 import { issue, sortIssues, type ConfigIssue } from './issues.js';
-import { normalize } from './normalize.js';
-import { validateSchema } from './schema.js';
+import { normalize, type Resolved } from './normalize.js';
+import { prepareSchema, validateSchema } from './schema.js';
+import { prepareDigests } from './secret.js';
 import { ConfigSource } from './source.js';
 import type { MailserverConfig } from './types.generated.js';
 
@@ -34,28 +43,78 @@ export interface LoadResult {
   readonly text: string | null;
 }
 
-export function loadConfigFile(file: string, opts: LoadOptions = {}): LoadResult {
+/** Reads and loads a config file without blocking the event loop: what a running server uses. */
+export async function loadConfigFile(file: string, opts: LoadOptions = {}): Promise<LoadResult> {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = await readFileAsync(file, 'utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
-    const err = issue('error', 'MP_FILE_UNREADABLE', { file, line: 1, col: 1 }, '', `cannot read config file: ${why}`);
-    return { state: null, errors: [err], warnings: [], unreadable: true, text: null };
+    return unreadable(file, e);
   }
   return loadConfigText(file, text, opts);
 }
 
-export function loadConfigText(file: string, text: string, opts: LoadOptions = {}): LoadResult {
+/** Loads config text (e.g. the embedded quick start); referenced files are read asynchronously. */
+export async function loadConfigText(file: string, text: string, opts: LoadOptions = {}): Promise<LoadResult> {
+  await prepareSchema();
+  const parsed = parse(file, text, opts);
+  if ('result' in parsed) return parsed.result;
+  const reads = new Map<string, FileRead>();
+  for (;;) {
+    const pass = check(parsed, reads, opts);
+    if (pass.ctx.missing.size) {
+      await readFilesAsync(pass.ctx.missing, reads); // every missing path gets an entry: this ends
+      continue;
+    }
+    if (pass.resolved) await prepareDigests(pass.resolved);
+    return finish(parsed, pass);
+  }
+}
+
+function unreadable(file: string, e: unknown): LoadResult {
+  const code = (e as NodeJS.ErrnoException).code;
+  const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
+  const err = issue('error', 'MP_FILE_UNREADABLE', { file, line: 1, col: 1 }, '', `cannot read config file: ${why}`);
+  return { state: null, errors: [err], warnings: [], unreadable: true, text: null };
+}
+
+interface Parsed {
+  readonly file: string;
+  readonly text: string;
+  readonly source: ConfigSource;
+  /** the parsed value, schema defaults filled in */
+  readonly value: object;
+  readonly schemaIssues: readonly ConfigIssue[];
+  /** the time certificates are checked against, the same for every pass */
+  readonly now: number;
+}
+
+/** YAML and schema: done once per load (the schema fills defaults into the value in place). */
+function parse(file: string, text: string, opts: LoadOptions): Parsed | { result: LoadResult } {
   const { source, errors: yamlErrors } = ConfigSource.parse(file, text);
-  if (yamlErrors.length) return done(yamlErrors, text);
+  if (yamlErrors.length) return { result: done(yamlErrors, text) };
   const value = source.value;
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    return done([issue('error', 'MP_NOT_A_MAPPING', { file, line: 1, col: 1 }, '', 'the file must be a YAML mapping (key: value lines), starting with version: 1')], text);
+    return { result: done([issue('error', 'MP_NOT_A_MAPPING', { file, line: 1, col: 1 }, '', 'the file must be a YAML mapping (key: value lines), starting with version: 1')], text) };
   }
-  const ctx = new LoadContext(source, opts.env ?? process.env, opts.now ?? Date.now(), opts.baseDir);
-  ctx.issues.push(...validateSchema(value, source));
+  return { file, text, source, value, schemaIssues: validateSchema(value, source), now: opts.now ?? Date.now() };
+}
+
+interface Pass {
+  readonly ctx: LoadContext;
+  readonly cfg: MailserverConfig;
+  /** what normalize needs, or null when there are errors */
+  readonly resolved: Resolved | null;
+}
+
+/**
+ * The semantic checks over the parsed value, with referenced files looked up in reads. When
+ * ctx.missing is not empty the pass is incomplete and is thrown away once those are read.
+ */
+function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadOptions): Pass {
+  const { file, source, value } = parsed;
+  const ctx = new LoadContext(source, opts.env ?? process.env, parsed.now, opts.baseDir, reads);
+  ctx.issues.push(...parsed.schemaIssues);
   checkPlaintextPasswords(ctx);
   // Semantic checks skip what the schema already found broken; the set is fixed here so that
   // one semantic finding does not hide another.
@@ -88,24 +147,32 @@ export function loadConfigText(file: string, text: string, opts: LoadOptions = {
   }
 
   const errors = ctx.issues.filter((i) => i.severity === 'error');
-  if (errors.length || !relay || !listen || !delivery) return done(ctx.issues, text);
-  const state = normalize(cfg, {
-    configPath: resolve(file),
-    hostname,
-    domains,
-    tls,
-    exemptClients,
-    lanNetworks,
-    local,
-    ldap,
-    relay,
-    delivery,
-    listen,
-    dataDir: ctx.resolvePath(cfg.storage!.dataDir!),
-    files: ctx.files,
-    secretFiles: ctx.secretFiles,
-  });
-  return { ...done(ctx.issues, text), state };
+  if (ctx.missing.size || errors.length || !relay || !listen || !delivery) return { ctx, cfg, resolved: null };
+  return {
+    ctx,
+    cfg,
+    resolved: {
+      configPath: resolve(file),
+      hostname,
+      domains,
+      tls,
+      exemptClients,
+      lanNetworks,
+      local,
+      ldap,
+      relay,
+      delivery,
+      listen,
+      dataDir: ctx.resolvePath(cfg.storage!.dataDir!),
+      files: ctx.files,
+      secretFiles: ctx.secretFiles,
+    },
+  };
+}
+
+function finish(parsed: Parsed, pass: Pass): LoadResult {
+  if (!pass.resolved) return done(pass.ctx.issues, parsed.text);
+  return { ...done(pass.ctx.issues, parsed.text), state: normalize(pass.cfg, pass.resolved) };
 }
 
 function list<T>(v: readonly T[] | T[] | undefined): T[] {

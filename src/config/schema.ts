@@ -1,6 +1,7 @@
 // JSON Schema validation with ajv, and ajv's findings turned into messages for people:
 // positioned at the offending key or value, unknown keys with a "did you mean".
 import { readFileSync } from 'node:fs';
+import { readFile as readFileAsync } from 'node:fs/promises';
 import AjvModule, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { closest } from './suggest.js';
@@ -15,26 +16,44 @@ export const SCHEMA_URL = new URL('../../schema/mailserver.schema.json', import.
 type JsonSchema = Record<string, unknown>;
 
 let compiled: { validate: ValidateFunction; schema: JsonSchema } | undefined;
+let preparing: Promise<void> | undefined;
 
 export function loadSchema(): JsonSchema {
   return JSON.parse(readFileSync(SCHEMA_URL, 'utf8')) as JsonSchema;
 }
 
+/** Reads and compiles the schema once, without a blocking read; validateSchema then uses it. */
+export function prepareSchema(): Promise<void> {
+  if (compiled) return Promise.resolve();
+  preparing ??= readFileAsync(SCHEMA_URL, 'utf8').then(
+    (text) => {
+      compiled ??= compile(JSON.parse(text) as JsonSchema);
+    },
+    (e: unknown) => {
+      preparing = undefined; // let a later load try again (or fail loudly in validator())
+      throw e;
+    },
+  );
+  return preparing;
+}
+
+function compile(schema: JsonSchema): { validate: ValidateFunction; schema: JsonSchema } {
+  const ajv = new Ajv({
+    allErrors: true,
+    strict: true,
+    strictRequired: false,
+    allowUnionTypes: true,
+    useDefaults: true,
+    coerceTypes: false,
+  });
+  ajv.addKeyword({ keyword: 'patternErrorMessage', schemaType: 'string' });
+  addFormats(ajv);
+  return { validate: ajv.compile(schema), schema };
+}
+
+/** The compiled schema; read synchronously only when nothing called prepareSchema() first. */
 function validator(): { validate: ValidateFunction; schema: JsonSchema } {
-  if (!compiled) {
-    const schema = loadSchema();
-    const ajv = new Ajv({
-      allErrors: true,
-      strict: true,
-      strictRequired: false,
-      allowUnionTypes: true,
-      useDefaults: true,
-      coerceTypes: false,
-    });
-    ajv.addKeyword({ keyword: 'patternErrorMessage', schemaType: 'string' });
-    addFormats(ajv);
-    compiled = { validate: ajv.compile(schema), schema };
-  }
+  compiled ??= compile(loadSchema());
   return compiled;
 }
 
