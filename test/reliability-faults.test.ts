@@ -1,8 +1,7 @@
 // Faults: repeated kill -9 under load, a full disk, a reload storm with invalid files, a relay
 // outage, a directory outage. Every message answered 250 must be found afterwards, once.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort } from './helpers/ports.js';
@@ -10,6 +9,7 @@ import { TestRelay } from './helpers/relay.js';
 import { baseConfig, CLIENTS, makeEnv, spawnMailplane, startMailplane, type Env, type MailplaneProcess } from './helpers/server.js';
 import { LDAP_USERS, SERVICE, Slapd, slapdAvailable } from './helpers/slapd.js';
 import { SmtpClient } from './helpers/smtp.js';
+import { mountTmpfs } from './helpers/tmpfs.js';
 import { testCa } from './helpers/tls.js';
 
 function report(scenario: string, fields: Record<string, number | string>): void {
@@ -146,14 +146,9 @@ test('kill -9 again and again under load: every 250 is found exactly once, nothi
 
 test('a full disk answers 452, never 250, keeps serving, and accepts again once space is freed', async (t) => {
   const base = await makeEnv();
-  const mnt = join(base.dir, 'small');
-  mkdirSync(mnt);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt], { stdio: 'ignore' });
-  } catch {
-    t.skip('SKIPPED LOUDLY: cannot mount a tmpfs here (needs root); disk-full is not tested on this machine');
-    return;
-  }
+  const fs = mountTmpfs(t, base.dir, '4m');
+  if (!fs) return;
+  const mnt = fs.path;
   const env: Env = { ...base, dataDir: join(mnt, 'data') };
   let mp: MailplaneProcess | null = null;
   try {
@@ -188,7 +183,7 @@ test('a full disk answers 452, never 250, keeps serving, and accepts again once 
     await mp.waitFor('all 250s in the Maildir', () => maildirTokensCount(env) >= answered250 + 1, 15_000);
   } finally {
     await mp?.stop();
-    execFileSync('umount', ['-l', mnt]);
+    fs.unmount();
   }
 });
 

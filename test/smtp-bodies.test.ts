@@ -2,12 +2,12 @@
 // file as they arrive; a body is written once, whatever the number of mailboxes; a client that
 // goes away leaves nothing behind; a spool that cannot be written answers 452, never 250.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { baseConfig, CLIENTS, makeEnv, startMailplane, USERS, type Env, type MailplaneProcess } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
+import { mountTmpfs } from './helpers/tmpfs.js';
 
 let env: Env;
 let mp: MailplaneProcess;
@@ -129,14 +129,9 @@ test('with memoryBudget 0 every body is spooled, and arrives byte-exact', async 
 
 test('a spool that cannot be written (full file system) answers 452 4.3.1 and stores nothing', async (t) => {
   const e = await makeEnv();
-  const mnt = join(e.dir, 'small');
-  mkdirSync(mnt);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { stdio: 'ignore' });
-  } catch {
-    t.skip('SKIPPED LOUDLY: cannot mount a tmpfs here (needs root); disk-full is not tested on this machine');
-    return;
-  }
+  const fs = mountTmpfs(t, e.dir, '2m');
+  if (!fs) return;
+  const mnt = fs.path;
   const full: Env = { ...e, dataDir: mnt };
   const p = await startMailplane(full, baseConfig(full, { maxMessageSize: '10MB' }));
   try {
@@ -151,6 +146,6 @@ test('a spool that cannot be written (full file system) answers 452 4.3.1 and st
     await c.quit();
   } finally {
     await p.stop();
-    execFileSync('umount', [mnt]);
+    fs.unmount();
   }
 });

@@ -2,13 +2,13 @@
 // files checked byte for byte, a local+remote message split, storage failures answered 4xx,
 // and a kill -9 right after 250.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import nodemailer from 'nodemailer';
 import { baseConfig, CLIENTS, makeEnv, spawnMailplane, startMailplane, USERS, type Env, type MailplaneProcess } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
+import { mountTmpfs } from './helpers/tmpfs.js';
 
 let env: Env;
 let mp: MailplaneProcess;
@@ -162,14 +162,9 @@ describe('storage failures answer 4xx and store nothing', () => {
   });
 
   test('452 4.3.1 when the file system is full (a small tmpfs)', async (t) => {
-    const mnt = join(env.dir, 'small');
-    mkdirSync(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'ignore' });
-    } catch {
-      t.skip('SKIPPED LOUDLY: cannot mount a tmpfs here (needs root); disk-full is not tested on this machine');
-      return;
-    }
+    const fs = mountTmpfs(t, env.dir, '256k');
+    if (!fs) return;
+    const mnt = fs.path;
     const e3: Env = { ...(await makeEnv()), dataDir: mnt };
     const third = await startMailplane(e3, baseConfig(e3, { maxMessageSize: '10MB' }));
     try {
@@ -196,7 +191,7 @@ describe('storage failures answer 4xx and store nothing', () => {
       await c.quit();
     } finally {
       await third.stop();
-      execFileSync('umount', [mnt]);
+      fs.unmount();
     }
   });
 });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, createServer, Server, Socket, type AddressInfo } from 'node:net';
-import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SMTPServer } from 'smtp-server';
@@ -18,7 +18,7 @@ import { MailplaneConnection, MailplaneSMTPServer, SMTP_SERVER_REVIEWED, SmtpEng
 import { Replies, type SmtpReply } from '../src/smtp/replies.js';
 import type { Session, SessionState } from '../src/smtp/session.js';
 import type { Reply } from './helpers/smtp.js';
-import { SmtpClient } from './helpers/smtp.js';
+import { SmtpClient, upgradeToTls } from './helpers/smtp.js';
 import { serverCert } from './helpers/tls.js';
 
 const IDLE_MS = 30_000;
@@ -244,15 +244,8 @@ class Wire {
 
   /** The TLS handshake after a 220 to STARTTLS. */
   async handshake(): Promise<void> {
-    const plain = this.socket;
-    for (const ev of ['data', 'end', 'close', 'error']) plain.removeAllListeners(ev);
-    const secure = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'localhost' });
-    await new Promise<void>((resolve, reject) => {
-      secure.once('secureConnect', () => resolve());
-      secure.once('error', reject);
-    });
-    this.socket = secure;
-    this.attach(secure);
+    this.socket = await upgradeToTls(this.socket);
+    this.attach(this.socket);
   }
 
   destroy(): void {

@@ -96,17 +96,8 @@ export class SmtpClient {
   async starttls(): Promise<Reply> {
     const r = await this.cmd('STARTTLS');
     if (r.code !== 220) return r;
-    const plain = this.socket;
-    plain.removeAllListeners('data');
-    plain.removeAllListeners('close');
-    plain.removeAllListeners('error');
-    const secure = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'localhost' });
-    await new Promise<void>((resolve, reject) => {
-      secure.once('secureConnect', () => resolve());
-      secure.once('error', reject);
-    });
-    this.socket = secure;
-    this.attach(secure);
+    this.socket = await upgradeToTls(this.socket);
+    this.attach(this.socket);
     return r;
   }
 
@@ -158,6 +149,17 @@ export class SmtpClient {
   destroy(): void {
     this.socket.destroy();
   }
+}
+
+/** The client side of STARTTLS after the 220: the plain socket's listeners go, TLS takes over. */
+export async function upgradeToTls(plain: Socket): Promise<TLSSocket> {
+  for (const ev of ['data', 'end', 'close', 'error']) plain.removeAllListeners(ev);
+  const secure = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: 'localhost' });
+  await new Promise<void>((resolve, reject) => {
+    secure.once('secureConnect', () => resolve());
+    secure.once('error', reject);
+  });
+  return secure;
 }
 
 export function message(subject: string, body = 'Hello.\r\n', extra = ''): string {
