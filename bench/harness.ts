@@ -64,12 +64,18 @@ export function stopper(child: ChildProcess): () => Promise<void> {
 
 export const BENCH_USER_HASH = '$argon2id$v=19$m=19456,t=2,p=1$TZ12nhwvbIjuYS/oJJhdig$bRbcBW9Vr9ojnIkUQYYHehIc+UFMJdT7z0h4/dWs6qE';
 
-export function mailplaneConfig(dir: string, port: number, ops: number, extra = ''): string {
+export interface ConfigOptions {
+  readonly maxMessageSize?: string;
+  /** local users besides bench (who has the alias postmaster), all with bench's password */
+  readonly moreUsers?: readonly string[];
+}
+
+export function mailplaneConfig(dir: string, port: number, ops: number, extra = '', o: ConfigOptions = {}): string {
   return `version: 1
 hostname: mail.example.com
 domains: [example.com]
 smtp:
-  maxMessageSize: 10MB
+  maxMessageSize: ${o.maxMessageSize ?? '10MB'}
   ${existsSync(join(dir, 'tls.crt')) ? `tls: { certFile: tls.crt, keyFile: tls.key }` : ''}
   listeners:
     - { name: mx, address: 127.0.0.1, port: ${port}, role: mx, tls: none }
@@ -78,14 +84,14 @@ ${extra}accounts:
   local:
     users:
       - { name: bench, passwordHash: "${BENCH_USER_HASH}", aliases: [postmaster] }
-storage:
+${(o.moreUsers ?? []).map((u) => `      - { name: ${u}, passwordHash: "${BENCH_USER_HASH}" }\n`).join('')}storage:
   dataDir: ${join(dir, 'data')}
 observability:
   listen: 127.0.0.1:${ops}
 `;
 }
 
-export async function startMailplane(dir: string, config: string, ops: number, port: number): Promise<ServerUnderTest & { startupMs: number }> {
+export async function startMailplane(dir: string, config: string, ops: number, port: number): Promise<ServerUnderTest & { startupMs: number; pid: number }> {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'mailserver.yaml');
   writeFileSync(file, config);
@@ -105,7 +111,7 @@ export async function startMailplane(dir: string, config: string, ops: number, p
     await new Promise((r) => setTimeout(r, 5));
   }
   const startupMs = performance.now() - t0;
-  return { name: 'mailplane', port, dir, ...readings(child), stop: stopper(child), startupMs };
+  return { name: 'mailplane', port, dir, ...readings(child), stop: stopper(child), startupMs, pid: child.pid! };
 }
 
 export function startBaseline(dir: string, port: number): Promise<ServerUnderTest> {
@@ -117,11 +123,37 @@ export function startSink(dir: string, port: number): Promise<ServerUnderTest> {
   return startScript('sink', 'bench/sink-server.mjs', dir, port, []);
 }
 
-async function startScript(name: string, script: string, dir: string, port: number, args: string[]): Promise<ServerUnderTest> {
+/**
+ * The sink as a relay's far end: delivered() is how many messages it has received so far, and
+ * reached(n) resolves with the performance.now() at which the n-th arrived.
+ */
+export async function startCountingSink(dir: string, port: number): Promise<ServerUnderTest & { delivered(): number; reached(n: number): Promise<number> }> {
+  let delivered = 0;
+  let partial = '';
+  const waiting: { n: number; resolve: (at: number) => void }[] = [];
+  // it prints its running count after every message, one line each
+  const s = await startScript('sink', 'bench/sink-server.mjs', dir, port, ['--count'], (d) => {
+    const lines = (partial + d).split('\n');
+    partial = lines.pop()!;
+    const last = lines.at(-1);
+    if (last === undefined || !/^\d+$/.test(last)) return;
+    delivered = Number(last);
+    const at = performance.now();
+    for (const w of waiting.filter((x) => x.n <= delivered)) {
+      waiting.splice(waiting.indexOf(w), 1);
+      w.resolve(at);
+    }
+  });
+  const reached = (n: number) => (n <= delivered ? Promise.resolve(performance.now()) : new Promise<number>((resolve) => waiting.push({ n, resolve })));
+  return { ...s, delivered: () => delivered, reached };
+}
+
+async function startScript(name: string, script: string, dir: string, port: number, args: string[], onStdout?: (d: string) => void): Promise<ServerUnderTest> {
   mkdirSync(dir, { recursive: true });
   let log = '';
   const child = spawn(process.execPath, [join(ROOT, script), String(port), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d) => (log += d));
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => (onStdout ? onStdout(d) : (log += d)));
   child.stderr!.on('data', (d) => (log += d));
   await waitPort(port, child, () => log);
   return { name, port, dir, ...readings(child), stop: stopper(child) };
@@ -171,8 +203,39 @@ export function treeCpuMs(root: number): number {
 }
 
 export function rssMiB(pid: number): number {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+  return statusMiB(pid, 'VmRSS');
+}
+
+function statusMiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+) kB`));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/**
+ * The peak RSS of a process from now until stop(): VmRSS sampled every `everyMs`, and the
+ * kernel's own high-water mark (VmHWM, reset first through clear_refs) that no sampling can miss
+ * (null when it cannot be reset). peakMiB is the larger of the two.
+ */
+export function watchPeakRss(pid: number, everyMs = 50): { stop(): { sampledMiB: number; hwmMiB: number | null; peakMiB: number } } {
+  let hwmReset = false;
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    hwmReset = true;
+  } catch {}
+  let sampled = rssMiB(pid);
+  const timer = setInterval(() => {
+    try {
+      sampled = Math.max(sampled, rssMiB(pid));
+    } catch {} // gone: stop() tells
+  }, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sampled = Math.max(sampled, rssMiB(pid));
+      const hwmMiB = hwmReset ? statusMiB(pid, 'VmHWM') : null;
+      return { sampledMiB: sampled, hwmMiB, peakMiB: Math.max(sampled, hwmMiB ?? 0) };
+    },
+  };
 }
 
 export interface LoadResult {
@@ -183,9 +246,11 @@ export interface LoadResult {
 }
 
 /** smtp-source: `sessions` in parallel, `size` bytes of payload, new connection per message unless reuse. */
-export function smtpSource(bin: string, port: number, o: { sessions: number; size: number; messages: number; reuse: boolean }): Promise<LoadResult> {
+// With `recipients` > 1 they are bench@, 2bench@, 3bench@… (smtp-source prepends a number).
+export function smtpSource(bin: string, port: number, o: { sessions: number; size: number; messages: number; reuse: boolean; recipients?: number }): Promise<LoadResult> {
   const args = ['-s', String(o.sessions), '-l', String(o.size), '-m', String(o.messages), '-f', 'load@example.net', '-t', 'bench@example.com', '-M', 'loadgen.example.net'];
   if (o.reuse) args.unshift('-d');
+  if (o.recipients) args.unshift('-r', String(o.recipients));
   args.push(`127.0.0.1:${port}`);
   return new Promise((resolve) => {
     const t0 = performance.now();

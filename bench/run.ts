@@ -1,6 +1,6 @@
 // `npm run bench`: mailplane against Postfix and a bare smtp-server+fsync baseline, measured in the
-// same run with Postfix's smtp-source as the load generator. Prints a table and writes
-// bench/results/latest.{json,md}. Never part of `npm test`.
+// same run with Postfix's smtp-source as the load generator, then mailplane at scale (bench/scale.ts).
+// Prints a table and writes bench/results/latest.{json,md}. Never part of `npm test`.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -20,11 +20,16 @@ import {
 } from './harness.js';
 import { postfixUnavailable, startPostfix } from './postfix.js';
 import { reloadUnderLoad } from './reload.js';
+import { bigMessages, fanOut, queueStartup, removeTree, scaleLine, scaleMarkdown, schedulingCost, type ScaleResult, type Started } from './scale.js';
 
 const QUICK = process.argv.includes('--quick');
 const SECONDS = QUICK ? 1.5 : 3;
 // `--headline N`: only the headline scenario, N interleaved pairs (for working on it).
 const HEADLINE = process.argv.includes('--headline') ? Number(process.argv[process.argv.indexOf('--headline') + 1] ?? 5) : 0;
+// `--scale`: only the rows at scale (for working on them); nothing is written to bench/results.
+const SCALE = process.argv.includes('--scale') && !HEADLINE;
+// `--queue N`: queued entries for the start-up row (a million; a tenth of that with --quick).
+const QUEUE = process.argv.includes('--queue') ? Number(process.argv[process.argv.indexOf('--queue') + 1]) : QUICK ? 100_000 : 1_000_000;
 
 interface Row {
   server: string;
@@ -60,20 +65,32 @@ async function main(): Promise<void> {
   console.log(`mailplane benchmark — ${new Date().toISOString()} — ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`);
   console.log(`work dir ${work}\n`);
 
+  if (!Number.isInteger(QUEUE) || QUEUE < 100) throw new Error('--queue takes a number of entries (at least 100)');
   const noPostfix = postfixUnavailable();
-  if (noPostfix) console.log(`*** Postfix is left out of this run: ${noPostfix} ***\n`);
-  // Every server started is stopped again, whatever happens (a failed start, Ctrl-C).
+  if (noPostfix && !SCALE) console.log(`*** Postfix is left out of this run: ${noPostfix} ***\n`);
+  // Every server started is stopped again, whatever happens (a failed start, Ctrl-C); the work
+  // dir goes too (the start-up row leaves a million files there while it runs).
   const servers: ServerUnderTest[] = [];
   const stopAll = async () => {
     for (const s of servers.splice(0)) await s.stop().catch(() => {});
   };
-  const interrupted = () => void stopAll().then(() => process.exit(130));
+  const interrupted = () =>
+    void stopAll().then(() => {
+      removeTree(work);
+      process.exit(130);
+    });
   process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
-  const started = async <T extends ServerUnderTest>(s: Promise<T>): Promise<T> => {
+  const started: Started = async (s) => {
     const server = await s;
     servers.push(server);
     return server;
   };
+  if (SCALE) {
+    await atScale(bin, work, started, stopAll);
+    console.log('\n(--scale: nothing written to bench/results)');
+    rmSync(work, { recursive: true, force: true });
+    return;
+  }
   const rows: Row[] = [];
   const head = 'server        sessions  size     conn   messages    msg/s  cpu ms/msg  p50 ms  p99 ms';
   console.log(head);
@@ -138,14 +155,34 @@ async function main(): Promise<void> {
   console.log(`  RSS after ${memory.at1.toLocaleString()} messages ${memory.rssAt1.toFixed(1)} MiB, after ${memory.at2.toLocaleString()} ${memory.rssAt2.toFixed(1)} MiB (growth ${(memory.rssAt2 - memory.rssAt1).toFixed(1)} MiB)`);
   console.log(`  start-up to /readyz: median ${memory.startupMs.toFixed(0)} ms`);
 
+  const scale = await atScale(bin, work, started, stopAll);
+
   const summary = summarize(rows);
   console.log(`\nheadline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): ${headline(summary)}`);
-  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version }, rows, reload, memory, summary };
+  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version }, rows, reload, memory, scale, summary };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(ROOT, 'bench/results/latest.md'), markdown(result));
   console.log('\nwrote bench/results/latest.json and bench/results/latest.md');
   rmSync(work, { recursive: true, force: true });
+}
+
+/** The rows at scale (bench/scale.ts), each printed as soon as it is measured. */
+async function atScale(bin: string, work: string, started: Started, stopAll: () => Promise<void>): Promise<ScaleResult> {
+  console.log('\nat scale…');
+  try {
+    const row = <T>(r: T, line: (r: T) => string) => {
+      console.log(`  ${line(r)}`);
+      return r;
+    };
+    const big = row(await bigMessages(bin, join(work, 'scale-big'), started), scaleLine.big);
+    const fan = row(await fanOut(bin, join(work, 'scale-fanout'), started), scaleLine.fanOut);
+    const queue = row(await queueStartup(join(work, 'scale-queue'), QUEUE, started), scaleLine.queue);
+    const scheduling = row(schedulingCost(), scaleLine.scheduling);
+    return { big, fanOut: fan, queue, scheduling };
+  } finally {
+    await stopAll();
+  }
 }
 
 /** Rounds of the headline: medians, and mailplane's ratio to each competitor, overall and round by round. */
@@ -218,7 +255,7 @@ async function memoryRun(bin: string, dir: string) {
   }
 }
 
-function markdown(r: { date: string; machine: Record<string, unknown>; rows: Row[]; reload: Awaited<ReturnType<typeof reloadUnderLoad>>; memory: Awaited<ReturnType<typeof memoryRun>>; summary: ReturnType<typeof summarize> }): string {
+function markdown(r: { date: string; machine: Record<string, unknown>; rows: Row[]; reload: Awaited<ReturnType<typeof reloadUnderLoad>>; memory: Awaited<ReturnType<typeof memoryRun>>; scale: ScaleResult; summary: ReturnType<typeof summarize> }): string {
   const lines = [
     `Run ${r.date} on ${r.machine.cpus}× ${r.machine.model}, ${r.machine.memGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}.`,
     '',
@@ -241,6 +278,8 @@ function markdown(r: { date: string; machine: Record<string, unknown>; rows: Row
     `Reload under load: ${r.reload.applied}/${r.reload.changes} changes applied, file change → applied p50 ${r.reload.p50.toFixed(0)} ms, p99 ${r.reload.p99.toFixed(0)} ms; ${r.reload.failed} failed or 4xx/5xx transactions out of ${r.reload.sent}.`,
     '',
     `Memory: ${r.memory.rss0.toFixed(1)} MiB idle, ${r.memory.rss1k.toFixed(1)} MiB with 1,000 idle connections, ${r.memory.rss5k.toFixed(1)} MiB with 5,000 (${r.memory.perConnKiB.toFixed(1)} KiB per connection); ${r.memory.rssAt1.toFixed(1)} MiB after ${r.memory.at1} messages, ${r.memory.rssAt2.toFixed(1)} MiB after ${r.memory.at2}. Start-up to /readyz: ${r.memory.startupMs.toFixed(0)} ms (median of 3).`,
+    '',
+    ...scaleMarkdown(r.scale),
     '',
   );
   return lines.join('\n');
