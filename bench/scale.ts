@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { linkSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Scheduler, type Job } from '../src/outbound/scheduler.js';
+import { Scheduler } from '../src/outbound/scheduler.js';
 import { newQueueId } from '../src/store/queue-entry.js';
 import { freePort, mailplaneConfig, percentile, smtpSource, startCountingSink, startMailplane, watchPeakRss, type ServerUnderTest } from './harness.js';
 
@@ -314,41 +314,10 @@ async function startWithQueue(dir: string, due: number, started: Started) {
 // ---------------------------------------------------------------------------------------------
 // 4. the scheduler alone: µs per event with n jobs waiting
 
-type BenchJob = Job;
-
-/**
- * A job that counts the reads of its due time, which is what every heap comparison reads: the
- * work of an event in operations, apart from what caches make each one cost.
- */
-class CountingJob implements BenchJob {
-  static reads = 0;
-  hpos = -1;
-  running = false;
-  #due: number;
-
-  constructor(
-    readonly domain: string,
-    due: number,
-  ) {
-    this.#due = due;
-  }
-
-  get due(): number {
-    CountingJob.reads++;
-    return this.#due;
-  }
-
-  set due(t: number) {
-    this.#due = t;
-  }
-}
-
 export interface SchedulingCost {
   jobs: number;
   /** µs per event: a running job finishes and goes back in line, the next due one starts */
   eventUs: number;
-  /** due times read per event (heap comparisons), counted in a separate pass */
-  readsPerEvent: number;
   /** µs per add of a new job */
   addUs: number;
 }
@@ -365,12 +334,12 @@ const DOMAINS = Array.from({ length: 1000 }, (_, i) => `d${i}.example`);
  * 1.1 × HOUR/n: a little more than one job becomes due per event, which keeps the backlog near
  * a tenth of n (where the two balance) instead of letting it run dry; n itself stays put.
  */
-function workload(n: number, job: (domain: string, due: number) => BenchJob) {
+function workload(n: number) {
   let clock = 0;
-  const running: BenchJob[] = [];
-  const scheduler = new Scheduler<BenchJob>((j) => running.push(j), () => clock);
+  const running: number[] = [];
+  const scheduler = new Scheduler((j) => running.push(j), () => clock);
   scheduler.setLimits({ total: 20, perDestination: 5 });
-  scheduler.addMany(Array.from({ length: n }, (_, i) => job(DOMAINS[i % DOMAINS.length]!, Math.random() < 0.1 ? -Math.random() * HORIZON_MS * 0.1 : Math.random() * HORIZON_MS)));
+  scheduler.addMany(Array.from({ length: n }, (_, i) => scheduler.create(i, DOMAINS[i % DOMAINS.length]!, Math.random() < 0.1 ? -Math.random() * HORIZON_MS * 0.1 : Math.random() * HORIZON_MS)));
   const step = (1.1 * HORIZON_MS) / n;
   return {
     scheduler,
@@ -379,14 +348,14 @@ function workload(n: number, job: (domain: string, due: number) => BenchJob) {
     event: () => {
       clock += step;
       const j = running.shift();
-      if (j) scheduler.done(j, clock + Math.random() * HORIZON_MS);
+      if (j !== undefined) scheduler.done(j, clock + Math.random() * HORIZON_MS);
       else scheduler.pump();
     },
   };
 }
 
 function schedulingCostAt(n: number): SchedulingCost {
-  const w = workload(n, (domain, due) => ({ domain, due, hpos: -1, running: false }));
+  const w = workload(n);
   let eventUs: number;
   let addUs: number;
   try {
@@ -402,7 +371,7 @@ function schedulingCostAt(n: number): SchedulingCost {
     // adds in batches of 1,000, taken out again (untimed) so that n stays put
     let addMs = 0;
     for (let b = 0; b < ADDS / 1000; b++) {
-      const batch = DOMAINS.map((domain): BenchJob => ({ domain, due: w.now() + Math.random() * HORIZON_MS, hpos: -1, running: false }));
+      const batch = DOMAINS.map((domain) => w.scheduler.create(0, domain, w.now() + HORIZON_MS + Math.random() * HORIZON_MS));
       const t0 = performance.now();
       for (const j of batch) w.scheduler.add(j);
       addMs += performance.now() - t0;
@@ -412,20 +381,7 @@ function schedulingCostAt(n: number): SchedulingCost {
   } finally {
     w.scheduler.stop();
   }
-  return { jobs: n, eventUs, readsPerEvent: readsPerEvent(n), addUs };
-}
-
-/** The same events with counting jobs (slower, so not timed). */
-function readsPerEvent(n: number): number {
-  const w = workload(n, (domain, due) => new CountingJob(domain, due));
-  try {
-    for (let i = 0; i < EVENTS / 5; i++) w.event();
-    CountingJob.reads = 0;
-    for (let i = 0; i < EVENTS / 5; i++) w.event();
-    return CountingJob.reads / (EVENTS / 5);
-  } finally {
-    w.scheduler.stop();
-  }
+  return { jobs: n, eventUs, addUs };
 }
 
 export function schedulingCost(sizes: readonly number[] = [10_000, 100_000, 1_000_000]): SchedulingCost[] {
@@ -459,7 +415,7 @@ export const scaleLine = {
   queue: (q: QueueStartupResult) =>
     `start-up with ${n(q.entries)} queued entries (${n(q.entries - q.due)} deferred, ${n(q.due)} due, ${n(q.domains)} domains; written in ${q.writeSeconds.toFixed(1)} s, flushed in ${q.flushSeconds.toFixed(1)} s): /readyz 200 after ${q.readyMs.toFixed(0)} ms; loaded after ${(q.loadedMs / 1000).toFixed(1)} s (server: ${n(q.loadedEntries)} entries in ${(q.serverLoadMs / 1000).toFixed(1)} s); RSS loaded ${mib(q.rssLoaded)}; worst event-loop stall ${q.worstStallMs.toFixed(1)} ms ${goal(q.worstStallMs < GOALS.stallMs, `< ${GOALS.stallMs} ms`)}, ${afterReady(q)}; the ${n(q.due)} due delivered ${(q.deliveredMs / 1000).toFixed(1)} s after spawn (sink got ${n(q.delivered)}, ${n(q.left)} left queued); cleaned in ${q.cleanSeconds.toFixed(1)} s${q.ok ? '' : '  (errors)'}`,
   scheduling: (c: SchedulingCost[]) =>
-    `scheduling cost per event (done → the next due job starts) at ${c.map((x) => n(x.jobs)).join(' / ')} jobs: ${c.map((x) => x.eventUs.toFixed(2)).join(' / ')} µs (×${ratios(c, (x) => x.eventUs)}); heap comparisons per event ${c.map((x) => x.readsPerEvent.toFixed(1)).join(' / ')} (×${ratios(c, (x) => x.readsPerEvent)}; log2 n ×${ratios(c, (x) => Math.log2(x.jobs))}); add ${c.map((x) => x.addUs.toFixed(2)).join(' / ')} µs`,
+    `scheduling cost per event (done → the next due job starts) at ${c.map((x) => n(x.jobs)).join(' / ')} jobs: ${c.map((x) => x.eventUs.toFixed(2)).join(' / ')} µs (×${ratios(c, (x) => x.eventUs)}; log2 n ×${ratios(c, (x) => Math.log2(x.jobs))}); add ${c.map((x) => x.addUs.toFixed(2)).join(' / ')} µs`,
 };
 
 export function scaleMarkdown(r: ScaleResult): string[] {
@@ -471,6 +427,6 @@ export function scaleMarkdown(r: ScaleResult): string[] {
     `| ${big.sessions} sessions × ${big.bytes / 1e6} MB to one mailbox | peak RSS ${mib(big.peakRss)} (before ${mib(big.rssBefore)}), ${big.rate.toFixed(2)} msg/s, ${big.delivered}/${big.messages} stored | < ${GOALS.bigPeakMB} MB: ${met(big.peakRss < GOALS.bigPeakMB * MIB_PER_MB)} |`,
     `| one ${f.bytes / 1e6} MB message to ${f.mailboxes} mailboxes | peak RSS growth ${mib(f.growth)} (median of ${f.growths.map((g) => g.toFixed(1)).join(', ')}), copies ${f.copies.map((c) => `${c}/${f.mailboxes}`).join(', ')} in ${f.files.join(', ')} file(s) | < ${GOALS.fanOutGrowthMB} MB: ${met(f.growth < GOALS.fanOutGrowthMB * MIB_PER_MB)} |`,
     `| start-up with ${n(q.entries)} queued (${n(q.due)} due; written in ${q.writeSeconds.toFixed(1)} s) | /readyz ${q.readyMs.toFixed(0)} ms, loaded ${(q.loadedMs / 1000).toFixed(1)} s, RSS ${mib(q.rssLoaded)}, worst stall ${q.worstStallMs.toFixed(1)} ms (${afterReady(q)}), due delivered ${(q.deliveredMs / 1000).toFixed(1)} s | stall < ${GOALS.stallMs} ms: ${met(q.worstStallMs < GOALS.stallMs)} |`,
-    `| scheduling, per event at ${scheduling.map((c) => n(c.jobs)).join(' / ')} jobs | ${scheduling.map((c) => c.eventUs.toFixed(2)).join(' / ')} µs, ${scheduling.map((c) => c.readsPerEvent.toFixed(1)).join(' / ')} heap comparisons (add ${scheduling.map((c) => c.addUs.toFixed(2)).join(' / ')} µs) | grows like log n (log2 n ×${ratios(scheduling, (c) => Math.log2(c.jobs))}) |`,
+    `| scheduling, per event at ${scheduling.map((c) => n(c.jobs)).join(' / ')} jobs | ${scheduling.map((c) => c.eventUs.toFixed(2)).join(' / ')} µs (add ${scheduling.map((c) => c.addUs.toFixed(2)).join(' / ')} µs) | grows like log n (log2 n ×${ratios(scheduling, (c) => Math.log2(c.jobs))}) |`,
   ];
 }

@@ -1,5 +1,6 @@
 // How long the event loop made ready work wait: once a second, the worst delay of that second
-// goes into a histogram (mailplane_event_loop_delay_seconds); /status shows the worst since start.
+// goes into a histogram (mailplane_event_loop_delay_seconds); /status shows the worst since the
+// server started serving.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Metrics } from './metrics.js';
 
@@ -24,6 +25,13 @@ export class EventLoopMonitor {
       metrics.eventLoopDelay.observe(ms / 1000);
     }, 1000);
     this.timer.unref();
+  }
+
+  /** Forgets what was seen so far (start-up: compiling the schema, binding, before serving). */
+  reset(): void {
+    this.h.reset();
+    this.worstMs = 0;
+    this.lastSecondMs = 0;
   }
 
   stop(): void {

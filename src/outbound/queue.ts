@@ -16,14 +16,14 @@ import { receivedHeader } from '../mail/received.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { Intake } from '../store/intake.js';
-import { newQueueId, type QueueEntry } from '../store/queue-entry.js';
+import { newQueueId, QUEUE_ID_SALT, type QueueEntry } from '../store/queue-entry.js';
 import { buildBounce, receivedCount } from './bounce.js';
-import { Heap } from './heap.js';
 import { domainOf, dueOf, pendingGroups } from './queue-entries.js';
-import type { FromLoader, LoadedEntry } from './queue-loader-worker.js';
+import { decodeId, QueueIndex } from './queue-index.js';
+import type { FromLoader } from './queue-loader-worker.js';
 import type { QueueStore } from './queue-store.js';
 import { takeRequests, type QueueRequest } from './requests.js';
-import { Scheduler, type Job } from './scheduler.js';
+import { Scheduler } from './scheduler.js';
 import type { MessageSource, RecipientResult, Transport } from './transports.js';
 
 export interface DeliveryContext {
@@ -45,22 +45,12 @@ export type LoadProgress =
   | { readonly state: 'loaded'; readonly startedAt: number; readonly seen: number; readonly loaded: number; readonly ms: number }
   | { readonly state: 'failed'; readonly startedAt: number; readonly error: string };
 
-/** A queued message, as scheduling knows it. */
-interface QueuedEntry {
-  readonly id: string;
-  readonly arrivedAt: number;
-  /** index in the arrival heap */
-  apos: number;
-  attempted: boolean;
-  /** jobs of it running now */
-  running: number;
-  /** its last job is bouncing and removing it */
-  settling: boolean;
-  jobs: QueueJob[];
-}
-
-interface QueueJob extends Job {
-  readonly entry: QueuedEntry;
+/** A message with a job running: its state, read from disk once for all of them. */
+interface Open {
+  readonly entry: Promise<QueueEntry | null>;
+  refs: number;
+  /** removed by an operator while a job of it ran: results are dropped */
+  deleted: boolean;
 }
 
 const REQUEST_POLL_MS = 300;
@@ -70,33 +60,29 @@ const READY_WHILE_LOADING_AFTER_MS = 2000;
 const LOADER_URL = new URL(`./queue-loader-worker.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url);
 
 export class OutboundQueue {
-  private readonly entries = new Map<string, QueuedEntry>();
-  private readonly arrivals = new Heap<QueuedEntry>((a, b) => a.arrivedAt < b.arrivedAt, { get: (e) => e.apos, set: (e, i) => (e.apos = i) });
-  /** entries never attempted, or with a job running */
-  private active = 0;
-  private readonly scheduler = new Scheduler<QueueJob>((job) => void this.attempt(job));
-  /** the state of entries with a job running, read once for all of them */
-  private readonly window = new Map<string, { entry: Promise<QueueEntry | null>; refs: number }>();
+  private readonly index = new QueueIndex();
+  private readonly scheduler = new Scheduler((job) => void this.attempt(job));
+  /** the messages with a job running (the active window), by id */
+  private readonly window = new Map<string, Open>();
   private readonly writes = new Map<string, Promise<void>>();
   /** destinations (a domain, or '*': the relay) that could not be reached, until when */
   private readonly holds = new Map<string, { until: number; reason: string }>();
   private holdsFor: Transport | null = null;
-  private readonly domainNames = new Map<string, string>();
   private readonly transportUse = new Map<Transport, number>();
   private requestTimer: NodeJS.Timeout | null = null;
   private ctx: (() => DeliveryContext) | null = null;
   private stopping = false;
   private idle: (() => void) | null = null;
   private loader: Worker | null = null;
-  /** entries removed while the loader may still report them */
-  private removedWhileLoading = new Set<string>();
   progress: LoadProgress | null = null;
 
+  /** @param openedAt when the data dir was opened: the loader leaves what this process queued since to the journal */
   constructor(
     private readonly store: QueueStore,
     private readonly intake: Intake,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    private readonly openedAt: number = Date.now(),
   ) {}
 
   /** Starts delivering with the context of the serving generation; loads what is on disk meanwhile. */
@@ -138,14 +124,13 @@ export class OutboundQueue {
     return this.progress?.state === 'loaded';
   }
 
-  /** A message just accepted for other domains. */
+  /** A message just accepted for other domains (the journal made it durable). */
   enqueued(entry: QueueEntry): void {
-    if (this.entries.has(entry.id)) return;
-    this.scheduler.addMany(this.add(entry.id, entry.arrivedAt, entry.attempts > 0, pendingGroups(entry).flat()));
+    this.scheduler.addMany(this.add(entry.id, entry.arrivedAt, entry.attempts > 0, pendingGroups(entry)));
   }
 
   stats(): QueueStats {
-    return { active: this.active, deferred: this.entries.size - this.active, oldestArrival: this.arrivals.peek()?.arrivedAt ?? null };
+    return { active: this.index.active, deferred: this.index.size - this.index.active, oldestArrival: this.index.oldest() };
   }
 
   /** What scheduling holds: for /status. */
@@ -163,26 +148,34 @@ export class OutboundQueue {
   retry(id: string | null): number {
     this.holds.clear();
     if (id !== null) {
-      const e = this.entries.get(id);
-      if (!e) return 0;
-      this.scheduler.expedite(e.jobs);
+      const row = this.index.find(id);
+      if (row < 0) return 0;
+      this.scheduler.expedite(this.jobsOf(row));
       return 1;
     }
     // in slices, so that a huge queue never holds the event loop
-    const all = [...this.entries.values()];
-    const slice = (from: number) => {
-      this.scheduler.expedite(all.slice(from, from + 5000).flatMap((e) => e.jobs));
-      if (from + 5000 < all.length) setImmediate(() => slice(from + 5000));
+    const rows = this.index.liveRows();
+    const slice = () => {
+      const jobs: number[] = [];
+      for (let r = rows.next(); !r.done; r = rows.next()) {
+        jobs.push(...this.jobsOf(r.value));
+        if (jobs.length >= 5000) {
+          this.scheduler.expedite(jobs);
+          setImmediate(slice);
+          return;
+        }
+      }
+      this.scheduler.expedite(jobs);
     };
-    slice(0);
-    return all.length;
+    const n = this.index.size;
+    slice();
+    return n;
   }
 
   async remove(id: string): Promise<boolean> {
-    const e = this.entries.get(id);
-    if (!e) return false;
-    for (const j of e.jobs) this.scheduler.remove(j); // a job running now finds the entry gone and drops its result
-    this.forget(e);
+    const row = this.index.find(id);
+    if (row < 0) return false;
+    this.drop(row, this.window.get(id));
     await this.writes.get(id)?.catch(() => {});
     await this.store.remove(id);
     return true;
@@ -197,33 +190,41 @@ export class OutboundQueue {
     if (this.scheduler.running) await new Promise<void>((r) => (this.idle = r));
   }
 
-  /** Knows a queued message by its scheduling facts; returns its jobs (not yet scheduled). */
-  private add(id: string, arrivedAt: number, attempted: boolean, groups: readonly (string | number)[]): QueueJob[] {
-    const e: QueuedEntry = { id, arrivedAt, apos: -1, attempted, running: 0, settling: false, jobs: [] };
-    this.entries.set(id, e);
-    this.arrivals.push(e);
-    if (!attempted) this.active++;
-    for (let i = 0; i < groups.length; i += 2) e.jobs.push({ entry: e, domain: this.intern(groups[i] as string), due: groups[i + 1] as number, hpos: -1, running: false });
+  /**
+   * Forgets a message: its waiting jobs end, a job running now finds it gone (open.deleted) and
+   * drops its result. The row is free from here on (a new message may take it at once).
+   */
+  private drop(row: number, open: Open | undefined): void {
+    if (open) open.deleted = true;
+    for (const job of this.jobsOf(row)) this.scheduler.remove(job);
+    this.index.remove(row);
+  }
+
+  /** Knows a queued message by its scheduling facts; returns its jobs (not yet in line). */
+  private add(id: string, arrivedAt: number, attempted: boolean, groups: Iterable<readonly [string, number]>): number[] {
+    const row = this.index.add(id, arrivedAt, attempted);
+    const jobs: number[] = [];
+    for (const [domain, due] of groups) jobs.push(this.scheduler.create(row, domain, due));
     // nothing pending (a crash after the last result, before the bounce or the removal): one job settles it
-    if (!e.jobs.length) e.jobs.push({ entry: e, domain: '', due: 0, hpos: -1, running: false });
-    return e.jobs;
+    if (!jobs.length) jobs.push(this.scheduler.create(row, '', 0));
+    for (let i = 0; i < jobs.length - 1; i++) this.scheduler.link(jobs[i]!, jobs[i + 1]!);
+    this.index.setFirstJob(row, jobs[0]!);
+    return jobs;
   }
 
-  private forget(e: QueuedEntry): void {
-    if (this.entries.get(e.id) !== e) return;
-    this.entries.delete(e.id);
-    this.arrivals.remove(e);
-    if (!e.attempted || e.running > 0) this.active--;
-    if (this.progress?.state === 'loading') this.removedWhileLoading.add(e.id);
+  private jobsOf(row: number): number[] {
+    const out: number[] = [];
+    for (let j = this.index.firstJob(row); j >= 0; j = this.scheduler.nextOf(j)) out.push(j);
+    return out;
   }
 
-  private intern(domain: string): string {
-    let d = this.domainNames.get(domain);
-    if (d === undefined) {
-      d = domain;
-      this.domainNames.set(d, d);
+  /** Takes an ended job out of its message's chain. */
+  private unlink(row: number, job: number): void {
+    const first = this.index.firstJob(row);
+    if (first === job) return this.index.setFirstJob(row, this.scheduler.nextOf(job));
+    for (let j = first; j >= 0; j = this.scheduler.nextOf(j)) {
+      if (this.scheduler.nextOf(j) === job) return this.scheduler.link(j, this.scheduler.nextOf(job));
     }
-    return d;
   }
 
   /** Streams the queue directory through the loader worker; scheduling starts with the first batch. */
@@ -232,20 +233,25 @@ export class OutboundQueue {
     this.progress = { state: 'loading', startedAt, seen: 0, loaded: 0 };
     let lastLog = startedAt;
     let loaded = 0;
-    const worker = new Worker(LOADER_URL, { workerData: { dir: this.store.dir, startedAt } });
+    const worker = new Worker(LOADER_URL, { workerData: { dir: this.store.dir, openedAt: this.openedAt, salt: QUEUE_ID_SALT } });
     this.loader = worker;
-    const finish = (p: LoadProgress) => {
-      this.progress = p;
+    const finish = (p: LoadProgress | null) => {
+      if (p) this.progress = p;
       this.loader = null;
-      this.removedWhileLoading = new Set();
       void worker.terminate();
     };
     worker.on('message', (m: FromLoader) => {
       if (m.type === 'batch') {
-        const jobs: QueueJob[] = [];
-        for (const [id, arrivedAt, attempted, groups] of m.entries as LoadedEntry[]) {
-          if (this.entries.has(id) || this.intake.isUnreleased(id) || this.removedWhileLoading.has(id)) continue;
-          jobs.push(...this.add(id, arrivedAt, attempted, groups));
+        const jobs: number[] = [];
+        const v = m.entries;
+        let at = 0;
+        for (let n = 0; n < m.count; n++) {
+          const [time, tail, arrived, attempted, groups] = [v[at]!, v[at + 1]!, v[at + 2]!, v[at + 3]!, v[at + 4]!];
+          at += 5;
+          const id = Number.isNaN(time) ? m.odd[tail]! : decodeId(time, tail);
+          const pairs: [string, number][] = [];
+          for (let g = 0; g < groups; g++, at += 2) pairs.push([m.domains[v[at]!]!, v[at + 1]!]);
+          for (const job of this.add(id, arrived, attempted === 1, pairs)) jobs.push(job);
           loaded++;
         }
         this.scheduler.addMany(jobs);
@@ -258,87 +264,83 @@ export class OutboundQueue {
       } else if (m.type === 'done') {
         const ms = Date.now() - startedAt;
         finish({ state: 'loaded', startedAt, seen: m.seen, loaded, ms });
-        const fields = { entries: loaded, ms, quarantined: m.quarantined || undefined, removed: m.removed || undefined };
-        if (loaded || m.quarantined || m.removed) this.log.info('queue loaded', fields);
+        if (loaded || m.quarantined || m.removed) this.log.info('queue loaded', { entries: loaded, ms, quarantined: m.quarantined || undefined, removed: m.removed || undefined });
         if (m.quarantined) this.log.warn('unreadable queue entries moved to queue/corrupt/', { count: m.quarantined });
       } else {
-        finish({ state: 'failed', startedAt, error: '' });
+        finish(null);
         this.failed(startedAt, m);
       }
     });
     worker.on('error', (e) => {
       if (this.progress?.state !== 'loading') return;
-      finish({ state: 'failed', startedAt, error: '' });
+      finish(null);
       this.failed(startedAt, e);
     });
   }
 
-  private async attempt(job: QueueJob): Promise<void> {
-    const e = job.entry;
+  private async attempt(job: number): Promise<void> {
+    const row = this.scheduler.ownerOf(job);
+    const id = this.index.idOf(row);
     const ctx = this.ctx!();
     const t = ctx.transport;
     this.transportUse.set(t, (this.transportUse.get(t) ?? 0) + 1);
-    const wasActive = !e.attempted || e.running > 0;
-    e.running++;
-    if (!wasActive) this.active++;
+    this.index.jobStarted(row);
     let next: number | null = null;
     let entry: QueueEntry | null = null;
+    const open = this.acquire(id);
     try {
-      entry = await this.acquire(e.id);
-      if (entry) next = await this.deliver(job, entry, ctx);
-      else this.forget(e); // gone from disk (deleted, or moved to corrupt/)
+      entry = await open.entry;
+      if (entry) next = await this.deliver(job, open, entry, ctx);
+      else if (!open.deleted) this.drop(row, open); // gone from disk (deleted, or moved to corrupt/)
     } catch (err) {
-      this.log.error('delivery attempt failed', { id: e.id, error: err as Error });
+      this.log.error('delivery attempt failed', { id, error: err as Error });
       next = Date.now() + ctx.settings.minRetryDelayMs;
     }
     this.transportUse.set(t, (this.transportUse.get(t) ?? 1) - 1);
-    let live = this.entries.get(e.id) === e;
-    if (live) {
-      e.running--;
-      e.attempted = true;
-      if (e.running === 0) this.active--;
-    }
+    let live = !open.deleted && this.index.isLive(row);
+    if (live) this.index.jobEnded(row);
     // The last job of a message to finish settles it: bounce what failed, then remove it.
-    if (live && entry && e.running === 0 && !e.settling && !entry.recipients.some((r) => r.state === 'pending')) {
-      e.settling = true;
+    if (live && entry && this.index.running(row) === 0 && !this.index.settling(row) && !entry.recipients.some((r) => r.state === 'pending')) {
+      this.index.setSettling(row, true);
       try {
-        next = await this.settle(e, entry, ctx);
+        next = await this.settle(row, open, entry, ctx);
       } catch (err) {
-        this.log.error('finishing a delivered message failed', { id: e.id, error: err as Error });
+        this.log.error('finishing a delivered message failed', { id, error: err as Error });
         next = Date.now() + ctx.settings.minRetryDelayMs;
       } finally {
-        e.settling = false;
+        if (!open.deleted) this.index.setSettling(row, false);
       }
-      live = this.entries.get(e.id) === e;
+      live = !open.deleted && this.index.isLive(row);
     }
-    this.release(e.id);
+    this.release(id);
     if (!live) next = null;
-    if (next === null) e.jobs = e.jobs.filter((j) => j !== job);
+    if (next === null && live) this.unlink(row, job);
     this.scheduler.done(job, next);
     if (this.stopping && this.scheduler.running === 0) this.idle?.();
   }
 
   /** One job: its recipients at its destination. Returns when it is due again, or null when it is done. */
-  private async deliver(job: QueueJob, entry: QueueEntry, ctx: DeliveryContext): Promise<number | null> {
+  private async deliver(job: number, open: Open, entry: QueueEntry, ctx: DeliveryContext): Promise<number | null> {
     const s = ctx.settings;
-    const mine = entry.recipients.filter((r) => r.state === 'pending' && domainOf(r.address) === job.domain);
+    const domain = this.scheduler.destinationOf(job);
+    const mine = entry.recipients.filter((r) => r.state === 'pending' && domainOf(r.address) === domain);
     if (!mine.length) return null;
     const fail = (response: string) => mine.map((r): RecipientResult => ({ address: r.address, outcome: 'failed', response, remote: null }));
     if (ctx.transport !== this.holdsFor) {
       this.holds.clear(); // a new transport: new routes
       this.holdsFor = ctx.transport;
     }
-    const key = ctx.transport.kind === 'relay' ? '*' : job.domain;
+    const key = ctx.transport.kind === 'relay' ? '*' : domain;
     const hold = this.holds.get(key);
     if (Date.now() - entry.arrivedAt > s.maxLifetimeMs) {
-      await this.record(entry, fail(`4.4.7 delivery time expired; last error: ${mine[0]!.lastResponse ?? 'none'}`), ctx);
+      await this.record(open, entry, fail(`4.4.7 delivery time expired; last error: ${mine[0]!.lastResponse ?? 'none'}`), ctx);
     } else if (receivedCount(await this.store.readHeader(entry.id, entry.bodyOffset ?? 0)) > s.maxReceivedHeaders) {
-      await this.record(entry, fail(`5.4.6 mail loop: more than ${s.maxReceivedHeaders} Received headers`), ctx);
+      await this.record(open, entry, fail(`5.4.6 mail loop: more than ${s.maxReceivedHeaders} Received headers`), ctx);
     } else if (hold && hold.until > Date.now()) {
-      await this.record(entry, mine.map((r) => ({ address: r.address, outcome: 'deferred', response: `delivery temporarily suspended: ${hold.reason}`, remote: null })), ctx);
+      await this.record(open, entry, mine.map((r) => ({ address: r.address, outcome: 'deferred', response: `delivery temporarily suspended: ${hold.reason}`, remote: null })), ctx);
     } else {
       const started = performance.now();
-      const { reached } = await ctx.transport.send({ from: entry.sender, to: mine.map((r) => r.address) }, this.source(entry), (results) => this.record(entry, results, ctx));
+      const { reached } = await ctx.transport.send({ from: entry.sender, to: mine.map((r) => r.address) }, this.source(entry), (results) => this.record(open, entry, results, ctx));
       this.metrics.deliveryDuration.observe({ transport: ctx.transport.kind }, (performance.now() - started) / 1000);
       if (reached) this.holds.delete(key);
       else {
@@ -347,7 +349,7 @@ export class OutboundQueue {
         this.log.warn('destination unreachable: its messages wait for the retry', { destination: key === '*' ? 'relay' : key, reason });
       }
     }
-    if (!this.entries.has(entry.id)) return null; // deleted by an operator meanwhile
+    if (open.deleted) return null; // deleted by an operator meanwhile
     entry.attempts++;
     const still = mine.filter((r) => r.state === 'pending');
     let next: number | null = null;
@@ -361,7 +363,7 @@ export class OutboundQueue {
     }
     const pending = entry.recipients.filter((r) => r.state === 'pending');
     if (pending.length) entry.nextAttemptAt = pending.reduce((t, r) => Math.min(t, dueOf(r, entry)), Infinity);
-    await this.persist(entry);
+    await this.persist(open, entry);
     return next;
   }
 
@@ -369,15 +371,14 @@ export class OutboundQueue {
    * Nothing is pending any more: bounce what failed, then remove the entry. Returns when to try
    * again when the bounce could not be made durable yet (the entry stays), else null.
    */
-  private async settle(e: QueuedEntry, entry: QueueEntry, ctx: DeliveryContext): Promise<number | null> {
+  private async settle(row: number, open: Open, entry: QueueEntry, ctx: DeliveryContext): Promise<number | null> {
     if (!(await this.bounceIfNeeded(entry, ctx))) {
       entry.nextAttemptAt = Date.now() + ctx.settings.minRetryDelayMs;
-      await this.persist(entry);
+      await this.persist(open, entry);
       return entry.nextAttemptAt;
     }
-    for (const j of e.jobs) this.scheduler.remove(j);
     await this.writes.get(entry.id)?.catch(() => {});
-    this.forget(e);
+    this.drop(row, open);
     await this.store.remove(entry.id);
     return null;
   }
@@ -390,14 +391,14 @@ export class OutboundQueue {
   }
 
   /** The entry's state from disk, shared by every job of it running now. */
-  private acquire(id: string): Promise<QueueEntry | null> {
+  private acquire(id: string): Open {
     let w = this.window.get(id);
     if (!w) {
-      w = { entry: this.store.read(id), refs: 0 };
+      w = { entry: this.store.read(id), refs: 0, deleted: false };
       this.window.set(id, w);
     }
     w.refs++;
-    return w.entry;
+    return w;
   }
 
   private release(id: string): void {
@@ -406,8 +407,8 @@ export class OutboundQueue {
   }
 
   /** Applies results and makes them durable before anything else happens. */
-  private async record(entry: QueueEntry, results: readonly RecipientResult[], ctx: DeliveryContext): Promise<void> {
-    if (!this.entries.has(entry.id)) return;
+  private async record(open: Open, entry: QueueEntry, results: readonly RecipientResult[], ctx: DeliveryContext): Promise<void> {
+    if (open.deleted) return;
     const now = Date.now();
     for (const res of results) {
       const r = entry.recipients.find((x) => x.address === res.address && x.state === 'pending');
@@ -423,13 +424,13 @@ export class OutboundQueue {
       this.log.info(`recipient ${res.outcome}`, { id: entry.id, transport: ctx.transport.kind, remote: res.remote ?? undefined, response: res.response });
     }
     entry.lastError = results.find((x) => x.outcome !== 'delivered')?.response ?? entry.lastError;
-    await this.persist(entry);
+    await this.persist(open, entry);
   }
 
   /** Updates of one entry are written in order (its jobs and transports report concurrently). */
-  private persist(entry: QueueEntry): Promise<void> {
+  private persist(open: Open, entry: QueueEntry): Promise<void> {
     const prev = this.writes.get(entry.id) ?? Promise.resolve();
-    const next = prev.catch(() => {}).then(() => (this.entries.has(entry.id) ? this.store.update(entry) : undefined));
+    const next = prev.catch(() => {}).then(() => (open.deleted ? undefined : this.store.update(entry)));
     this.writes.set(entry.id, next);
     void next
       .finally(() => {

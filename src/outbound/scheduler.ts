@@ -1,28 +1,12 @@
 // When each queued delivery runs. A job is one message's recipients at one destination (a
-// recipient domain). Jobs wait in their destination's heap, ordered by due time; destinations
-// with a free slot wait in one heap ordered by their earliest job. Starting, finishing, adding
-// or removing a job costs O(log n); nothing ever walks all jobs. At most `total` jobs run at
-// once, and at most `perDestination` for one destination, so that a slow or dead domain cannot
-// take the slots of the others.
-
+// recipient domain); jobs are rows of a table in typed arrays (no object per job, so a million
+// queued messages cost the garbage collector nothing). Jobs wait in their destination's heap,
+// ordered by due time; destinations with a free slot wait in one heap ordered by their earliest
+// job. Starting, finishing, adding or removing a job costs O(log n); nothing ever walks all
+// jobs. At most `total` jobs run at once, and at most `perDestination` for one destination, so
+// that a slow or dead domain cannot take the slots of the others.
 import { Heap } from './heap.js';
-
-export interface Job {
-  readonly domain: string;
-  /** when it may run (ms since the epoch) */
-  due: number;
-  /** index in its destination's heap; -1 when not in it */
-  hpos: number;
-  running: boolean;
-}
-
-interface Destination<J extends Job> {
-  readonly key: string;
-  readonly waiting: Heap<J>;
-  running: number;
-  /** index in the heap of destinations with a free slot; -1 when not in it */
-  rpos: number;
-}
+import { IntHeap, type Positions } from './int-heap.js';
 
 export interface Limits {
   readonly total: number;
@@ -30,16 +14,42 @@ export interface Limits {
   readonly perDestination: number;
 }
 
+interface Destination {
+  readonly name: string;
+  readonly index: number;
+  readonly waiting: IntHeap;
+  running: number;
+  /** jobs created for it and not yet in line: they hold its index, so it is kept */
+  fresh: number;
+  /** index in the heap of destinations with a free slot; -1 when not in it */
+  rpos: number;
+}
+
+const RUNNING = 1;
+const LIVE = 2;
+const FRESH = 4;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-export class Scheduler<J extends Job> {
-  private readonly dests = new Map<string, Destination<J>>();
-  private readonly ready = new Heap<Destination<J>>((a, b) => a.waiting.peek()!.due < b.waiting.peek()!.due, {
+export class Scheduler {
+  // the job table: one row per job
+  private dest = new Int32Array(1024);
+  private owner = new Int32Array(1024);
+  private sibling = new Int32Array(1024);
+  private due = new Float64Array(1024);
+  private flags = new Uint8Array(1024);
+  private readonly positions: Positions = { pos: new Int32Array(1024) };
+  private freeRows: number[] = [];
+  private rows = 0;
+
+  private readonly dests = new Map<string, Destination>();
+  private readonly destByIndex: (Destination | null)[] = [];
+  private readonly freeDests: number[] = [];
+  private readonly ready = new Heap<Destination>((a, b) => a.waiting.peekKey() < b.waiting.peekKey(), {
     get: (d) => d.rpos,
     set: (d, i) => (d.rpos = i),
   });
   /** destinations at their limit (re-examined when the limit grows) */
-  private readonly full = new Set<Destination<J>>();
+  private readonly full = new Set<Destination>();
   private limits: Limits = { total: 20, perDestination: 5 };
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
@@ -50,7 +60,7 @@ export class Scheduler<J extends Job> {
   running = 0;
 
   constructor(
-    private readonly run: (job: J) => void,
+    private readonly run: (job: number) => void,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -58,66 +68,99 @@ export class Scheduler<J extends Job> {
     return this.dests.size;
   }
 
+  /** A new job for `owner` (a row of the caller's own table) at `destination`, not yet in line. */
+  create(owner: number, destination: string, due: number): number {
+    const job = this.freeRows.pop() ?? this.newRow();
+    const d = this.destination(destination);
+    d.fresh++;
+    this.dest[job] = d.index;
+    this.owner[job] = owner;
+    this.sibling[job] = -1;
+    this.due[job] = due;
+    this.flags[job] = LIVE | FRESH;
+    this.positions.pos[job] = -1;
+    this.size++;
+    return job;
+  }
+
+  ownerOf(job: number): number {
+    return this.owner[job]!;
+  }
+
+  destinationOf(job: number): string {
+    return this.destByIndex[this.dest[job]!]!.name;
+  }
+
+  dueOf(job: number): number {
+    return this.due[job]!;
+  }
+
+  isRunning(job: number): boolean {
+    return (this.flags[job]! & RUNNING) !== 0;
+  }
+
+  /** The caller's chain of an owner's jobs: the next one after `job` (-1 at the end). */
+  nextOf(job: number): number {
+    return this.sibling[job]!;
+  }
+
+  link(job: number, next: number): void {
+    this.sibling[job] = next;
+  }
+
   setLimits(limits: Limits): void {
     const grew = limits.perDestination > this.limits.perDestination;
+    const shrank = limits.perDestination < this.limits.perDestination;
     this.limits = limits;
     if (grew) for (const d of [...this.full]) this.refresh(d);
-    else for (const d of this.dests.values()) this.refresh(d);
+    if (shrank) for (const d of this.dests.values()) this.refresh(d);
     this.pump();
   }
 
-  add(job: J): void {
+  add(job: number): void {
     this.insert(job);
     this.pump();
   }
 
-  /** Adds jobs, then starts what is due (the earliest first, whatever the order given). */
-  addMany(jobs: Iterable<J>): void {
+  /** Puts jobs in line, then starts what is due (the earliest first, whatever the order given). */
+  addMany(jobs: Iterable<number>): void {
     for (const job of jobs) this.insert(job);
     this.pump();
   }
 
-  private insert(job: J): void {
-    const d = this.dest(job.domain);
-    job.running = false;
-    d.waiting.push(job);
-    this.size++;
+  /** Ends a job that is waiting (a deleted message); a running one ends through done(). */
+  remove(job: number): void {
+    if (!(this.flags[job]! & LIVE) || this.flags[job]! & RUNNING) return;
+    const d = this.destByIndex[this.dest[job]!]!;
+    if (this.flags[job]! & FRESH) d.fresh--;
+    d.waiting.remove(job);
+    this.release(job);
     this.refresh(d);
   }
 
-  /** Takes a waiting job out (a deleted message); a running one leaves through done(). */
-  remove(job: J): void {
-    if (job.running) return;
-    const d = this.dests.get(job.domain);
-    if (!d || !d.waiting.remove(job)) return;
-    this.size--;
-    this.refresh(d);
-  }
-
-  /** A running job finished: back in line at nextDue, or gone (null). */
-  done(job: J, nextDue: number | null): void {
-    const d = this.dests.get(job.domain)!;
-    job.running = false;
+  /** A running job finished: back in line at nextDue, or ended (null: its row is freed). */
+  done(job: number, nextDue: number | null): void {
+    const d = this.destByIndex[this.dest[job]!]!;
+    this.flags[job] = this.flags[job]! & ~RUNNING;
     this.running--;
     d.running--;
-    if (nextDue === null) this.size--;
+    if (nextDue === null) this.release(job);
     else {
-      job.due = nextDue;
-      d.waiting.push(job);
+      this.due[job] = nextDue;
+      d.waiting.push(job, nextDue);
     }
     this.refresh(d);
     this.pump();
   }
 
   /** Makes waiting jobs due now (an operator's retry). */
-  expedite(jobs: Iterable<J>): void {
+  expedite(jobs: Iterable<number>): void {
     const now = this.now();
     for (const job of jobs) {
-      if (job.running || job.due <= now) continue;
-      job.due = now;
-      const d = this.dests.get(job.domain);
-      if (!d) continue;
-      d.waiting.update(job);
+      if (!(this.flags[job]! & LIVE) || this.flags[job]! & RUNNING || this.due[job]! <= now) continue;
+      this.due[job] = now;
+      const d = this.destByIndex[this.dest[job]!]!;
+      d.waiting.update(job, now);
       this.refresh(d);
     }
     this.pump();
@@ -137,9 +180,9 @@ export class Scheduler<J extends Job> {
       const now = this.now();
       while (this.running < this.limits.total) {
         const d = this.ready.peek();
-        if (!d || d.waiting.peek()!.due > now) break;
-        const job = d.waiting.pop()!;
-        job.running = true;
+        if (!d || d.waiting.peekKey() > now) break;
+        const job = d.waiting.pop();
+        this.flags[job] = this.flags[job]! | RUNNING;
         d.running++;
         this.running++;
         this.refresh(d);
@@ -151,10 +194,25 @@ export class Scheduler<J extends Job> {
     }
   }
 
+  private insert(job: number): void {
+    const d = this.destByIndex[this.dest[job]!]!;
+    if (this.flags[job]! & FRESH) d.fresh--;
+    this.flags[job] = LIVE;
+    d.waiting.push(job, this.due[job]!);
+    this.refresh(d);
+  }
+
+  private release(job: number): void {
+    this.flags[job] = 0;
+    this.size--;
+    this.freeRows.push(job);
+  }
+
   private arm(now: number): void {
-    const next = this.running < this.limits.total ? this.ready.peek()?.waiting.peek()?.due : undefined;
-    if (next === undefined || next <= now) {
-      if (next !== undefined) setImmediate(() => this.pump());
+    const next = this.running < this.limits.total ? this.ready.peek()?.waiting.peekKey() : undefined;
+    if (next === undefined) return;
+    if (next <= now) {
+      setImmediate(() => this.pump());
       return;
     }
     if (this.timer && this.timerAt <= next) return;
@@ -168,23 +226,48 @@ export class Scheduler<J extends Job> {
     this.timer.unref();
   }
 
-  private dest(key: string): Destination<J> {
-    let d = this.dests.get(key);
+  private newRow(): number {
+    const row = this.rows++;
+    if (row === this.flags.length) {
+      const n = this.flags.length * 2;
+      this.dest = grow(this.dest, new Int32Array(n));
+      this.owner = grow(this.owner, new Int32Array(n));
+      this.sibling = grow(this.sibling, new Int32Array(n));
+      this.due = grow(this.due, new Float64Array(n));
+      this.flags = grow(this.flags, new Uint8Array(n));
+      this.positions.pos = grow(this.positions.pos, new Int32Array(n));
+    }
+    return row;
+  }
+
+  private destination(name: string): Destination {
+    let d = this.dests.get(name);
     if (!d) {
-      d = { key, waiting: new Heap<J>((a, b) => a.due < b.due, { get: (j) => j.hpos, set: (j, i) => (j.hpos = i) }), running: 0, rpos: -1 };
-      this.dests.set(key, d);
+      const index = this.freeDests.pop() ?? this.destByIndex.length;
+      d = { name, index, waiting: new IntHeap(this.positions), running: 0, fresh: 0, rpos: -1 };
+      this.dests.set(name, d);
+      this.destByIndex[index] = d;
     }
     return d;
   }
 
   /** Puts a destination where it belongs: in line for a slot, at its limit, or forgotten. */
-  private refresh(d: Destination<J>): void {
+  private refresh(d: Destination): void {
     const hasWork = d.waiting.size > 0;
     const atLimit = d.running >= this.limits.perDestination;
     if (hasWork && !atLimit) this.ready.update(d);
     else this.ready.remove(d);
     if (hasWork && atLimit) this.full.add(d);
     else this.full.delete(d);
-    if (!hasWork && d.running === 0) this.dests.delete(d.key);
+    if (!hasWork && d.running === 0 && d.fresh === 0 && this.dests.get(d.name) === d) {
+      this.dests.delete(d.name);
+      this.destByIndex[d.index] = null;
+      this.freeDests.push(d.index);
+    }
   }
+}
+
+function grow<T extends Int32Array | Float64Array | Uint8Array>(old: T, bigger: T): T {
+  bigger.set(old as never);
+  return bigger;
 }

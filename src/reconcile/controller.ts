@@ -86,6 +86,7 @@ export class Controller {
   async start(): Promise<ReloadResult> {
     const r = await this.reconcile('startup');
     if (r.outcome !== 'applied') throw new StartupError(r);
+    this.eventLoop.reset(); // what counts is the loop while serving, not the start-up before it
     return r;
   }
 

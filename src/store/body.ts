@@ -56,6 +56,46 @@ export class LineCheck {
 
   /** The chunk with every bare CR and bare LF turned into CRLF (the chunk itself when it had none). */
   normalize(chunk: Buffer): Buffer {
+    return this.wellFormed(chunk) ? chunk : this.rewrite(chunk);
+  }
+
+  /**
+   * The common case, found with native searches instead of a look at every byte: every LF
+   * follows a CR and every CR precedes an LF. Measures the lines on the way; false (and nothing
+   * measured) when the chunk needs rewriting.
+   */
+  private wellFormed(chunk: Buffer): boolean {
+    const n = chunk.length;
+    if (!n || (this.pendingCR && chunk[0] !== LF)) return false;
+    let crs = 0;
+    for (let i = chunk.indexOf(CR); i !== -1; i = chunk.indexOf(CR, i + 1)) {
+      if (i + 1 < n && chunk[i + 1] !== LF) return false;
+      crs++;
+    }
+    let line = this.lineLength;
+    let longest = this.longest;
+    let from = 0; // start of the current line in this chunk
+    let pairs = 0;
+    for (let i = chunk.indexOf(LF); i !== -1; i = chunk.indexOf(LF, i + 1)) {
+      if (i === 0 ? !this.pendingCR : chunk[i - 1] !== CR) return false;
+      if (i > 0) pairs++;
+      const len = line + Math.max(0, i - 1 - from);
+      if (len > longest) longest = len;
+      line = 0;
+      from = i + 1;
+    }
+    const trailingCR = chunk[n - 1] === CR;
+    if (pairs + (trailingCR ? 1 : 0) !== crs) return false;
+    line += n - from - (trailingCR ? 1 : 0);
+    if (line > longest) longest = line;
+    this.pendingCR = trailingCR;
+    this.lineLength = line;
+    this.longest = longest;
+    return true;
+  }
+
+  /** Byte by byte, for a chunk with a bare CR or LF (rare). */
+  private rewrite(chunk: Buffer): Buffer {
     let parts: Buffer[] | null = null;
     let from = 0;
     let line = this.lineLength;

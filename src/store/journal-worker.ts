@@ -320,7 +320,7 @@ parentPort!.on('message', (m: ToWorker) => {
 
 /** Recovery first; only then are batches written. */
 async function start(): Promise<void> {
-  useSyncfs = await new Promise<boolean>((resolve) => syncfsHelper.sync((err) => resolve(!err)));
+  useSyncfs = await new Promise<boolean>((resolve) => syncfsHelper.probe((err) => resolve(!err)));
   fsyncEach = !useSyncfs;
   if (!useSyncfs) syncfsHelper.close();
   const sync = useSyncfs ? () => new Promise<Error | null>((resolve) => syncfsHelper.sync(resolve)) : null;

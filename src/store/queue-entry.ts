@@ -37,7 +37,9 @@ export interface QueueEntry {
 }
 
 // Unique without a random draw per message: time, a per-process salt, a counter.
-const SALT = randomBytes(3).toString('hex');
+/** This process's salt (what tells its own queue ids from those of earlier runs). */
+export const QUEUE_ID_SALT = randomBytes(3).toString('hex');
+const SALT = QUEUE_ID_SALT;
 let sequence = 0;
 
 export function newQueueId(now = Date.now()): string {

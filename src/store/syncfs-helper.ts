@@ -6,7 +6,8 @@
 // happens when the server dies.
 import { spawn, type ChildProcess } from 'node:child_process';
 
-const SCRIPT = 'while read -r _; do sync -f "$1"; echo $?; done';
+// an empty line syncs the data dir's file system; a path, that path's (the probe uses /proc)
+const SCRIPT = 'while read -r target; do sync -f "${target:-$1}"; echo $?; done';
 
 export class SyncfsHelper {
   private child: ChildProcess | null = null;
@@ -22,6 +23,17 @@ export class SyncfsHelper {
     this.child ??= this.start();
     this.waiting.push(done);
     this.child.stdin!.write('\n');
+  }
+
+  /**
+   * Whether `sync -f` works here, without flushing anything: syncfs of /proc has nothing to write
+   * (a probe on the data dir would wait for every dirty page of its file system, other
+   * processes' included).
+   */
+  probe(done: (err: Error | null) => void): void {
+    this.child ??= this.start();
+    this.waiting.push(done);
+    this.child.stdin!.write('/proc\n');
   }
 
   close(): void {
