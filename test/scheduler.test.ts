@@ -1,10 +1,13 @@
-// The queue's scheduling, in process: the heap keeps order under any mix of operations, jobs run
-// in due order, and the limits hold — overall and per destination, so that a destination with a
-// backlog (slow or dead) never takes the slots of another.
+// The queue's scheduling, in process: the heaps keep order under any mix of operations, queue ids
+// survive their compact form, jobs run in due order, and the limits hold — overall and per
+// destination, so that a destination with a backlog (slow or dead) never takes the slots of
+// another.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Heap } from '../src/outbound/heap.js';
 import { IntHeap } from '../src/outbound/int-heap.js';
+import { decodeId, encodeId, QueueIndex } from '../src/outbound/queue-index.js';
+import { newQueueId } from '../src/store/queue-entry.js';
 import { Scheduler } from '../src/outbound/scheduler.js';
 
 interface Item {
@@ -195,4 +198,38 @@ test('200,000 jobs: every one runs exactly once, in due order per destination; r
   const again = h.job('x.example');
   assert.ok(again < total);
   h.s.stop();
+});
+
+test('queue ids round-trip through their two numbers; other ids are kept as they are', () => {
+  const r = rng(77);
+  for (let i = 0; i < 2000; i++) {
+    const id = newQueueId(Math.floor(r() * 4e12));
+    const key = encodeId(id)!;
+    assert.ok(key, id);
+    assert.equal(decodeId(key[0], key[1]), id);
+  }
+  assert.equal(encodeId('0000000000abcdef0001'), null, 'twenty characters: not of the standard form');
+  assert.equal(encodeId('../../etc/passwd'), null);
+  const index = new QueueIndex();
+  const odd = index.add('0000000000abcdef0001', 5, true);
+  const std = index.add(newQueueId(1_800_000_000_000), 3, false);
+  assert.equal(index.idOf(odd), '0000000000abcdef0001');
+  assert.equal(index.find('0000000000abcdef0001'), odd);
+  assert.equal(index.find(index.idOf(std)), std);
+  assert.equal(index.find(newQueueId()), -1);
+  assert.equal(index.oldest(), 3);
+  // active: never attempted, or a job running; deferred otherwise
+  assert.equal(index.active, 1);
+  index.jobStarted(odd);
+  assert.equal(index.active, 2);
+  index.jobEnded(odd);
+  index.jobStarted(std);
+  index.jobEnded(std);
+  assert.equal(index.active, 0, 'both attempted, nothing running');
+  index.remove(std);
+  assert.equal(index.size, 1);
+  assert.equal(index.oldest(), 5);
+  assert.equal(index.find(index.idOf(odd)), odd);
+  index.reserve(100_000); // room made ahead: rows keep their data
+  assert.equal(index.idOf(odd), '0000000000abcdef0001');
 });

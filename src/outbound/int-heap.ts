@@ -60,12 +60,21 @@ export class IntHeap {
     this.down(this.positions.pos[row]!);
   }
 
+  /** Makes room for n rows at once (a known count: no copy as they come). */
+  reserve(n: number): void {
+    if (n > this.rows.length) this.resize(n);
+  }
+
   private grow(): void {
-    const rows = new Int32Array(this.rows.length * 2);
-    rows.set(this.rows);
+    this.resize(this.rows.length * 2);
+  }
+
+  private resize(n: number): void {
+    const rows = new Int32Array(n);
+    rows.set(this.rows.subarray(0, this.size));
     this.rows = rows;
-    const keys = new Float64Array(this.keys.length * 2);
-    keys.set(this.keys);
+    const keys = new Float64Array(n);
+    keys.set(this.keys.subarray(0, this.size));
     this.keys = keys;
   }
 

@@ -42,15 +42,18 @@ export class QueueIndex {
   active = 0;
 
   add(id: string, arrived: number, attempted: boolean): number {
-    const row = this.freeRows.pop() ?? this.newRow();
     const key = encodeId(id);
-    if (key) {
-      this.time[row] = key[0];
-      this.tail[row] = key[1];
-    } else {
-      this.time[row] = NaN;
-      this.odd.set(row, id);
-    }
+    if (key) return this.addKeyed(key[0], key[1], arrived, attempted);
+    const row = this.addKeyed(NaN, 0, arrived, attempted);
+    this.odd.set(row, id);
+    return row;
+  }
+
+  /** add() for an id already in its two numbers (what the loader sends; NaN time: an odd id, set by the caller). */
+  addKeyed(time: number, tail: number, arrived: number, attempted: boolean): number {
+    const row = this.freeRows.pop() ?? this.newRow();
+    this.time[row] = time;
+    this.tail[row] = tail;
     this.runningJobs[row] = 0;
     this.flags[row] = LIVE | (attempted ? ATTEMPTED : 0);
     this.first[row] = -1;
@@ -141,21 +144,29 @@ export class QueueIndex {
     return !(this.flags[row]! & ATTEMPTED) || this.runningJobs[row]! > 0;
   }
 
+  /** Makes room for n more rows at once (a count known ahead: no copying as they come). */
+  reserve(n: number): void {
+    this.growTo(this.rows + n);
+    this.arrivals.reserve(this.rows + n);
+  }
+
   private newRow(): number {
     const row = this.rows++;
-    if (row === this.flags.length) {
-      const n = this.flags.length * 2;
-      const grow = <T extends Float64Array | Int32Array | Uint16Array | Uint8Array>(old: T, bigger: T): T => {
-        bigger.set(old as never);
-        return bigger;
-      };
-      this.time = grow(this.time, new Float64Array(n));
-      this.tail = grow(this.tail, new Float64Array(n));
-      this.runningJobs = grow(this.runningJobs, new Uint16Array(n));
-      this.flags = grow(this.flags, new Uint8Array(n));
-      this.first = grow(this.first, new Int32Array(n));
-      this.positions.pos = grow(this.positions.pos, new Int32Array(n));
-    }
+    if (row === this.flags.length) this.growTo(this.flags.length * 2);
     return row;
+  }
+
+  private growTo(n: number): void {
+    if (n <= this.flags.length) return;
+    const grow = <T extends Float64Array | Int32Array | Uint16Array | Uint8Array>(old: T, bigger: T): T => {
+      bigger.set(old as never);
+      return bigger;
+    };
+    this.time = grow(this.time, new Float64Array(n));
+    this.tail = grow(this.tail, new Float64Array(n));
+    this.runningJobs = grow(this.runningJobs, new Uint16Array(n));
+    this.flags = grow(this.flags, new Uint8Array(n));
+    this.first = grow(this.first, new Int32Array(n));
+    this.positions.pos = grow(this.positions.pos, new Int32Array(n));
   }
 }

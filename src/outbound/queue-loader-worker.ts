@@ -19,22 +19,40 @@ import { encodeId } from './queue-index.js';
  * an index into `odd`.
  */
 export type FromLoader =
+  /** how many entries the directory holds (counted first: the tables are sized once) */
+  | { type: 'count'; entries: number }
   | { type: 'batch'; entries: Float64Array; count: number; domains: string[]; odd: string[]; seen: number }
   | { type: 'done'; seen: number; quarantined: number; removed: number }
   | { type: 'failed'; message: string; code?: string };
-export type ToLoader = { type: 'more' };
+/** The next batch may go; `size`: how many entries the main thread wants in the batches after it. */
+export type ToLoader = { type: 'more'; size: number };
 
-const BATCH = 512;
-const IN_FLIGHT = 2;
+// Small batches first (the main thread's code is not compiled yet: a big batch then would
+// stall it); then the size the main thread asks for, which it sets from how long a batch took
+// it. One batch at a time is with the main thread, one handled per turn of its loop (messages
+// that wait together are handled together); the worker reads ahead by up to READ_AHEAD batches.
+const FIRST_BATCH = 16;
+const READ_AHEAD = 2;
 
 const { dir, openedAt, salt } = workerData as { dir: string; openedAt: number; salt: string };
-let credit = IN_FLIGHT;
+const ready: FromLoader[] = [];
+let withMain = false;
 let resume: (() => void) | null = null;
-parentPort!.on('message', () => {
-  credit++;
+let wanted = FIRST_BATCH;
+parentPort!.on('message', (m: ToLoader) => {
+  wanted = m.size;
+  withMain = false;
+  flush();
   resume?.();
   resume = null;
 });
+
+function flush(): void {
+  if (withMain || !ready.length) return;
+  const msg = ready.shift()!;
+  withMain = true;
+  parentPort!.postMessage(msg, msg.type === 'batch' ? [msg.entries.buffer as ArrayBuffer] : []);
+}
 
 class Batch {
   values: number[] = [];
@@ -58,11 +76,15 @@ class Batch {
 }
 
 async function send(b: Batch, seen: number): Promise<void> {
-  while (credit <= 0) await new Promise<void>((r) => (resume = r));
-  credit--;
-  const entries = Float64Array.from(b.values);
-  const msg: FromLoader = { type: 'batch', entries, count: b.count, domains: [...b.domains.keys()], odd: b.odd, seen };
-  parentPort!.postMessage(msg, [entries.buffer]);
+  ready.push({ type: 'batch', entries: Float64Array.from(b.values), count: b.count, domains: [...b.domains.keys()], odd: b.odd, seen });
+  flush();
+  while (ready.length >= READ_AHEAD) await new Promise<void>((r) => (resume = r));
+}
+
+/** The last message, once every batch before it was taken. */
+async function finish(msg: FromLoader): Promise<void> {
+  while (ready.length || withMain) await new Promise<void>((r) => (resume = r));
+  parentPort!.postMessage(msg);
 }
 
 function quarantine(id: string): void {
@@ -93,8 +115,17 @@ function ours(id: string): boolean {
 async function main(): Promise<void> {
   let removed = 0;
   for (const f of readdirSync(join(dir, 'tmp'))) if (remove(join(dir, 'tmp', f))) removed++; // never acknowledged
+  let count = 0;
+  const counting = opendirSync(dir, { bufferSize: 1024 });
+  try {
+    for (let e = counting.readSync(); e !== null; e = counting.readSync()) if (e.name.endsWith('.json')) count++;
+  } finally {
+    counting.closeSync();
+  }
+  parentPort!.postMessage({ type: 'count', entries: count } satisfies FromLoader);
   const d = opendirSync(dir, { bufferSize: 256 });
   let batch = new Batch();
+  let size = FIRST_BATCH;
   let seen = 0;
   let quarantined = 0;
   try {
@@ -116,9 +147,10 @@ async function main(): Promise<void> {
           continue;
         }
         batch.add(id, entry);
-        if (batch.count >= BATCH) {
+        if (batch.count >= size) {
           await send(batch, seen);
           batch = new Batch();
+          size = wanted;
         }
       } else if (/\.json\.[0-9a-f]+$/.test(name)) {
         if (remove(join(dir, name))) removed++; // an update cut short: the entry's .json is whole
@@ -132,7 +164,7 @@ async function main(): Promise<void> {
     d.closeSync();
   }
   if (batch.count) await send(batch, seen);
-  parentPort!.postMessage({ type: 'done', seen, quarantined, removed } satisfies FromLoader);
+  await finish({ type: 'done', seen, quarantined, removed });
 }
 
 main().catch((e: NodeJS.ErrnoException) => parentPort!.postMessage({ type: 'failed', message: e.message, code: e.code } satisfies FromLoader));

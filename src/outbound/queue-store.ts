@@ -87,20 +87,22 @@ export class QueueStore {
   async readHeader(id: string, offset: number): Promise<string> {
     const fh = await fs.open(this.messagePath(id), 'r');
     try {
-      const parts: Buffer[] = [];
+      let buf = Buffer.allocUnsafe(HEADER_CHUNK);
       let total = 0;
       for (;;) {
-        const buf = Buffer.allocUnsafe(HEADER_CHUNK);
-        const { bytesRead } = await fh.read(buf, 0, HEADER_CHUNK, offset + total);
+        if (total === buf.length) {
+          if (total >= HEADER_LIMIT) break;
+          const bigger = Buffer.allocUnsafe(Math.min(HEADER_LIMIT, buf.length * 2));
+          buf.copy(bigger, 0, 0, total);
+          buf = bigger;
+        }
+        const { bytesRead } = await fh.read(buf, total, buf.length - total, offset + total);
         if (!bytesRead) break;
-        parts.push(buf.subarray(0, bytesRead));
         total += bytesRead;
-        const text = Buffer.concat(parts).toString('latin1');
-        const end = text.search(/\r?\n\r?\n/);
-        if (end >= 0) return text.slice(0, end).replace(/\r?\n/g, '\r\n');
-        if (total >= HEADER_LIMIT) return text.slice(0, HEADER_LIMIT).replace(/\r?\n/g, '\r\n');
+        const end = headerEnd(buf, total);
+        if (end >= 0) return crlf(buf.toString('latin1', 0, end));
       }
-      return Buffer.concat(parts).toString('latin1').replace(/\r?\n/g, '\r\n');
+      return crlf(buf.toString('latin1', 0, total));
     } finally {
       await fh.close();
     }
@@ -110,6 +112,16 @@ export class QueueStore {
     return (await fs.readdir(this.dir)).filter((f) => f.endsWith('.json')).length;
   }
 }
+
+/** Where the header block ends (the empty line), or -1 when it is not in the first n bytes yet. */
+function headerEnd(buf: Buffer, n: number): number {
+  const view = buf.subarray(0, n);
+  const a = view.indexOf('\r\n\r\n');
+  const b = view.indexOf('\n\n');
+  return a < 0 ? b : b < 0 ? a : Math.min(a, b);
+}
+
+const crlf = (text: string) => text.replace(/\r?\n/g, '\r\n');
 
 function ignoreMissing(e: NodeJS.ErrnoException): void {
   if (e.code !== 'ENOENT') throw e;

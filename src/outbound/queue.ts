@@ -19,8 +19,8 @@ import type { Intake } from '../store/intake.js';
 import { newQueueId, QUEUE_ID_SALT, type QueueEntry } from '../store/queue-entry.js';
 import { buildBounce, receivedCount } from './bounce.js';
 import { domainOf, dueOf, pendingGroups } from './queue-entries.js';
-import { decodeId, QueueIndex } from './queue-index.js';
-import type { FromLoader } from './queue-loader-worker.js';
+import { QueueIndex } from './queue-index.js';
+import type { FromLoader, ToLoader } from './queue-loader-worker.js';
 import type { QueueStore } from './queue-store.js';
 import { takeRequests, type QueueRequest } from './requests.js';
 import { Scheduler } from './scheduler.js';
@@ -55,6 +55,8 @@ interface Open {
 
 const REQUEST_POLL_MS = 300;
 const PROGRESS_LOG_MS = 5000;
+/** How long one batch of the loader may hold the event loop. */
+const BATCH_MS = 2;
 /** A queue still loading after this long no longer holds back readiness (mail intake needs none of it). */
 const READY_WHILE_LOADING_AFTER_MS = 2000;
 const LOADER_URL = new URL(`./queue-loader-worker.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url);
@@ -205,7 +207,11 @@ export class OutboundQueue {
     const row = this.index.add(id, arrivedAt, attempted);
     const jobs: number[] = [];
     for (const [domain, due] of groups) jobs.push(this.scheduler.create(row, domain, due));
-    // nothing pending (a crash after the last result, before the bounce or the removal): one job settles it
+    return this.chain(row, jobs);
+  }
+
+  /** Links a message's jobs; nothing pending (a crash after its last result) gets one job that settles it. */
+  private chain(row: number, jobs: number[]): number[] {
     if (!jobs.length) jobs.push(this.scheduler.create(row, '', 0));
     for (let i = 0; i < jobs.length - 1; i++) this.scheduler.link(jobs[i]!, jobs[i + 1]!);
     this.index.setFirstJob(row, jobs[0]!);
@@ -233,6 +239,7 @@ export class OutboundQueue {
     this.progress = { state: 'loading', startedAt, seen: 0, loaded: 0 };
     let lastLog = startedAt;
     let loaded = 0;
+    let batchSize = 16;
     const worker = new Worker(LOADER_URL, { workerData: { dir: this.store.dir, openedAt: this.openedAt, salt: QUEUE_ID_SALT } });
     this.loader = worker;
     const finish = (p: LoadProgress | null) => {
@@ -241,22 +248,32 @@ export class OutboundQueue {
       void worker.terminate();
     };
     worker.on('message', (m: FromLoader) => {
-      if (m.type === 'batch') {
+      if (m.type === 'count') {
+        this.index.reserve(m.entries);
+        this.scheduler.reserve(m.entries);
+      } else if (m.type === 'batch') {
+        // no string or object per entry: ids stay numbers (see QueueIndex)
+        const t0 = performance.now();
         const jobs: number[] = [];
         const v = m.entries;
         let at = 0;
         for (let n = 0; n < m.count; n++) {
-          const [time, tail, arrived, attempted, groups] = [v[at]!, v[at + 1]!, v[at + 2]!, v[at + 3]!, v[at + 4]!];
+          const time = v[at]!;
+          const tail = v[at + 1]!;
+          const row = Number.isNaN(time) ? this.index.add(m.odd[tail]!, v[at + 2]!, v[at + 3] === 1) : this.index.addKeyed(time, tail, v[at + 2]!, v[at + 3] === 1);
+          const groups = v[at + 4]!;
           at += 5;
-          const id = Number.isNaN(time) ? m.odd[tail]! : decodeId(time, tail);
-          const pairs: [string, number][] = [];
-          for (let g = 0; g < groups; g++, at += 2) pairs.push([m.domains[v[at]!]!, v[at + 1]!]);
-          for (const job of this.add(id, arrived, attempted === 1, pairs)) jobs.push(job);
+          const mine: number[] = [];
+          for (let g = 0; g < groups; g++, at += 2) mine.push(this.scheduler.create(row, m.domains[v[at]!]!, v[at + 1]!));
+          for (const job of this.chain(row, mine)) jobs.push(job);
           loaded++;
         }
         this.scheduler.addMany(jobs);
         this.progress = { state: 'loading', startedAt, seen: m.seen, loaded };
-        worker.postMessage({ type: 'more' });
+        // batches sized to take about BATCH_MS of the loop each, whatever the machine
+        const took = Math.max(0.05, performance.now() - t0);
+        batchSize = Math.max(16, Math.min(2048, Math.round((m.count * BATCH_MS) / took)));
+        worker.postMessage({ type: 'more', size: batchSize } satisfies ToLoader);
         if (Date.now() - lastLog > PROGRESS_LOG_MS) {
           lastLog = Date.now();
           this.log.info('loading the queue', { loaded, seconds: Math.round((lastLog - startedAt) / 1000) });

@@ -226,10 +226,19 @@ export class Scheduler {
     this.timer.unref();
   }
 
+  /** Makes room for n more jobs at once (a count known ahead: no copying as they come). */
+  reserve(n: number): void {
+    this.growTo(this.rows + n);
+  }
+
   private newRow(): number {
     const row = this.rows++;
-    if (row === this.flags.length) {
-      const n = this.flags.length * 2;
+    if (row === this.flags.length) this.growTo(this.flags.length * 2);
+    return row;
+  }
+
+  private growTo(n: number): void {
+    if (n > this.flags.length) {
       this.dest = grow(this.dest, new Int32Array(n));
       this.owner = grow(this.owner, new Int32Array(n));
       this.sibling = grow(this.sibling, new Int32Array(n));
@@ -237,7 +246,6 @@ export class Scheduler {
       this.flags = grow(this.flags, new Uint8Array(n));
       this.positions.pos = grow(this.positions.pos, new Int32Array(n));
     }
-    return row;
   }
 
   private destination(name: string): Destination {
