@@ -1,8 +1,8 @@
 // Loading a config on a running server's reload path never blocks the event loop: the config
-// and every file it references are read through fs.promises, and the slow digests of raw
-// passwords are computed with the asynchronous scrypt. Proved without timing: the blocking
-// functions (readFileSync, openSync, readSync, scryptSync) are wrapped in this process and must
-// see no call at all, while the asynchronous ones must see every file and password.
+// and every file it references are read through fs.promises. Proved without timing: the
+// blocking functions (readFileSync, openSync, readSync, scryptSync) are wrapped in this process
+// and must see no call at all, while the asynchronous ones must see every file. Secrets digest
+// under a per-process key (fast, and worthless outside the process): what a plan compares.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs, { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -12,22 +12,17 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
 import { Secret } from '../src/config/secret.js';
-import { planView } from '../src/plan/view.js';
+import { specView } from '../src/plan/plan.js';
 import { ROOT } from './helpers/cli.js';
 import { tempDir } from './helpers/tmp.js';
 
 const HASH = '$2y$12$uxIfP4NMQ7kEZODRXFCJ9OBrwtwdgJEjg8oPwgnr9Z2/tDj2cJnIK';
-
-/** The published digest format of a raw password (plan views compare it across versions). */
-const referenceDigest = (pw: string) => crypto.scryptSync(pw, 'mailplane secret digest v1', 32, { N: 1 << 14, r: 8, p: 1 }).toString('hex');
 
 interface Calls {
   /** blocking calls: must stay empty */
   sync: string[];
   /** files read through fs.promises.readFile */
   asyncReads: string[];
-  /** crypto.scrypt calls */
-  scrypt: number;
 }
 
 /**
@@ -35,7 +30,7 @@ interface Calls {
  * code under test see the wrappers through syncBuiltinESMExports), and returns what was called.
  */
 async function watching<T>(fn: () => Promise<T>): Promise<{ value: T; calls: Calls }> {
-  const calls: Calls = { sync: [], asyncReads: [], scrypt: 0 };
+  const calls: Calls = { sync: [], asyncReads: [] };
   const restore: (() => void)[] = [];
   const wrap = <O extends object>(obj: O, key: keyof O & string, record: (args: unknown[]) => void) => {
     const original = obj[key] as (...a: unknown[]) => unknown;
@@ -48,7 +43,6 @@ async function watching<T>(fn: () => Promise<T>): Promise<{ value: T; calls: Cal
   for (const key of ['readFileSync', 'openSync', 'readSync'] as const) wrap(fs, key, (a) => calls.sync.push(`fs.${key}(${String(a[0])})`));
   wrap(crypto, 'scryptSync', () => calls.sync.push('crypto.scryptSync'));
   wrap(fsp, 'readFile', (a) => calls.asyncReads.push(String(a[0] instanceof URL ? a[0].pathname : a[0])));
-  wrap(crypto, 'scrypt', () => calls.scrypt++);
   syncBuiltinESMExports();
   try {
     return { value: await fn(), calls };
@@ -129,21 +123,16 @@ test('a load reads the config and every referenced file through fs.promises, and
     const a = await loadConfigFile(local.file, { forRun: true });
     const b = await loadConfigFile(ldap.file, { forRun: true });
     // what the controller and /status do with a loaded state: digests of every secret
-    return { a, b, views: [planView(a.state!), planView(b.state!)] };
+    return { a, b, views: [specView(a.state!, 'digest'), specView(b.state!, 'digest')] };
   });
   assert.deepEqual(value.a.errors, []);
   assert.deepEqual(value.b.errors, []);
   assert.deepEqual(calls.sync, [], 'no blocking read or scrypt on the load path');
   for (const f of [local.file, ...local.files, ldap.file, ...ldap.files]) assert.ok(calls.asyncReads.includes(f), `${f} read through fs.promises`);
-  assert.ok(calls.scrypt >= 2, 'both new passwords digested with the asynchronous scrypt');
-
-  // the digests are the published ones, and the state now answers them without any scrypt
+  // the views a plan compares carry the secrets' keyed digests, never the values
   const relay = value.a.state!.relay.auth!.password;
-  const bind = value.b.state!.accounts.type === 'ldap' ? value.b.state!.accounts.ldap.bindPassword! : assert.fail('ldap');
-  assert.equal(relay.digest(), referenceDigest(local.password));
-  assert.equal(bind.digest(), referenceDigest(ldap.password));
-  assert.equal(value.views[0]!.relay.passwordDigest, referenceDigest(local.password));
-  assert.equal(value.views[1]!.accounts.type === 'ldap' ? value.views[1]!.accounts.bindPasswordDigest : null, referenceDigest(ldap.password));
+  assert.deepEqual((value.views[0]!.specs.transport as { relay: { auth: { password: unknown } } }).relay.auth.password, { secret: relay.digest() });
+  assert.ok(!JSON.stringify(value.views).includes(local.password) && !JSON.stringify(value.views).includes(ldap.password));
 });
 
 test('a reload after referenced files changed stays asynchronous, and so does the embedded quick start text', async () => {
@@ -165,13 +154,13 @@ accounts:
     usersFile: secrets/users
     users: [{ name: alice, passwordHash: "${HASH}", aliases: [postmaster] }]
 `, { baseDir: local.dir, forRun: true });
-    return { again, text, view: planView(again.state!) };
+    return { again, text, view: specView(again.state!, 'digest') };
   });
   assert.deepEqual(calls.sync, []);
   assert.deepEqual(value.again.errors, []);
   assert.deepEqual(value.text.errors, []);
   assert.notEqual(value.again.state!.hash, first.state!.hash);
-  assert.equal(value.view.relay.passwordDigest, referenceDigest(renewed));
+  assert.deepEqual((value.view.specs.transport as { relay: { auth: { password: unknown } } }).relay.auth.password, { secret: new Secret(renewed, 'password').digest() });
   assert.equal(value.text.state!.accounts.type === 'local' && value.text.state!.accounts.users.length, 3);
   assert.ok(calls.asyncReads.includes(join(local.dir, 'secrets', 'users')));
 });
@@ -187,8 +176,8 @@ test('the event loop keeps turning while a load is in progress', async () => {
   setImmediate(spin);
   const pending = loadConfigFile(local.file, { forRun: true });
   assert.equal(turns, 0, 'nothing ran yet');
-  // the config, its files and the scrypt digest each complete in a later loop iteration; a
-  // synchronous load would have finished before any setImmediate callback could run
+  // the config and its files each complete in a later loop iteration; a synchronous load
+  // would have finished before any setImmediate callback could run
   const r = await pending;
   running = false;
   assert.deepEqual(r.errors, []);
@@ -241,17 +230,10 @@ relay:
   assert.equal(isDir.errors[0]!.message, 'cannot read config file: is a directory');
 });
 
-test('a Secret built directly still digests correctly (the blocking fallback off the reload path)', async () => {
+test('a secret digest is keyed per process: equal values agree, and the digest is not a plain hash of the value', () => {
   const value = `direct-${crypto.randomUUID()}`;
-  assert.equal(new Secret(value, 'password').digest(), referenceDigest(value));
-  const other = `prepared-${crypto.randomUUID()}`;
-  const s = new Secret(other, 'password');
-  const { calls } = await watching(async () => {
-    await s.prepareDigest();
-    return s.digest();
-  });
-  assert.deepEqual(calls.sync, []);
-  assert.equal(calls.scrypt, 1);
-  assert.equal(s.digest(), referenceDigest(other));
-  assert.equal(new Secret('k', 'key').digest(), crypto.createHash('sha256').update('k').digest('hex'));
+  assert.equal(new Secret(value, 'password').digest(), new Secret(value, 'password').digest());
+  assert.notEqual(new Secret(value, 'password').digest(), new Secret(`${value}x`, 'password').digest());
+  for (const algorithm of ['sha256', 'sha512', 'sha1', 'md5']) assert.notEqual(new Secret(value, 'key').digest(), crypto.createHash(algorithm).update(value).digest('hex'));
+  assert.notEqual(new Secret(value, 'password').digest(), crypto.scryptSync(value, 'mailplane secret digest v1', 32, { N: 1 << 14, r: 8, p: 1 }).toString('hex'), 'not the fixed-salt digest of earlier versions');
 });

@@ -126,7 +126,7 @@ test('a running server fed a stream of mutated configs keeps serving', async () 
       }
     }
     writeFileSync(env.configFile, good.replace('maxMessageSize: "1MB"', 'maxMessageSize: 1234567'));
-    await mp.waitFor('the good config back', async () => (await mp.status()).planView?.smtp.maxMessageSize === 1234567);
+    await mp.waitFor('the good config back', async () => (await mp.status()).specs?.policy.maxMessageSize === 1234567);
     assert.ok(mp.running);
     console.log(`RELIABILITY config-fuzzing-live configsWritten=150 serverRunning=1 messagesServedMeanwhile=${served}`);
   } finally {

@@ -223,7 +223,7 @@ test('reload storm: 100 changes, some invalid, under load: no failed transaction
       await new Promise((r) => setTimeout(r, 20 + (i % 5) * 10));
     }
     writeFileSync(env.configFile, baseConfig(env, { maxMessageSize: 3_333_333 }));
-    await mp.waitFor('the last valid config', async () => (await mp.status()).planView.smtp.maxMessageSize === 3_333_333);
+    await mp.waitFor('the last valid config', async () => (await mp.status()).specs.policy.maxMessageSize === 3_333_333);
   } finally {
     stop = true;
     await Promise.all(load);

@@ -12,7 +12,7 @@ import { serverCert } from './helpers/tls.js';
 
 async function status(mp: MailplaneProcess): Promise<{ generation: number; size: number; fingerprint: string }> {
   const s = await mp.status();
-  return { generation: s.applied.generation, size: s.planView.smtp.maxMessageSize, fingerprint: s.tls?.fingerprint256 };
+  return { generation: s.applied.generation, size: s.specs.policy.maxMessageSize, fingerprint: s.tls?.fingerprint256 };
 }
 
 async function untilSize(mp: MailplaneProcess, size: number): Promise<void> {

@@ -1,4 +1,4 @@
-// Message bodies on their way in: beyond 64 KiB (or the memory budget) they stream into a spool
+// Message bodies on their way in: beyond 1 MiB (or the memory budget) they stream into a spool
 // file as they arrive; a body is written once, whatever the number of mailboxes; a client that
 // goes away leaves nothing behind; a spool that cannot be written answers 452, never 250.
 import assert from 'node:assert/strict';
@@ -37,7 +37,7 @@ after(async () => {
   await mp.stop();
 });
 
-test('a body over 64 KiB streams into a spool file while it arrives; after the 250 nothing is left there', async () => {
+test('a body over 1 MiB streams into a spool file while it arrives; after the 250 nothing is left there', async () => {
   const before = mailbox('bob');
   const c = (await SmtpClient.connect({ port: env.ports.mx })).client;
   await c.ehlo();
@@ -45,16 +45,16 @@ test('a body over 64 KiB streams into a spool file while it arrives; after the 2
   assert.equal((await c.cmd('RCPT TO:<bob@example.com>')).code, 250);
   assert.equal((await c.cmd('DATA')).code, 354);
   const line = `${'s'.repeat(998)}\r\n`;
-  c.write(`Subject: spooled\r\n\r\n${line.repeat(300)}`); // ~300 KB, no end yet
+  c.write(`Subject: spooled\r\n\r\n${line.repeat(1500)}`); // ~1.5 MB, no end yet
   const file = await mp.waitFor('the spool file', () => spool()[0]);
-  await mp.waitFor('the body on disk as it arrives', () => statSync(join(env.dataDir, 'spool', file)).size > 200_000);
+  await mp.waitFor('the body on disk as it arrives', () => statSync(join(env.dataDir, 'spool', file)).size > 1_200_000);
   assert.deepEqual(mailbox('bob'), before, 'nothing delivered before the end of the message');
   c.write(`${line.repeat(10)}.\r\n`);
   const r = await c.read();
   assert.equal(r.code, 250);
   await c.quit();
   const [got] = mailbox('bob').filter((f) => !before.includes(f));
-  assert.ok(readFileSync(join(env.dataDir, 'mail', 'bob', 'new', got!), 'latin1').endsWith(`Subject: spooled\r\n\r\n${line.repeat(310)}`));
+  assert.ok(readFileSync(join(env.dataDir, 'mail', 'bob', 'new', got!), 'latin1').endsWith(`Subject: spooled\r\n\r\n${line.repeat(1510)}`));
   await mp.waitFor('the spool emptied at the checkpoint', () => spool().length === 0);
   assert.ok((await mp.metric('mailplane_message_bodies_spooled_total'))! >= 1);
   assert.equal(await mp.metric('mailplane_message_memory_bytes'), 0);
@@ -85,7 +85,7 @@ test('a client that disconnects in the middle of a large message leaves no spool
   await c.cmd('MAIL FROM:<x@example.net>');
   await c.cmd('RCPT TO:<bob@example.com>');
   await c.cmd('DATA');
-  c.write(`Subject: cut\r\n\r\n${`${'c'.repeat(998)}\r\n`.repeat(200)}`);
+  c.write(`Subject: cut\r\n\r\n${`${'c'.repeat(998)}\r\n`.repeat(1500)}`);
   await mp.waitFor('the spool file', () => spool().length > 0);
   c.destroy();
   await mp.waitFor('the spool file removed', () => spool().length === 0);
@@ -94,12 +94,12 @@ test('a client that disconnects in the middle of a large message leaves no spool
 
 test('over the size limit while spooling: 552, the spool file is gone, the session goes on', async () => {
   const small = await makeEnv();
-  const p = await startMailplane(small, baseConfig(small, { maxMessageSize: '200KB' }));
+  const p = await startMailplane(small, baseConfig(small, { maxMessageSize: '2MB' }));
   try {
     const c = (await SmtpClient.connect({ port: small.ports.mx })).client;
     await c.ehlo();
-    const r = await c.send('x@example.net', ['bob@example.com'], message('too big', `${'b'.repeat(998)}\r\n`.repeat(400)));
-    assert.equal(r.data!.lines[0], '552 5.3.4 Message size exceeds fixed maximum message size of 200000 bytes');
+    const r = await c.send('x@example.net', ['bob@example.com'], message('too big', `${'b'.repeat(998)}\r\n`.repeat(3000)));
+    assert.equal(r.data!.lines[0], '552 5.3.4 Message size exceeds fixed maximum message size of 2000000 bytes');
     await p.waitFor('the spool file removed', () => list(join(small.dataDir, 'spool')).length === 0);
     assert.equal((await c.send('x@example.net', ['bob@example.com'], message('fits'))).data!.code, 250);
     await c.quit();

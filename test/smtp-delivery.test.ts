@@ -218,7 +218,7 @@ describe('durability', () => {
 });
 
 describe('large messages', () => {
-  test('over 64 KiB (spooled to disk as it arrives, written once): every copy complete at the 250, kill -9 right after, the spool emptied at restart', async () => {
+  test('over 64 KiB (written once to a spool file, not into the journal): every copy complete at the 250, kill -9 right after, the spool emptied at restart', async () => {
     const e5 = await makeEnv();
     const p = await startMailplane(e5, baseConfig(e5, { maxMessageSize: '10MB' }));
     const c = (await SmtpClient.connect({ port: e5.ports.mx, localAddress: CLIENTS.exempt })).client;

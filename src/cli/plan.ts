@@ -4,8 +4,7 @@ import { parseArgs } from 'node:util';
 import { formatIssue } from '../config/issues.js';
 import { loadConfigFile } from '../config/load.js';
 import { formatPlan } from '../plan/format.js';
-import { diff, touchesSockets } from '../plan/plan.js';
-import { planView, type PlanView } from '../plan/view.js';
+import { diff, specView, touchesSockets, withoutSecrets, type SpecView } from '../plan/plan.js';
 import { UsageError, type Command } from './command.js';
 
 export const planCommand: Command = {
@@ -36,43 +35,44 @@ Exit status: 0 no changes, 2 changes, 1 a config is invalid or the server unreac
     if (values.server ? files.length !== 1 : files.length !== 2) {
       throw new UsageError(values.server ? 'with --server give exactly one file (the new config)' : 'give OLD and NEW config files, or NEW and --server URL');
     }
-    let before: PlanView | null;
-    const loadView = async (file: string): Promise<PlanView | null> => {
+    let before: SpecView | null;
+    const loadView = async (file: string): Promise<SpecView | null> => {
       const r = await loadConfigFile(file);
       for (const i of [...r.errors, ...r.warnings]) process.stderr.write(`${formatIssue(i)}\n`);
       if (!r.state) {
         process.stderr.write(`${file}: invalid, no plan\n`);
         return null;
       }
-      return planView(r.state);
+      // both files in this process: a changed secret shows (as "changed", never its value)
+      return specView(r.state, 'digest');
     };
     if (values.server) {
       const url = `${values.server.replace(/\/$/, '')}/status`;
-      let status: { planView?: PlanView | null };
+      let status: { specs?: SpecView['specs'] | null; applied?: { hash: string } | null };
       try {
         const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        status = (await res.json()) as { planView?: PlanView | null };
+        status = (await res.json()) as typeof status;
       } catch (e) {
         process.stderr.write(`mailplane plan: cannot read ${url}: ${(e as Error).message}\n`);
         return 1;
       }
-      before = status.planView ?? null;
+      before = status.specs && status.applied ? { hash: status.applied.hash, specs: status.specs } : null;
     } else {
       before = await loadView(files[0]!);
       if (!before) return 1;
     }
-    const after = await loadView(files[files.length - 1]!);
-    if (!after) return 1;
-    const plan = before && before.hash === after.hash ? { from: before.hash, to: after.hash, actions: [] } : diff(before, after);
+    const loaded = await loadView(files[files.length - 1]!);
+    if (!loaded) return 1;
+    // a server publishes only whether its secrets are set: compare the new config the same way
+    const after = values.server ? withoutSecrets(loaded) : loaded;
+    const plan = diff(before, after);
     if (values.format === 'json') {
       process.stdout.write(`${JSON.stringify({ changes: plan.actions.length, from: plan.from, to: plan.to, actions: plan.actions.map((a) => ({ ...a, touchesSockets: touchesSockets(a) })) }, null, 2)}\n`);
-    } else if (plan.actions.length === 0 && before && before.hash !== after.hash) {
-      process.stdout.write('Plan: 1 change: a secret or referenced file changed (password file, certificate chain, users file); applied in place.\n');
-      return 2;
     } else {
       process.stdout.write(formatPlan(plan));
+      if (values.server) process.stdout.write('(Secrets are compared with the server as set or not set: a changed password does not show here.)\n');
     }
-    return plan.actions.length === 0 && (!before || before.hash === after.hash) ? 0 : 2;
+    return plan.actions.length === 0 ? 0 : 2;
   },
 };

@@ -114,7 +114,7 @@ export function checkLdap(ctx: LoadContext, l: LdapAccountsConfig): LdapSettings
   }
   let bindPassword: Secret | null = null;
   if (l.bindPasswordFile !== undefined) {
-    const text = ctx.readFile([...base, 'bindPasswordFile'], l.bindPasswordFile, 'password');
+    const text = ctx.readFile([...base, 'bindPasswordFile'], l.bindPasswordFile);
     if (text !== null) {
       const pw = text.replace(/\r?\n$/, '');
       if (!pw) ctx.error('MP_SECRET_SOURCE', [...base, 'bindPasswordFile'], 'password file is empty');

@@ -27,7 +27,7 @@ export function checkRelay(ctx: LoadContext, r: RelayConfig, opts: CheckOptions)
     } else if (a.passwordFile === undefined && a.passwordEnv === undefined) {
       ctx.error('MP_SECRET_SOURCE', path, 'relay.auth needs passwordFile or passwordEnv (the password itself never goes in this file)', 'key');
     } else if (a.passwordFile !== undefined) {
-      const text = ctx.readFile([...path, 'passwordFile'], a.passwordFile, 'password');
+      const text = ctx.readFile([...path, 'passwordFile'], a.passwordFile);
       if (text !== null) {
         const pw = text.replace(/\r?\n$/, '');
         if (!pw) ctx.error('MP_SECRET_SOURCE', [...path, 'passwordFile'], 'password file is empty');

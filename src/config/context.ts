@@ -32,8 +32,6 @@ export class LoadContext {
   readonly issues: ConfigIssue[] = [];
   /** absolute path → content, for every referenced file read successfully */
   readonly files = new Map<string, string>();
-  /** files holding raw passwords: hashed through their Secret (slowly), not as plain files */
-  readonly secretFiles = new Set<string>();
   /** files the checks asked for that were not in `reads` (their findings are then incomplete) */
   readonly missing = new Set<string>();
   readonly baseDir: string;
@@ -58,9 +56,8 @@ export class LoadContext {
    * A referenced file's content, looked up in what the loader read (no I/O here); on failure
    * records an error at the value that names it. A file not read yet is noted in `missing`.
    */
-  readFile(path: readonly PathSegment[], p: string, holds: 'data' | 'password' = 'data'): string | null {
+  readFile(path: readonly PathSegment[], p: string): string | null {
     const abs = this.resolvePath(p);
-    if (holds === 'password') this.secretFiles.add(abs);
     const known = this.files.get(abs);
     if (known !== undefined) return known;
     const read = this.reads.get(abs);

@@ -111,8 +111,10 @@ export interface DeliveryState {
 }
 
 export interface DesiredState {
-  /** sha256 over the normalized config and the content of every file it references */
+  /** sha256 over everything the state means, secrets as per-process keyed digests: "did anything change?" */
   readonly hash: string;
+  /** the same without anything derived from a secret (only whether each is set): what /status and metrics show */
+  readonly publicHash: string;
   readonly configPath: string;
   readonly hostname: string;
   /** ASCII (punycode), lower case; the first is the primary domain */

@@ -2,9 +2,8 @@
 // normalize. Every finding of every stage is reported at once, sorted by position.
 //
 // A running server reloads through loadConfigFile/loadConfigText, which never block
-// the event loop: the config and every file it references are read with fs.promises, and the
-// slow digests of raw passwords are computed with the asynchronous scrypt, all before the
-// (synchronous, I/O-free) checks and normalize use them. The checks find the referenced files
+// the event loop: the config and every file it references are read with fs.promises before
+// the (synchronous, I/O-free) checks and normalize use them. The checks find the referenced files
 // themselves: a first pass notes every file they ask for (LoadContext.missing), those are read
 // at once, and the checks run again on the contents, so no second list of "which keys name a
 // file" can fall out of step with them.
@@ -20,7 +19,6 @@ import type { DesiredState } from './desired-state.js';
 import { issue, sortIssues, type ConfigIssue } from './issues.js';
 import { normalize, type Resolved } from './normalize.js';
 import { prepareSchema, validateSchema } from './schema.js';
-import { prepareDigests } from './secret.js';
 import { ConfigSource } from './source.js';
 import type { MailserverConfig } from './types.generated.js';
 
@@ -66,7 +64,6 @@ export async function loadConfigText(file: string, text: string, opts: LoadOptio
       await readFilesAsync(pass.ctx.missing, reads); // every missing path gets an entry: this ends
       continue;
     }
-    if (pass.resolved) await prepareDigests(pass.resolved);
     return finish(parsed, pass);
   }
 }
@@ -165,7 +162,6 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
       listen,
       dataDir: ctx.resolvePath(cfg.storage!.dataDir!),
       files: ctx.files,
-      secretFiles: ctx.secretFiles,
     },
   };
 }

@@ -1,9 +1,9 @@
 // The only code that turns the (schema-checked, defaulted) raw config into DesiredState:
-// units parsed, paths resolved, secrets wrapped, a content hash over everything, deep-frozen.
+// units parsed, paths resolved, secrets wrapped, content hashes over everything, deep-frozen.
 import { createHash } from 'node:crypto';
+import { canonical, type SecretMode } from './canonical.js';
 import type { Cidr } from './cidr.js';
 import type { AccountsState, DeliveryState, DesiredState, LdapSettings, LocalUser, RelayState, TlsFiles } from './desired-state.js';
-import { Secret } from './secret.js';
 import type { MailserverConfig } from './types.generated.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -22,8 +22,6 @@ export interface Resolved {
   readonly dataDir: string;
   /** absolute path → content of every referenced file */
   readonly files: ReadonlyMap<string, string>;
-  /** of those, the files holding raw passwords (covered by their Secret's digest) */
-  readonly secretFiles: ReadonlySet<string>;
 }
 
 export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
@@ -77,28 +75,18 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
     observability: r.listen,
     watchedFiles: [r.configPath, ...[...r.files.keys()].sort()],
   };
-  const hash = contentHash(body, r.files, r.secretFiles);
-  return deepFreeze({ hash, ...body });
+  const { configPath: _c, watchedFiles: _w, ...meaning } = body;
+  return deepFreeze({ hash: contentHash(meaning, 'digest'), publicHash: contentHash(meaning, 'presence'), ...body });
 }
 
-/** sha256 over the normalized state and referenced file contents; secrets enter only as their digests. */
-function contentHash(body: object, files: ReadonlyMap<string, string>, skip: ReadonlySet<string>): string {
-  const h = createHash('sha256');
-  const { configPath: _c, watchedFiles: _w, ...meaning } = body as { configPath?: unknown; watchedFiles?: unknown };
-  h.update(JSON.stringify(withDigests(meaning)));
-  for (const [path, text] of [...files].sort(([a], [b]) => a.localeCompare(b))) {
-    if (skip.has(path)) continue;
-    h.update(`\0${path}\0`).update(createHash('sha256').update(text).digest());
-  }
-  return h.digest('hex');
-}
-
-/** A copy where every Secret is its digest (JSON.stringify alone would see only "[redacted]"). */
-function withDigests(v: unknown): unknown {
-  if (v instanceof Secret) return { secret: v.digest() };
-  if (Array.isArray(v)) return v.map(withDigests);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, withDigests(x)]));
-  return v;
+/**
+ * sha256 over everything the state means (referenced files enter parsed: certificates as their
+ * PEM, users as name, hash and aliases, so a reformatted file is no change). With 'digest' every
+ * secret enters as its per-process keyed digest (a change of a password changes the hash); with
+ * 'presence' only whether it is set: the hash that may be published.
+ */
+function contentHash(meaning: object, secrets: SecretMode): string {
+  return createHash('sha256').update(JSON.stringify(canonical(meaning, secrets))).digest('hex');
 }
 
 function deepFreeze<T>(v: T): T {

@@ -5,7 +5,8 @@ import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import nodemailer from 'nodemailer';
-import type { DeliveryState, RelayState } from '../config/desired-state.js';
+import type { RelayState } from '../config/desired-state.js';
+import type { TransportSpec } from '../plan/specs.js';
 import { MxResolver, TemporaryDnsError } from './dns.js';
 
 export type Outcome = 'delivered' | 'deferred' | 'failed';
@@ -137,7 +138,7 @@ export class RelayTransport implements Transport {
 
   constructor(
     readonly relay: RelayState,
-    delivery: DeliveryState,
+    delivery: TransportSpec['connect'],
     hostname: string,
   ) {
     const implicit = relay.implicitTls;
@@ -204,7 +205,7 @@ export class MxTransport implements Transport {
   private lastError: string | null = null;
 
   constructor(
-    private readonly delivery: DeliveryState,
+    private readonly delivery: TransportSpec['connect'],
     private readonly hostname: string,
   ) {
     this.resolver = new MxResolver(delivery.dnsServers, delivery.dnsTimeoutMs);

@@ -3,23 +3,20 @@
 // A bad file or a failed apply leaves the last good generation serving, untouched.
 import { formatIssue } from '../config/issues.js';
 import type { LoadResult } from '../config/load.js';
-import type { Storage } from './storage.js';
 import type { DeliveryContext } from '../outbound/queue.js';
-import type { Transport } from '../outbound/transports.js';
 import { EventLoopMonitor } from '../ops/event-loop.js';
 import { OpsServer } from '../ops/http.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
-import { diff, type Plan } from '../plan/plan.js';
+import type { Plan } from '../plan/plan.js';
 import { summarize } from '../plan/format.js';
-import { planView } from '../plan/view.js';
-import type { Binding } from '../smtp/bindings.js';
 import type { Listener } from '../smtp/listener.js';
 import type { AuthLimiter, ClientConnections } from '../smtp/limits.js';
-import { abort, contextFor, prepare, type Generation, type Prepared } from './transaction.js';
-import { buildStatus, type LastAttempt } from './status.js';
+import { abort, commit, planFor, prepare, type Generation, type Prepared, type Runtime, type TransactionDeps } from './transaction.js';
+import { buildStatus, type LastAttempt, type ReloadOutcome } from './status.js';
 
-export type ReloadOutcome = 'applied' | 'unchanged' | 'invalid' | 'rolled_back';
+export type { ReloadOutcome };
+
 
 export interface ReloadResult {
   readonly outcome: ReloadOutcome;
@@ -51,27 +48,33 @@ export class StartupError extends Error {
 }
 
 export class Controller {
-  applied: Generation | null = null;
+  /** what serves now (transaction.commit changes it) */
+  readonly rt: Runtime = { applied: null, appliedAt: null, pool: new Map(), draining: new Set(), ops: null, oldStorages: [] };
   lastAttempt: LastAttempt | null = null;
-  appliedAt: number | null = null;
-  readonly pool = new Map<string, Binding>();
-  readonly draining = new Set<Listener>();
-  /** storages of an earlier dataDir: their queue keeps delivering until shutdown */
-  private readonly oldStorages: Storage[] = [];
-  private ops: OpsServer | null = null;
   private running: Promise<ReloadResult> | null = null;
   private queued: Promise<ReloadResult> | null = null;
   private nextNumber = 1;
   private stopping = false;
-
   /** the worst event-loop delays, for /status and metrics */
   readonly eventLoop: EventLoopMonitor;
+  private readonly tx: TransactionDeps;
 
   constructor(
     private readonly provider: ConfigProvider,
     private readonly d: ControllerDeps,
   ) {
     this.eventLoop = new EventLoopMonitor(d.metrics);
+    this.tx = {
+      log: d.log,
+      metrics: d.metrics,
+      sessionDeps: { metrics: d.metrics, log: d.log, authLimiter: d.authLimiter, clients: d.clients },
+      makeOps: (host, port) => new OpsServer(host, port, { ready: () => this.ready(), status: () => this.status(), reload: () => this.httpReload(), registry: d.metrics.registry }),
+      deliveryContext: () => this.deliveryContext(),
+    };
+  }
+
+  get applied(): Generation | null {
+    return this.rt.applied;
   }
 
   get configPath(): string {
@@ -79,7 +82,7 @@ export class Controller {
   }
 
   get opsPort(): number | null {
-    return this.ops?.boundPort ?? null;
+    return this.rt.ops?.boundPort ?? null;
   }
 
   /** Start-up: without a last good generation, an invalid file or a failed bind is fatal. */
@@ -106,22 +109,23 @@ export class Controller {
   }
 
   ready(): boolean {
-    return !this.stopping && this.applied !== null && this.applied.storage.outbound.ready() && [...this.pool.values()].every((b) => b.server.listening);
+    return !this.stopping && this.applied !== null && this.applied.storage.outbound.ready() && [...this.rt.pool.values()].every((b) => b.server.listening);
   }
 
   status(): unknown {
-    return buildStatus(this);
+    return buildStatus({ configPath: this.configPath, ready: this.ready(), rt: this.rt, lastAttempt: this.lastAttempt, eventLoop: this.eventLoop });
   }
 
   /** Stops accepting everywhere, lets sessions finish within graceMs, then closes the rest. */
   async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
-    await Promise.all([...this.pool.values()].map((b) => b.close()));
-    this.pool.clear();
-    const all = new Set<Listener>([...(this.applied?.listeners.values() ?? []), ...this.draining]);
+    const rt = this.rt;
+    await Promise.all([...rt.pool.values()].map((b) => b.close()));
+    rt.pool.clear();
+    const all = new Set<Listener>([...(rt.applied?.listeners.values() ?? []), ...rt.draining]);
     await Promise.all([...all].map((l) => l.drain(graceMs)));
-    await this.ops?.close();
-    const storages = [...this.oldStorages, ...(this.applied ? [this.applied.storage] : [])];
+    await rt.ops?.close();
+    const storages = [...rt.oldStorages, ...(rt.applied ? [rt.applied.storage] : [])];
     await Promise.all(storages.map((s) => s.close()));
     await this.applied?.transport.close();
     await this.applied?.accounts.close();
@@ -136,7 +140,6 @@ export class Controller {
 
   private async runOnce(reason: string): Promise<ReloadResult> {
     const t0 = performance.now();
-    const m = this.d.metrics;
     const loaded = await this.provider.load();
     const warnings = loaded.warnings.map(formatIssue);
     if (!loaded.state) {
@@ -144,113 +147,20 @@ export class Controller {
       return this.finish(reason, this.result('invalid', errors, warnings, null, t0));
     }
     const desired = loaded.state;
-    const prev = this.applied;
-    if (prev && prev.state.hash === desired.hash) return this.finish(reason, this.result('unchanged', [], warnings, null, t0));
-    const plan = diff(prev ? planView(prev.state) : null, planView(desired));
+    if (this.applied && this.applied.state.hash === desired.hash) return this.finish(reason, this.result('unchanged', [], warnings, null, t0));
     let prepared: Prepared;
-    const number = this.nextNumber;
     try {
-      prepared = await prepare(
-        {
-          log: this.d.log,
-          sessionDeps: { metrics: m, log: this.d.log, authLimiter: this.d.authLimiter, clients: this.d.clients },
-          pool: this.pool,
-          makeOps: (host, port) => new OpsServer(host, port, { ready: () => this.ready(), status: () => this.status(), reload: () => this.httpReload(), registry: m.registry }),
-          currentOps: () => this.ops,
-          metrics: m,
-        },
-        prev,
-        plan,
-        desired,
-        number,
-      );
+      prepared = await prepare(this.tx, this.rt, desired, this.nextNumber);
     } catch (e) {
-      return this.finish(reason, this.result('rolled_back', [`apply failed, previous generation kept: ${(e as Error).message}`], warnings, plan, t0));
+      return this.finish(reason, this.result('rolled_back', [`apply failed, previous generation kept: ${(e as Error).message}`], warnings, planFor(this.rt, desired).plan, t0));
     }
     if (this.stopping) {
       await abort(prepared.created);
-      return this.result('unchanged', [], warnings, plan, t0);
+      return this.result('unchanged', [], warnings, prepared.plan, t0);
     }
     this.nextNumber++;
-    this.commit(prepared);
-    return this.finish(reason, this.result('applied', [], warnings, plan, t0));
-  }
-
-  /** Synchronous: from here on the new generation serves. */
-  private commit(p: Prepared): void {
-    const prev = this.applied;
-    const { gen } = p;
-    const m = this.d.metrics;
-    for (const [name, l] of gen.listeners) {
-      l.context = contextFor(gen, gen.state.smtp.listeners.find((s) => s.name === name)!);
-      if (gen.tlsContext && l.spec.tls !== 'none') l.setTlsContext(gen.tlsContext);
-      l.setIdleTimeout(gen.state.smtp.limits.idleTimeoutMs);
-    }
-    for (const b of p.created.bindings) this.pool.set(b.key, b);
-    for (const [key, l] of p.targets) this.pool.get(key)!.target = l;
-    for (const [key, b] of [...this.pool]) {
-      if (p.targets.has(key)) continue;
-      this.pool.delete(key);
-      void b.close();
-    }
-    if (p.created.ops) {
-      const old = this.ops;
-      this.ops = p.created.ops;
-      void old?.close();
-    }
-    this.applied = gen;
-    this.appliedAt = Date.now();
-    const grace = gen.state.smtp.drainGraceMs;
-    for (const l of prev?.listeners.values() ?? []) {
-      if (gen.listeners.get(l.name) !== l) this.retire(l, grace);
-    }
-    if (prev && prev.accounts !== gen.accounts) {
-      // sessions that pinned the old backend may still use it until they end
-      const old = prev.accounts;
-      setTimeout(() => void old.close(), grace + gen.state.smtp.limits.idleTimeoutMs).unref();
-    }
-    for (const [name, l] of gen.listeners) {
-      m.initListener(name);
-      m.listenerUp.set({ listener: name }, 1);
-      const tls = gen.state.smtp.tls;
-      if (l.spec.tls !== 'none' && tls) m.tlsCertificateExpiry.set({ listener: name }, Math.floor(tls.material.notAfter / 1000));
-      else m.tlsCertificateExpiry.remove({ listener: name });
-    }
-    m.setGeneration(gen.number, gen.state.hash);
-    m.accountsSource = () => ({ backend: this.applied!.accounts.kind, up: this.applied!.accounts.health().up });
-    gen.storage.intake.budget.limit = gen.state.storage.memoryBudget;
-    if (!prev || prev.storage !== gen.storage) {
-      if (prev) this.oldStorages.push(prev.storage);
-      m.queueSource = () => gen.storage.stats();
-      m.bodyMemorySource = () => gen.storage.intake.budget;
-      void gen.storage.outbound.start(() => this.deliveryContext()).catch((e: Error) => this.d.log.error('cannot start the outbound queue', { error: e }));
-    } else {
-      gen.storage.outbound.reconfigure();
-    }
-    if (!prev || prev.transport !== gen.transport) {
-      m.relaySource = () => (this.applied?.transport.kind === 'relay' ? this.applied.transport.health().up : null);
-      if (gen.transport.verify) void gen.transport.verify();
-      if (prev) this.retireTransport(prev.transport);
-    }
-  }
-
-  /** Closes a replaced transport once no send uses it any more. */
-  private retireTransport(t: Transport): void {
-    const storages = () => [...this.oldStorages, ...(this.applied ? [this.applied.storage] : [])];
-    const check = () => {
-      if (storages().some((s) => s.outbound.usersOf(t) > 0)) setTimeout(check, 200).unref();
-      else void t.close();
-    };
-    check();
-  }
-
-  private retire(l: Listener, graceMs: number): void {
-    this.draining.add(l);
-    void l.drain(graceMs).then(async () => {
-      this.draining.delete(l);
-      const stillConfigured = this.applied?.listeners.has(l.name) ?? false;
-      if (!stillConfigured && ![...this.draining].some((o) => o.name === l.name)) await this.d.metrics.dropListener(l.name);
-    });
+    commit(this.tx, this.rt, prepared);
+    return this.finish(reason, this.result('applied', [], warnings, prepared.plan, t0));
   }
 
   private async httpReload(): Promise<{ httpStatus: number; body: unknown }> {
@@ -263,7 +173,7 @@ export class Controller {
     return {
       outcome,
       generation: this.applied?.number ?? null,
-      hash: this.applied?.state.hash ?? null,
+      hash: this.applied?.state.publicHash ?? null,
       errors,
       warnings,
       plan,

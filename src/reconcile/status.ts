@@ -1,8 +1,20 @@
 // The /status document: what runs, where it came from, how the last attempt went. No secrets:
 // only names, counts, fingerprints and times.
-import { planView } from '../plan/view.js';
+import { specView } from '../plan/plan.js';
 import type { LoadProgress } from '../outbound/queue.js';
-import type { Controller, ReloadOutcome } from './controller.js';
+import type { EventLoopMonitor } from '../ops/event-loop.js';
+import type { Runtime } from './transaction.js';
+
+export type ReloadOutcome = 'applied' | 'unchanged' | 'invalid' | 'rolled_back';
+
+/** What /status is made of: a snapshot the controller hands over (status knows no controller). */
+export interface StatusSource {
+  readonly configPath: string;
+  readonly ready: boolean;
+  readonly rt: Runtime;
+  readonly lastAttempt: LastAttempt | null;
+  readonly eventLoop: Pick<EventLoopMonitor, 'worstMs' | 'lastSecondMs'>;
+}
 
 export interface LastAttempt {
   readonly time: number;
@@ -14,11 +26,11 @@ export interface LastAttempt {
 
 const iso = (t: number | null | undefined) => (t ? new Date(t).toISOString() : null);
 
-export function buildStatus(c: Controller): unknown {
-  const gen = c.applied;
+export function buildStatus(c: StatusSource): unknown {
+  const gen = c.rt.applied;
   const tls = gen?.state.smtp.tls ?? null;
-  const listeners = [...(gen?.listeners.values() ?? []), ...c.draining].map((l) => {
-    const binding = [...c.pool.values()].find((b) => b.target === l);
+  const listeners = [...(gen?.listeners.values() ?? []), ...c.rt.draining].map((l) => {
+    const binding = [...c.rt.pool.values()].find((b) => b.target === l);
     return {
       name: l.name,
       role: l.context.spec.role,
@@ -34,10 +46,10 @@ export function buildStatus(c: Controller): unknown {
   const relay = gen?.state.relay;
   return {
     configPath: c.configPath,
-    ready: c.ready(),
-    applied: gen ? { generation: gen.number, hash: gen.state.hash, appliedAt: iso(c.appliedAt), hostname: gen.state.hostname, domains: gen.state.domains } : null,
-    /** what `mailplane plan NEW --server URL` diffs against */
-    planView: gen ? planView(gen.state) : null,
+    ready: c.ready,
+    applied: gen ? { generation: gen.number, hash: gen.state.publicHash, appliedAt: iso(c.rt.appliedAt), hostname: gen.state.hostname, domains: gen.state.domains } : null,
+    /** what each component is built from (secrets only as "set"): what `mailplane plan NEW --server URL` diffs against */
+    specs: gen ? specView(gen.state, 'presence').specs : null,
     lastAttempt: c.lastAttempt ? { ...c.lastAttempt, time: iso(c.lastAttempt.time) } : null,
     listeners,
     tls: tls ? { certFile: tls.certFile, fingerprint256: tls.material.fingerprint256, subject: tls.material.subject, notAfter: iso(tls.material.notAfter) } : null,

@@ -1,5 +1,7 @@
-// Apply as a transaction. prepare() does everything that can fail — build the TLS context,
-// open the storage, bind new sockets, create accounts — without touching what serves now;
+// Apply as a transaction. prepare() compares the component specs of what serves with the
+// desired ones (plan/plan.ts: the same comparison the plan prints) and builds, without touching
+// what serves now, every component whose spec changed — new sockets, storage, accounts, the
+// transport — plus what is cheap enough to build on every apply (TLS context, policy);
 // commit() then swaps references synchronously; abort() closes whatever prepare() opened.
 import type { SecureContext } from 'node:tls';
 import type { AccountBackend } from '../accounts/backend.js';
@@ -7,21 +9,25 @@ import { instrumented } from '../accounts/instrumented.js';
 import { LdapAccounts } from '../accounts/ldap.js';
 import { LocalAccounts } from '../accounts/local.js';
 import type { DesiredState, ListenerSpec } from '../config/desired-state.js';
-import { Storage } from './storage.js';
+import type { DeliveryContext } from '../outbound/queue.js';
 import { MxTransport, RelayTransport, type Transport } from '../outbound/transports.js';
+import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { OpsServer } from '../ops/http.js';
-import type { Plan } from '../plan/plan.js';
+import { changes, diff, specView, type Changes, type Plan, type SpecView } from '../plan/plan.js';
+import { specsOf, type AccountsSpec, type TransportSpec } from '../plan/specs.js';
 import { Binding, bindingKey } from '../smtp/bindings.js';
 import { Listener, type SharedSessionDeps } from '../smtp/listener.js';
 import { buildPolicy, type SessionPolicy } from '../smtp/policy.js';
 import type { ListenerContext } from '../smtp/session.js';
 import { secureContextOf } from '../tls/material.js';
-import type { Logger } from '../ops/logger.js';
+import { Storage } from './storage.js';
 
 export interface Generation {
   readonly number: number;
   readonly state: DesiredState;
+  /** its specs as compared (secrets as per-process digests) */
+  readonly view: SpecView;
   readonly policy: SessionPolicy;
   readonly accounts: AccountBackend;
   readonly storage: Storage;
@@ -32,8 +38,22 @@ export interface Generation {
   readonly listeners: ReadonlyMap<string, Listener>;
 }
 
+/** What serves now: owned by the controller, changed only by commit(). */
+export interface Runtime {
+  applied: Generation | null;
+  appliedAt: number | null;
+  /** open sockets by binding key, shared across generations */
+  readonly pool: Map<string, Binding>;
+  readonly draining: Set<Listener>;
+  ops: OpsServer | null;
+  /** storages of an earlier dataDir: their queue keeps delivering until shutdown */
+  readonly oldStorages: Storage[];
+}
+
 export interface Prepared {
   readonly gen: Generation;
+  readonly plan: Plan;
+  readonly changes: Changes;
   /** binding key → the listener it hands new connections to */
   readonly targets: ReadonlyMap<string, Listener>;
   readonly created: Created;
@@ -50,20 +70,11 @@ export interface Created {
 
 export interface TransactionDeps {
   readonly log: Logger;
-  readonly sessionDeps: SharedSessionDeps;
-  /** open sockets by binding key, shared across generations */
-  readonly pool: Map<string, Binding>;
-  readonly makeOps: (host: string, port: number) => OpsServer;
-  readonly currentOps: () => OpsServer | null;
   readonly metrics: Metrics;
-}
-
-export function activeListeners(s: DesiredState): readonly ListenerSpec[] {
-  return s.smtp.enabled ? s.smtp.listeners : [];
-}
-
-function sameSocket(a: ListenerSpec, b: ListenerSpec): boolean {
-  return a.port === b.port && a.address === b.address && a.tls === b.tls && a.proxyProtocol === b.proxyProtocol;
+  readonly sessionDeps: SharedSessionDeps;
+  readonly makeOps: (host: string, port: number) => OpsServer;
+  /** what queued mail is delivered with: the serving generation's */
+  readonly deliveryContext: () => DeliveryContext;
 }
 
 export function contextFor(gen: Generation, spec: ListenerSpec): ListenerContext {
@@ -77,37 +88,43 @@ export function contextFor(gen: Generation, spec: ListenerSpec): ListenerContext
   };
 }
 
-export async function prepare(d: TransactionDeps, prev: Generation | null, plan: Plan, desired: DesiredState, number: number): Promise<Prepared> {
-  const created: Created = { bindings: [], listeners: [], accounts: null, ops: null, storage: null, transport: null };
-  try {
-    const tls = desired.smtp.tls;
-    const sameCert = prev && prev.state.smtp.tls?.material.fingerprint256 === tls?.material.fingerprint256;
-    const tlsContext = !tls ? null : sameCert && prev.tlsContext ? prev.tlsContext : secureContextOf(tls.material);
+/** The plan from what serves to `desired`, and the components it rebuilds. */
+export function planFor(rt: Runtime, desired: DesiredState): { view: SpecView; plan: Plan; changes: Changes } {
+  const view = specView(desired, 'digest');
+  const before = rt.applied?.view ?? null;
+  return { view, plan: diff(before, view), changes: changes(before, view) };
+}
 
-    const accountsChanged = !prev || plan.actions.some((a) => a.kind === 'accounts.update');
-    const accounts = accountsChanged ? (created.accounts = instrumented(createAccounts(desired), d.metrics)) : prev.accounts;
-    const storage =
-      prev && prev.storage.dataDir === desired.storage.dataDir ? prev.storage : (created.storage = await Storage.open(desired.storage.dataDir, desired.storage.memoryBudget, d.log, d.metrics));
-    const transportChanged = !prev || plan.actions.some((a) => a.kind === 'relay.update' || a.kind === 'delivery.update') || prev.state.hostname !== desired.hostname;
-    const transport = transportChanged ? (created.transport = createTransport(desired)) : prev.transport;
-    const policy = buildPolicy(desired, number, accounts);
-    const gen: Generation = { number, state: desired, policy, accounts, storage, transport, tlsContext, listeners: new Map() };
+export async function prepare(d: TransactionDeps, rt: Runtime, desired: DesiredState, number: number): Promise<Prepared> {
+  const created: Created = { bindings: [], listeners: [], accounts: null, ops: null, storage: null, transport: null };
+  const prev = rt.applied;
+  const { view, plan, changes: changed } = planFor(rt, desired);
+  const rebuild = (c: Parameters<typeof changed.components.has>[0]) => !prev || changed.components.has(c);
+  try {
+    const specs = specsOf(desired);
+    // cheap: built anew on every apply, so they can never be stale
+    const tlsContext = specs.tls ? secureContextOf(specs.tls) : null;
+    const accounts = rebuild('accounts') ? (created.accounts = instrumented(createAccounts(specs.accounts), d.metrics)) : prev!.accounts;
+    const storage = prev && prev.storage.dataDir === specs.storage.dataDir ? prev.storage : (created.storage = await Storage.open(specs.storage.dataDir, specs.storage.memoryBudget, d.log, d.metrics));
+    const transport = rebuild('transport') ? (created.transport = createTransport(specs.transport)) : prev!.transport;
+    const policy = buildPolicy(specs.policy, number, accounts);
+    const gen: Generation = { number, state: desired, view, policy, accounts, storage, transport, tlsContext, listeners: new Map() };
 
     const listeners = gen.listeners as Map<string, Listener>;
     const targets = new Map<string, Listener>();
-    for (const spec of activeListeners(desired)) {
+    for (const spec of desired.smtp.enabled ? desired.smtp.listeners : []) {
       const old = prev?.listeners.get(spec.name);
       let l: Listener;
-      if (old && sameSocket(old.spec, spec)) {
+      if (old && !changed.sockets.has(spec.name)) {
         l = old;
       } else {
-        const material = spec.tls !== 'none' && tls && tlsContext ? { cert: tls.material.certPem, key: tls.material.keyPem.reveal(), context: tlsContext } : null;
+        const material = spec.tls !== 'none' && specs.tls && tlsContext ? { cert: specs.tls.certPem, key: specs.tls.keyPem.reveal(), context: tlsContext } : null;
         l = new Listener(spec, contextFor(gen, spec), d.sessionDeps, material, desired.smtp.limits.idleTimeoutMs, d.log);
         created.listeners.push(l);
       }
       listeners.set(spec.name, l);
       const key = bindingKey(spec.address, spec.port);
-      if (!d.pool.has(key) && !created.bindings.some((b) => b.key === key)) {
+      if (!rt.pool.has(key) && !created.bindings.some((b) => b.key === key)) {
         const b = new Binding(spec.address, spec.port);
         created.bindings.push(b);
         await b.listen().catch((e: NodeJS.ErrnoException) => {
@@ -117,19 +134,76 @@ export async function prepare(d: TransactionDeps, prev: Generation | null, plan:
       targets.set(key, l);
     }
 
-    const ops = d.currentOps();
-    const { host, port } = desired.observability;
-    if (!ops || ops.host !== host || ops.port !== port) {
+    if (!rt.ops || rebuild('ops')) {
+      const { host, port } = specs.ops;
       const next = d.makeOps(host, port);
       created.ops = next;
       await next.listen().catch((e: NodeJS.ErrnoException) => {
         throw new Error(`observability.listen: cannot bind ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`);
       });
     }
-    return { gen, targets, created };
+    return { gen, plan, changes: changed, targets, created };
   } catch (e) {
     await abort(created);
     throw e;
+  }
+}
+
+/** Synchronous: from here on the new generation serves. */
+export function commit(d: TransactionDeps, rt: Runtime, p: Prepared): void {
+  const prev = rt.applied;
+  const { gen } = p;
+  const m = d.metrics;
+  for (const [name, l] of gen.listeners) {
+    l.context = contextFor(gen, gen.state.smtp.listeners.find((s) => s.name === name)!);
+    if (gen.tlsContext && l.spec.tls !== 'none') l.setTlsContext(gen.tlsContext);
+    l.setIdleTimeout(gen.state.smtp.limits.idleTimeoutMs);
+  }
+  for (const b of p.created.bindings) rt.pool.set(b.key, b);
+  for (const [key, l] of p.targets) rt.pool.get(key)!.target = l;
+  for (const [key, b] of [...rt.pool]) {
+    if (p.targets.has(key)) continue;
+    rt.pool.delete(key);
+    void b.close();
+  }
+  if (p.created.ops) {
+    const old = rt.ops;
+    rt.ops = p.created.ops;
+    void old?.close();
+  }
+  rt.applied = gen;
+  rt.appliedAt = Date.now();
+  const grace = gen.state.smtp.drainGraceMs;
+  for (const l of prev?.listeners.values() ?? []) {
+    if (gen.listeners.get(l.name) !== l) retire(d, rt, l, grace);
+  }
+  if (prev && prev.accounts !== gen.accounts) {
+    // sessions that pinned the old backend may still use it until they end
+    const old = prev.accounts;
+    setTimeout(() => void old.close(), grace + gen.state.smtp.limits.idleTimeoutMs).unref();
+  }
+  for (const [name, l] of gen.listeners) {
+    m.initListener(name);
+    m.listenerUp.set({ listener: name }, 1);
+    const tls = gen.state.smtp.tls;
+    if (l.spec.tls !== 'none' && tls) m.tlsCertificateExpiry.set({ listener: name }, Math.floor(tls.material.notAfter / 1000));
+    else m.tlsCertificateExpiry.remove({ listener: name });
+  }
+  m.setGeneration(gen.number, gen.state.publicHash);
+  m.accountsSource = () => ({ backend: rt.applied!.accounts.kind, up: rt.applied!.accounts.health().up });
+  gen.storage.intake.budget.limit = gen.state.storage.memoryBudget;
+  if (!prev || prev.storage !== gen.storage) {
+    if (prev) rt.oldStorages.push(prev.storage);
+    m.queueSource = () => gen.storage.stats();
+    m.bodyMemorySource = () => gen.storage.intake.budget;
+    void gen.storage.outbound.start(d.deliveryContext).catch((e: Error) => d.log.error('cannot start the outbound queue', { error: e }));
+  } else {
+    gen.storage.outbound.reconfigure();
+  }
+  if (!prev || prev.transport !== gen.transport) {
+    m.relaySource = () => (rt.applied?.transport.kind === 'relay' ? rt.applied.transport.health().up : null);
+    if (gen.transport.verify) void gen.transport.verify();
+    if (prev) retireTransport(rt, prev.transport);
   }
 }
 
@@ -142,10 +216,30 @@ export async function abort(c: Created): Promise<void> {
   await c.storage?.close();
 }
 
-function createTransport(state: DesiredState): Transport {
-  return state.relay.enabled ? new RelayTransport(state.relay, state.delivery, state.hostname) : new MxTransport(state.delivery, state.hostname);
+/** Closes a replaced transport once no send uses it any more. */
+function retireTransport(rt: Runtime, t: Transport): void {
+  const storages = () => [...rt.oldStorages, ...(rt.applied ? [rt.applied.storage] : [])];
+  const check = () => {
+    if (storages().some((s) => s.outbound.usersOf(t) > 0)) setTimeout(check, 200).unref();
+    else void t.close();
+  };
+  check();
 }
 
-function createAccounts(state: DesiredState): AccountBackend {
-  return state.accounts.type === 'local' ? new LocalAccounts(state.accounts.users) : new LdapAccounts(state.accounts.ldap, state.domains);
+/** A listener that no longer serves: it drains, then its series go unless its name still serves. */
+function retire(d: TransactionDeps, rt: Runtime, l: Listener, graceMs: number): void {
+  rt.draining.add(l);
+  void l.drain(graceMs).then(async () => {
+    rt.draining.delete(l);
+    const stillConfigured = rt.applied?.listeners.has(l.name) ?? false;
+    if (!stillConfigured && ![...rt.draining].some((o) => o.name === l.name)) await d.metrics.dropListener(l.name);
+  });
+}
+
+function createTransport(spec: TransportSpec): Transport {
+  return spec.relay.enabled ? new RelayTransport(spec.relay, spec.connect, spec.hostname) : new MxTransport(spec.connect, spec.hostname);
+}
+
+function createAccounts(spec: AccountsSpec): AccountBackend {
+  return spec.type === 'local' ? new LocalAccounts(spec.users) : new LdapAccounts(spec.ldap, spec.domains);
 }

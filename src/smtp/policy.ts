@@ -1,8 +1,8 @@
 // The policy a session pins when it connects: built once per applied generation, immutable,
 // so a reload never changes the rules in the middle of someone's transaction.
 import type { AccountBackend } from '../accounts/backend.js';
-import { AddressSet } from '../config/cidr.js';
-import type { DesiredState } from '../config/desired-state.js';
+import { AddressSet, parseCidr } from '../config/cidr.js';
+import type { PolicySpec } from '../plan/specs.js';
 
 export interface SessionPolicy {
   readonly generation: number;
@@ -21,21 +21,22 @@ export interface SessionPolicy {
   readonly auth: { readonly maxFailures: number; readonly windowMs: number; readonly lockoutMs: number };
 }
 
-export function buildPolicy(state: DesiredState, generation: number, accounts: AccountBackend): SessionPolicy {
-  const a = state.smtp.auth;
+/** The policy from its spec alone (plan/specs.ts): what it reads is what a change to it rebuilds. */
+export function buildPolicy(spec: PolicySpec, generation: number, accounts: AccountBackend): SessionPolicy {
+  const a = spec.auth;
   return Object.freeze({
     generation,
-    hostname: state.hostname,
-    domains: new Set(state.domains),
+    hostname: spec.hostname,
+    domains: new Set(spec.domains),
     accounts,
     authRequired: a.required,
-    exemptClients: new AddressSet(a.exemptClients),
-    lanNetworks: a.lanBypass ? new AddressSet(a.lanNetworks) : null,
-    maxMessageSize: state.smtp.maxMessageSize,
-    maxRecipients: state.smtp.limits.maxRecipients,
-    maxLineLength: state.smtp.limits.maxLineLength,
-    commandTimeoutMs: state.smtp.limits.commandTimeoutMs,
-    dataTimeoutMs: state.smtp.limits.dataTimeoutMs,
+    exemptClients: new AddressSet(a.exemptClients.map(parseCidr)),
+    lanNetworks: a.lanBypass ? new AddressSet(a.lanNetworks.map(parseCidr)) : null,
+    maxMessageSize: spec.maxMessageSize,
+    maxRecipients: spec.limits.maxRecipients,
+    maxLineLength: spec.limits.maxLineLength,
+    commandTimeoutMs: spec.limits.commandTimeoutMs,
+    dataTimeoutMs: spec.limits.dataTimeoutMs,
     auth: Object.freeze({ maxFailures: a.maxFailures, windowMs: a.failureWindowMs, lockoutMs: a.lockoutMs }),
   });
 }

@@ -1,15 +1,21 @@
-// The body of a message while it is being received. Small bodies stay in memory (up to
-// MEMORY_THRESHOLD each, and only while the global MemoryBudget allows); anything else streams
-// into a spool file under <dataDir>/spool/ as it arrives, so memory does not grow with message
-// size or with the number of sessions. On the way in, line ends are normalized (a bare CR or LF
+// The body of a message while it is being received. Bodies up to MEMORY_THRESHOLD stay in
+// memory, while the global MemoryBudget allows; anything else streams into a spool file under
+// <dataDir>/spool/ as it arrives, so memory does not grow with message size or with the number
+// of sessions. On the way in, line ends are normalized (a bare CR or LF
 // becomes CRLF: what we store and relay never holds a line end a downstream parser could read
 // differently) and every line's length is measured against the configured limit.
 import fs from 'node:fs';
-import { call } from './durable.js';
+import { advance, call } from './durable.js';
 
-/** Above this many bytes a message's body goes to a spool file (the journal takes smaller ones). */
-export const MEMORY_THRESHOLD = 64 * 1024;
-/** Bytes written to a spool file but not yet on disk before the sender is asked to wait. */
+/**
+ * Above this many bytes a message's body streams into a spool file as it arrives. Below it, the
+ * body is handed to the journal worker whole: into the journal itself up to 64 KiB, beyond that
+ * into a spool file the worker writes (so the event loop makes no file-system call for it).
+ */
+export const MEMORY_THRESHOLD = 1024 * 1024;
+/** Bytes gathered for the spool file before they are written (in one writev). */
+const FLUSH_BYTES = 128 * 1024;
+/** Bytes not yet on disk before the sender is asked to wait. */
 const SPOOL_BACKLOG = 256 * 1024;
 
 const CR = 13;
@@ -161,6 +167,11 @@ export class BodyWriter {
   private written = 0;
   private failed: Error | null = null;
   private waiter: (() => void) | null = null;
+  /** the body goes to a spool file (it is over the threshold, or the budget was spent) */
+  private spooling = false;
+  /** chunks gathered for the next write of the spool file */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   private done = false;
   private aborted = false;
 
@@ -172,7 +183,7 @@ export class BodyWriter {
   ) {}
 
   get spooled(): boolean {
-    return this.opening !== null;
+    return this.spooling;
   }
 
   get lineTooLong(): boolean {
@@ -224,6 +235,7 @@ export class BodyWriter {
       return { kind: 'memory', data, length };
     }
     if (tail) this.append(tail);
+    this.flush();
     await this.writing;
     if (this.failed) {
       this.abort();
@@ -251,10 +263,11 @@ export class BodyWriter {
     this.aborted = true;
     this.release();
     if (!this.spooled) return;
+    this.pending = [];
     void this.writing.finally(() => {
       if (this.fd >= 0) fs.close(this.fd, () => {});
       this.fd = -1;
-      fs.unlink(this.path, () => {});
+      if (this.opening) fs.unlink(this.path, () => {});
     });
   }
 
@@ -274,30 +287,52 @@ export class BodyWriter {
     return true;
   }
 
+  /** From here on the body goes to the spool file (opened with its first write). */
   private startSpool(): void {
     const first = [this.head, ...this.chunks];
     this.release();
-    this.opening = call<number>(fs.open, this.path, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600).then((fd) => {
-      this.fd = fd;
-    });
-    this.writing = this.opening.catch((e: Error) => {
-      this.failed = e;
-    });
+    this.spooling = true;
     for (const c of first) this.append(c);
   }
 
+  /** Gathers a chunk for the spool file; writes what was gathered once there is enough of it. */
   private append(chunk: Buffer): void {
     this.backlog += chunk.length;
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= FLUSH_BYTES) this.flush();
+  }
+
+  /** Writes everything gathered so far in one writev, after the writes before it. */
+  private flush(): void {
+    if (!this.pending.length) return;
+    const bufs = this.pending;
+    const bytes = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (!this.opening) {
+      this.opening = call<number>(fs.open, this.path, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600).then((fd) => {
+        this.fd = fd;
+      });
+      this.writing = this.opening.catch((e: Error) => {
+        this.failed = e;
+      });
+    }
     this.writing = this.writing.then(async () => {
       try {
         if (this.failed || this.fd < 0 || this.aborted) return;
-        let off = 0;
-        while (off < chunk.length) off += await call<number>(fs.write, this.fd, chunk, off, chunk.length - off, this.written + off);
-        this.written += chunk.length;
+        let left = bufs;
+        let done = 0;
+        while (left.length) {
+          const n = await call<number>(fs.writev, this.fd, left, this.written + done);
+          done += n;
+          left = advance(left, n);
+        }
+        this.written += bytes;
       } catch (e) {
         this.failed = e as Error;
       } finally {
-        this.backlog -= chunk.length;
+        this.backlog -= bytes;
         if (this.backlog < SPOOL_BACKLOG || this.failed) {
           const w = this.waiter;
           this.waiter = null;

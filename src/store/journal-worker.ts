@@ -15,10 +15,10 @@
 // A file that cannot be written (disk full) is retried from the record: it is safe in the journal.
 // At start-up, before anything else, the worker replays the segments a crash left behind and
 // empties the spool (recovery.ts), then answers 'ready'.
-import { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, statfsSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import fs, { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, statfsSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { advance } from './durable.js';
+import { advance, call } from './durable.js';
 import { encode, type JournalRecord } from './journal-format.js';
 import { discard, fsyncPathSync, layout, place, prepare, type Placement } from './materialize.js';
 import { recover } from './recovery.js';
@@ -35,6 +35,9 @@ export type FromWorker =
   | { type: 'closed' };
 
 const ROTATE_AFTER_MS = 1000; // checkpoint cadence: how soon new queue entries reach delivery
+/** A body larger than this is not written into the journal: it goes to a spool file first. */
+const WAL_MAX = 64 * 1024;
+const EMPTY = new Uint8Array(0);
 const ROTATE_AFTER_BYTES = 32 * 1024 * 1024;
 const SEGMENT_CHUNK = 1024 * 1024; // zero-filled ahead of the writes
 const zeros = Buffer.alloc(SEGMENT_CHUNK);
@@ -137,13 +140,60 @@ function current(): Segment {
 let queued: { id: number; records: JournalRecord[]; release: string[] }[] = [];
 let scheduled = false;
 
+let staging = false;
+
 function writeQueued(): void {
   scheduled = false;
-  if (!ready) return;
+  if (!ready || staging) return;
   const q = queued;
   queued = [];
-  if (q.length) batch(q.map((b) => b.id), q.flatMap((b) => b.records), q.flatMap((b) => b.release));
-  if (closing) close();
+  if (!q.length) {
+    if (closing) close();
+    return;
+  }
+  const ids = q.map((b) => b.id);
+  const records = q.flatMap((b) => b.records);
+  const release = q.flatMap((b) => b.release);
+  const big = records.filter((r) => r.spool === null && r.data.length > WAL_MAX);
+  if (!big.length) {
+    batch(ids, records, release);
+    if (closing) close();
+    return;
+  }
+  // Bodies too big for the journal: written to spool files first (fdatasync'ed, all at once on
+  // libuv's pool), then journaled by reference like the spool files sessions write.
+  staging = true;
+  void Promise.all(big.map((r) => spoolDurably(join(l.spool, r.name), r.data))).then(
+    () => {
+      staging = false;
+      batch(ids, records.map((r) => (big.includes(r) ? { ...r, data: EMPTY, spool: r.name } : r)), release);
+      writeQueued();
+    },
+    (e: unknown) => {
+      staging = false;
+      for (const r of big) rmQuiet(join(l.spool, r.name));
+      post({ type: 'failed', ids, ...errorOf(e) });
+      writeQueued();
+    },
+  );
+}
+
+/** Writes a file and fdatasyncs it, on libuv's pool; a file that could not be written whole is removed. */
+async function spoolDurably(path: string, data: Uint8Array): Promise<void> {
+  const fd = await call<number>(fs.open, path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+  try {
+    let off = 0;
+    while (off < data.length) off += await call<number>(fs.write, fd, data, off, data.length - off, off);
+    await call(fs.fdatasync, fd);
+  } finally {
+    await call(fs.close, fd);
+  }
+}
+
+function rmQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {}
 }
 
 function batch(ids: number[], records: JournalRecord[], release: string[]): void {

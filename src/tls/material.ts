@@ -54,7 +54,7 @@ export class TlsError extends Error {
 }
 
 /** Builds the context now, so a bad pair fails here and not in the middle of a handshake. */
-export function secureContextOf(m: TlsMaterial): tls.SecureContext {
+export function secureContextOf(m: Pick<TlsMaterial, 'certPem' | 'keyPem'>): tls.SecureContext {
   return tls.createSecureContext({ cert: m.certPem, key: m.keyPem.reveal(), minVersion: 'TLSv1.2' });
 }
 

@@ -1,0 +1,129 @@
+// What each runtime component is built from: one spec function of the desired state per
+// component, and nothing else. The plan (what `mailplane plan` prints and a reload logs) and
+// the transaction's rebuild decisions both come from comparing these specs, and every factory
+// takes its spec, so a field a component reads is a field whose change rebuilds it.
+import { formatCidr } from '../config/cidr.js';
+import type { AccountsState, DeliveryState, DesiredState, ListenerRole, ListenerTls, LocalUser, RelayState } from '../config/desired-state.js';
+import type { Secret } from '../config/secret.js';
+import type { TlsMaterial } from '../tls/material.js';
+
+/** The socket a listener owns: a change needs a new socket (or a new server on it). */
+export interface SocketSpec {
+  readonly port: number;
+  /** null = all interfaces */
+  readonly address: string | null;
+  readonly tls: ListenerTls;
+  readonly proxyProtocol: boolean;
+}
+
+/** A listener: its socket, and its role (which new sessions pin). */
+export interface ListenerComponent {
+  readonly socket: SocketSpec;
+  readonly role: ListenerRole;
+}
+
+/** The policy new sessions pin (smtp/policy.ts builds it from this alone). */
+export interface PolicySpec {
+  readonly hostname: string;
+  readonly domains: readonly string[];
+  readonly maxMessageSize: number;
+  readonly auth: {
+    readonly required: boolean;
+    readonly exemptClients: readonly string[];
+    readonly lanBypass: boolean;
+    readonly lanNetworks: readonly string[];
+    readonly maxFailures: number;
+    readonly failureWindowMs: number;
+    readonly lockoutMs: number;
+  };
+  readonly limits: {
+    readonly maxRecipients: number;
+    readonly maxLineLength: number;
+    readonly maxConnections: number;
+    readonly maxConnectionsPerClient: number;
+    readonly idleTimeoutMs: number;
+    readonly commandTimeoutMs: number;
+    readonly dataTimeoutMs: number;
+  };
+  readonly drainGraceMs: number;
+}
+
+/** The account backend: local users, or the directory (which needs our domains for aliases). */
+export type AccountsSpec =
+  | { readonly type: 'local'; readonly users: readonly LocalUser[] }
+  | { readonly type: 'ldap'; readonly ldap: Extract<AccountsState, { type: 'ldap' }>['ldap']; readonly domains: readonly string[] };
+
+/** How queued mail leaves: the relay or direct MX, with the connection settings they use. */
+export interface TransportSpec {
+  readonly hostname: string;
+  readonly relay: RelayState;
+  readonly connect: Pick<DeliveryState, 'concurrency' | 'dnsServers' | 'dnsTimeoutMs' | 'mxPort' | 'connectTimeoutMs'>;
+}
+
+/** What the queue reads at every attempt (applied in place). */
+export type DeliverySpec = Pick<DeliveryState, 'minRetryDelayMs' | 'maxRetryDelayMs' | 'maxLifetimeMs' | 'maxReceivedHeaders' | 'concurrency' | 'destinationConcurrency'>;
+
+export interface Specs {
+  /** active listeners only (none while smtp.enabled is false), by name */
+  readonly listeners: Readonly<Record<string, ListenerComponent>>;
+  /** the certificate chain as served and its key (with the leaf's fingerprint and expiry, for people) */
+  readonly tls: { readonly certPem: string; readonly keyPem: Secret; readonly fingerprint256: string; readonly notAfter: number } | null;
+  readonly policy: PolicySpec;
+  readonly accounts: AccountsSpec;
+  readonly transport: TransportSpec;
+  readonly delivery: DeliverySpec;
+  /** reopening the data dir; the memory budget is applied in place */
+  readonly storage: { readonly dataDir: string; readonly memoryBudget: number };
+  readonly ops: { readonly host: string; readonly port: number };
+}
+
+export type Component = keyof Specs;
+
+export const COMPONENTS: readonly Component[] = ['listeners', 'tls', 'policy', 'accounts', 'transport', 'delivery', 'storage', 'ops'];
+
+export function specsOf(s: DesiredState): Specs {
+  const a = s.smtp.auth;
+  const d = s.delivery;
+  return {
+    listeners: Object.fromEntries(
+      (s.smtp.enabled ? s.smtp.listeners : []).map((l) => [l.name, { socket: { port: l.port, address: l.address, tls: l.tls, proxyProtocol: l.proxyProtocol }, role: l.role }]),
+    ),
+    tls: s.smtp.tls ? tlsSpec(s.smtp.tls.material) : null,
+    policy: {
+      hostname: s.hostname,
+      domains: s.domains,
+      maxMessageSize: s.smtp.maxMessageSize,
+      auth: {
+        required: a.required,
+        exemptClients: a.exemptClients.map(formatCidr),
+        lanBypass: a.lanBypass,
+        lanNetworks: a.lanNetworks.map(formatCidr),
+        maxFailures: a.maxFailures,
+        failureWindowMs: a.failureWindowMs,
+        lockoutMs: a.lockoutMs,
+      },
+      limits: { ...s.smtp.limits },
+      drainGraceMs: s.smtp.drainGraceMs,
+    },
+    accounts: s.accounts.type === 'local' ? { type: 'local', users: s.accounts.users } : { type: 'ldap', ldap: s.accounts.ldap, domains: s.domains },
+    transport: {
+      hostname: s.hostname,
+      relay: s.relay,
+      connect: { concurrency: d.concurrency, dnsServers: d.dnsServers, dnsTimeoutMs: d.dnsTimeoutMs, mxPort: d.mxPort, connectTimeoutMs: d.connectTimeoutMs },
+    },
+    delivery: {
+      minRetryDelayMs: d.minRetryDelayMs,
+      maxRetryDelayMs: d.maxRetryDelayMs,
+      maxLifetimeMs: d.maxLifetimeMs,
+      maxReceivedHeaders: d.maxReceivedHeaders,
+      concurrency: d.concurrency,
+      destinationConcurrency: d.destinationConcurrency,
+    },
+    storage: { dataDir: s.storage.dataDir, memoryBudget: s.storage.memoryBudget },
+    ops: { host: s.observability.host, port: s.observability.port },
+  };
+}
+
+function tlsSpec(m: TlsMaterial): Specs['tls'] {
+  return { certPem: m.certPem, keyPem: m.keyPem, fingerprint256: m.fingerprint256, notAfter: m.notAfter };
+}
