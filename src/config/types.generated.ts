@@ -349,7 +349,7 @@ export interface StorageConfig {
    */
   dataDir?: string;
   /**
-   * Message bodies held in memory, across all sessions, while they are received: a message up to 64 KiB stays in memory while this budget allows, anything else streams into a spool file under dataDir/spool/ as it arrives. Bytes or a size with a unit (KB, MB, KiB, MiB…).
+   * Message bodies held in memory, across all sessions, while they are received: a message up to 1 MiB stays in memory while this budget allows, anything else streams into a spool file under dataDir/spool/ as it arrives. Bytes or a size with a unit (KB, MB, KiB, MiB…).
    */
   memoryBudget?: number | string;
 }
