@@ -203,6 +203,48 @@ test('certificate rotation is seen by new TLS clients without a restart; a misma
   }
 });
 
+/** The certificates a TLS client is sent: the leaf first, then what the server adds after it. */
+function servedChain(port: number): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, servername: 'localhost' }, () => {
+      const names: string[] = [];
+      let c = s.getPeerCertificate(true);
+      const seen = new Set<string>();
+      while (c && c.fingerprint256 && !seen.has(c.fingerprint256)) {
+        seen.add(c.fingerprint256);
+        names.push(c.subject.CN as string);
+        c = c.issuerCertificate;
+      }
+      s.destroy();
+      resolve(names);
+    });
+    s.on('error', reject);
+  });
+}
+
+test('adding the missing intermediate to certFile (same leaf) is applied: new TLS clients get the whole chain', async () => {
+  const env = await makeEnv();
+  const intermediate = issueCertificate({ commonName: 'mailplane test intermediate', isCA: true, issuer: { certPem: testCa().certPem, keyPem: testCa().keyPem } });
+  const leaf = issueCertificate({ commonName: 'mail.example.com', dnsNames: ['mail.example.com', 'localhost'], issuer: intermediate });
+  writeFileSync(env.certFile, leaf.certPem);
+  writeFileSync(env.keyFile, leaf.keyPem);
+  const mp = await startMailplane(env, baseConfig(env));
+  try {
+    assert.deepEqual(await servedChain(env.ports.submissions), ['mail.example.com'], 'the leaf alone, as configured');
+    writeFileSync(env.certFile, `${leaf.certPem}${intermediate.certPem}`);
+    await untilGeneration(mp, 2);
+    assert.deepEqual(await servedChain(env.ports.submissions), ['mail.example.com', 'mailplane test intermediate']);
+    const c = (await SmtpClient.connect({ port: env.ports.submission })).client;
+    await c.ehlo();
+    await c.starttls();
+    assert.equal(c.tlsSocket!.getPeerCertificate(true).issuerCertificate?.subject.CN, 'mailplane test intermediate', 'STARTTLS too');
+    await c.quit();
+    assert.match(mp.logs, /"config applied".*replace the certificate chain of [0-9a-f]{16}: swapped in place, no restart/);
+  } finally {
+    await mp.stop();
+  }
+});
+
 test('a bind conflict rolls the whole apply back; every old port keeps accepting', async () => {
   const env = await makeEnv();
   const squatter = createServer().listen(env.ports.spare, '127.0.0.1');

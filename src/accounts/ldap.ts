@@ -6,7 +6,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { isIP } from 'node:net';
 import { Client, InvalidCredentialsError } from 'ldapts';
-import type { LdapSettings } from '../config/desired-state.js';
+import type { LdapSpec } from '../plan/specs.js';
 import type { AccountBackend, AuthOutcome, RecipientOutcome } from './backend.js';
 
 const MAILBOX_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -31,7 +31,7 @@ export class LdapAccounts implements AccountBackend {
   private closed = false;
 
   constructor(
-    private readonly s: LdapSettings,
+    private readonly s: LdapSpec,
     private readonly domains: readonly string[],
   ) {
     this.pool = Array.from({ length: s.poolSize }, () => null);

@@ -5,8 +5,7 @@ import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import nodemailer from 'nodemailer';
-import type { RelayState } from '../config/desired-state.js';
-import type { TransportSpec } from '../plan/specs.js';
+import type { RelaySpec, TransportSpec } from '../plan/specs.js';
 import { MxResolver, TemporaryDnsError } from './dns.js';
 
 export type Outcome = 'delivered' | 'deferred' | 'failed';
@@ -137,7 +136,7 @@ export class RelayTransport implements Transport {
   private lastError: string | null = null;
 
   constructor(
-    readonly relay: RelayState,
+    readonly relay: RelaySpec,
     delivery: TransportSpec['connect'],
     hostname: string,
   ) {

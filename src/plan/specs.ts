@@ -3,7 +3,7 @@
 // the transaction's rebuild decisions both come from comparing these specs, and every factory
 // takes its spec, so a field a component reads is a field whose change rebuilds it.
 import { formatCidr } from '../config/cidr.js';
-import type { AccountsState, DeliveryState, DesiredState, ListenerRole, ListenerTls, LocalUser, RelayState } from '../config/desired-state.js';
+import type { DeliveryState, DesiredState, LdapSettings, ListenerRole, ListenerTls, LocalUser, RelayState } from '../config/desired-state.js';
 import type { Secret } from '../config/secret.js';
 import type { TlsMaterial } from '../tls/material.js';
 
@@ -49,14 +49,20 @@ export interface PolicySpec {
 }
 
 /** The account backend: local users, or the directory (which needs our domains for aliases). */
+/** What the directory client reads (the file paths only say where caPem and the password came from). */
+export type LdapSpec = Omit<LdapSettings, 'caFile' | 'bindPasswordFile'>;
+
 export type AccountsSpec =
   | { readonly type: 'local'; readonly users: readonly LocalUser[] }
-  | { readonly type: 'ldap'; readonly ldap: Extract<AccountsState, { type: 'ldap' }>['ldap']; readonly domains: readonly string[] };
+  | { readonly type: 'ldap'; readonly ldap: LdapSpec; readonly domains: readonly string[] };
+
+/** What the relay client reads (not where its password came from). */
+export type RelaySpec = Omit<RelayState, 'auth'> & { readonly auth: { readonly username: string; readonly password: Secret } | null };
 
 /** How queued mail leaves: the relay or direct MX, with the connection settings they use. */
 export interface TransportSpec {
   readonly hostname: string;
-  readonly relay: RelayState;
+  readonly relay: RelaySpec;
   readonly connect: Pick<DeliveryState, 'concurrency' | 'dnsServers' | 'dnsTimeoutMs' | 'mxPort' | 'connectTimeoutMs'>;
 }
 
@@ -105,10 +111,10 @@ export function specsOf(s: DesiredState): Specs {
       limits: { ...s.smtp.limits },
       drainGraceMs: s.smtp.drainGraceMs,
     },
-    accounts: s.accounts.type === 'local' ? { type: 'local', users: s.accounts.users } : { type: 'ldap', ldap: s.accounts.ldap, domains: s.domains },
+    accounts: s.accounts.type === 'local' ? { type: 'local', users: s.accounts.users } : { type: 'ldap', ldap: ldapSpec(s.accounts.ldap), domains: s.domains },
     transport: {
       hostname: s.hostname,
-      relay: s.relay,
+      relay: { ...s.relay, auth: s.relay.auth ? { username: s.relay.auth.username, password: s.relay.auth.password } : null },
       connect: { concurrency: d.concurrency, dnsServers: d.dnsServers, dnsTimeoutMs: d.dnsTimeoutMs, mxPort: d.mxPort, connectTimeoutMs: d.connectTimeoutMs },
     },
     delivery: {
@@ -122,6 +128,11 @@ export function specsOf(s: DesiredState): Specs {
     storage: { dataDir: s.storage.dataDir, memoryBudget: s.storage.memoryBudget },
     ops: { host: s.observability.host, port: s.observability.port },
   };
+}
+
+function ldapSpec(l: LdapSettings): LdapSpec {
+  const { caFile: _c, bindPasswordFile: _b, ...spec } = l;
+  return spec;
 }
 
 function tlsSpec(m: TlsMaterial): Specs['tls'] {
