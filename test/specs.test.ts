@@ -47,6 +47,7 @@ function expected(path: string, ldap: boolean): Component[] {
   if (/^delivery\.(dnsServers|dnsTimeoutMs|mxPort|connectTimeoutMs)/.test(path)) return ['transport'];
   if (path.startsWith('delivery')) return ['delivery'];
   if (path.startsWith('storage')) return ['storage'];
+  if (path === 'observability.token') return ['opsAccess'];
   if (path.startsWith('observability')) return ['ops'];
   return [];
 }

@@ -1,5 +1,6 @@
 // `mailplane plan`: what a reload would do, fit for a pull-request comment. Exit codes follow
 // `terraform plan -detailed-exitcode`: 0 no changes, 2 changes, 1 invalid or error.
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { formatIssue } from '../config/issues.js';
 import { loadConfigFile } from '../config/load.js';
@@ -20,6 +21,8 @@ sessions; "~" apply in place to new sessions.
 
 Options:
   --server URL         compare with the running server whose ops endpoint is URL
+  --token-file FILE    the bearer token for the server's /status (observability.tokenFile);
+                       default: the MAILPLANE_TOKEN environment variable
   --format text|json   output format (default text)
   -h, --help           show this help
 
@@ -28,7 +31,7 @@ Exit status: 0 no changes, 2 changes, 1 a config is invalid or the server unreac
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { server: { type: 'string' }, format: { type: 'string', default: 'text' } },
+      options: { server: { type: 'string' }, 'token-file': { type: 'string' }, format: { type: 'string', default: 'text' } },
     });
     if (values.format !== 'text' && values.format !== 'json') throw new UsageError('--format must be text or json');
     const files = positionals;
@@ -50,7 +53,9 @@ Exit status: 0 no changes, 2 changes, 1 a config is invalid or the server unreac
       const url = `${values.server.replace(/\/$/, '')}/status`;
       let status: { specs?: SpecView['specs'] | null; applied?: { hash: string } | null };
       try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+        const token = values['token-file'] ? (await readFile(values['token-file'], 'utf8')).replace(/\r?\n$/, '') : process.env.MAILPLANE_TOKEN;
+        const res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: token ? { authorization: `Bearer ${token}` } : {} });
+        if (res.status === 401) throw new Error('HTTP 401: the server wants its token (--token-file FILE or MAILPLANE_TOKEN)');
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         status = (await res.json()) as typeof status;
       } catch (e) {

@@ -85,7 +85,10 @@ export function checkDelivery(ctx: LoadContext, d: DeliveryConfig): DeliveryStat
   };
 }
 
-export function checkListen(ctx: LoadContext, listen: string): { host: string; port: number } {
+const MIN_TOKEN = 16;
+
+/** The ops endpoint: where it listens, and the token /status and /-/reload need (beyond loopback, always). */
+export function checkListen(ctx: LoadContext, listen: string, tokenFile: string | undefined): { host: string; port: number; token: Secret | null } {
   const m = listen.match(/^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/);
   const host = m?.[1] ?? m?.[2] ?? '';
   const port = Number(m?.[3]);
@@ -93,5 +96,18 @@ export function checkListen(ctx: LoadContext, listen: string): { host: string; p
     ctx.error('MP_ADDRESS', ['observability', 'listen'], `'${host}' is not an IP address`);
   }
   if (!(port >= 0 && port <= 65535)) ctx.error('MP_ADDRESS', ['observability', 'listen'], `port ${m?.[3]} is out of range`);
-  return { host, port };
+  let token: Secret | null = null;
+  if (tokenFile !== undefined) {
+    const text = ctx.readFile(['observability', 'tokenFile'], tokenFile);
+    const value = text?.replace(/\r?\n$/, '') ?? null;
+    if (value !== null && value.length < MIN_TOKEN) ctx.error('MP_OPS_TOKEN', ['observability', 'tokenFile'], `the token must be at least ${MIN_TOKEN} characters (it has ${value.length})`);
+    else if (value !== null) token = new Secret(value, 'password');
+  } else if (host && !isLoopback(host)) {
+    ctx.error('MP_OPS_TOKEN', ['observability', 'listen'], `${host} is not a loopback address: set observability.tokenFile, a bearer token that /status and POST /-/reload will require`);
+  }
+  return { host, port, token };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./i.test(host);
 }

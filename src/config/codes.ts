@@ -26,6 +26,7 @@ export const ISSUE_CODES = {
   MP_LDAP: 'The LDAP settings are inconsistent.',
   MP_ADDRESS: 'An IP address or listen address is malformed.',
   MP_PORT_CONFLICT: 'Two sockets of this config would bind the same address and port.',
+  MP_OPS_TOKEN: 'The operations endpoint listens beyond loopback without `observability.tokenFile`, or the token is too short.',
 } as const;
 
 export type IssueCode = keyof typeof ISSUE_CODES;

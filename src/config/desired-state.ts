@@ -124,7 +124,8 @@ export interface DesiredState {
   readonly relay: RelayState;
   readonly delivery: DeliveryState;
   readonly storage: { readonly dataDir: string; /** body bytes held in memory across sessions */ readonly memoryBudget: number };
-  readonly observability: { readonly host: string; readonly port: number };
+  /** the ops endpoint; token: what /status and /-/reload need (null: open, loopback only) */
+  readonly observability: { readonly host: string; readonly port: number; readonly token: Secret | null };
   /** every file the state depends on, absolute; watched for changes */
   readonly watchedFiles: readonly string[];
 }

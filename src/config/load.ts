@@ -134,7 +134,7 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
   const ldap = !broken('accounts') && accounts.type === 'ldap' && accounts.ldap ? checkLdap(ctx, accounts.ldap) : null;
   const relay = broken('relay') ? null : checkRelay(ctx, cfg.relay ?? {}, { forRun: opts.forRun ?? false });
   const delivery = broken('delivery') ? null : checkDelivery(ctx, (cfg.delivery ?? {}) as NonNullable<MailserverConfig['delivery']>);
-  const listen = broken('observability') ? null : checkListen(ctx, cfg.observability?.listen ?? '');
+  const listen = broken('observability') ? null : checkListen(ctx, cfg.observability?.listen ?? '', cfg.observability?.tokenFile);
   if (listen && !broken('smtp.listeners')) {
     list(smtp.listeners).forEach((l, i) => {
       if (smtp.enabled !== false && l.port === listen.port && overlaps(l.address ?? null, listen.host)) {

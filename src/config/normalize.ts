@@ -5,6 +5,7 @@ import { canonical, type SecretMode } from './canonical.js';
 import type { Cidr } from './cidr.js';
 import type { AccountsState, DeliveryState, DesiredState, LdapSettings, LocalUser, RelayState, TlsFiles } from './desired-state.js';
 import type { MailserverConfig } from './types.generated.js';
+import type { Secret } from './secret.js';
 import { parseDuration, parseSize } from './units.js';
 
 export interface Resolved {
@@ -18,7 +19,7 @@ export interface Resolved {
   readonly ldap: LdapSettings | null;
   readonly relay: RelayState;
   readonly delivery: DeliveryState;
-  readonly listen: { host: string; port: number };
+  readonly listen: { host: string; port: number; token: Secret | null };
   readonly dataDir: string;
   /** absolute path → content of every referenced file */
   readonly files: ReadonlyMap<string, string>;

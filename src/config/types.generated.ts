@@ -358,7 +358,11 @@ export interface StorageConfig {
  */
 export interface ObservabilityConfig {
   /**
-   * `address:port` serving /metrics, /healthz, /readyz, /status and POST /-/reload. Keep it on a private address: reload is unauthenticated.
+   * `address:port` serving /metrics, /healthz, /readyz, /status and POST /-/reload. /status and /-/reload need the bearer token of `tokenFile` on any address other than loopback.
    */
   listen?: string;
+  /**
+   * File holding the bearer token (at least 16 characters, trailing newline ignored) that GET /status and POST /-/reload require as `Authorization: Bearer TOKEN`. Required when `listen` is not a loopback address; when set, required on loopback too. /metrics, /healthz and /readyz stay open. Watched like other referenced files.
+   */
+  tokenFile?: string;
 }

@@ -1,13 +1,20 @@
-// The operations HTTP endpoint: /healthz, /readyz, /metrics, /status, POST /-/reload.
-// Keep it on a private address: reload is unauthenticated, like Prometheus' own.
+// The operations HTTP endpoint: /healthz, /readyz and /metrics are open (probes and
+// Prometheus); /status and POST /-/reload need the bearer token of observability.tokenFile
+// whenever one is configured (always, beyond loopback: validation insists on one there).
+import { timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import type { Secret } from '../config/secret.js';
+import type { Logger } from './logger.js';
 
 export interface OpsHandlers {
   ready(): boolean;
   status(): unknown;
   reload(): Promise<{ httpStatus: number; body: unknown }>;
   registry: Registry;
+  /** the token of the serving config (read at every request: a new token applies at once) */
+  token(): Secret | null;
+  log: Logger;
 }
 
 export class OpsServer {
@@ -50,6 +57,10 @@ export class OpsServer {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    if ((path === '/-/reload' || path === '/status') && !this.authorized(req)) {
+      this.h.log.warn('ops request refused: missing or wrong bearer token', { client: req.socket.remoteAddress, path });
+      return send(res, 401, 'text/plain', 'unauthorized: send Authorization: Bearer <the token of observability.tokenFile>\n', { 'www-authenticate': 'Bearer realm="mailplane"' });
+    }
     if (path === '/-/reload') {
       if (req.method !== 'POST' && req.method !== 'PUT') return send(res, 405, 'text/plain', 'use POST\n', { allow: 'POST' });
       const r = await this.h.reload();
@@ -68,6 +79,15 @@ export class OpsServer {
       default:
         return send(res, 404, 'text/plain', 'not found: try /status, /metrics, /healthz, /readyz or POST /-/reload\n');
     }
+  }
+
+  /** No token configured (loopback only), or the right one, compared in constant time. */
+  private authorized(req: IncomingMessage): boolean {
+    const token = this.h.token();
+    if (!token) return true;
+    const given = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    const digest = (s: string) => createHash('sha256').update(s).digest();
+    return timingSafeEqual(digest(given), digest(token.reveal()));
   }
 }
 

@@ -38,6 +38,8 @@ export function describe(a: Action): { title: string; details: readonly string[]
       return { title: 'update storage: applies to new messages (a new dataDir receives them)', details: a.changes };
     case 'observability.rebind':
       return { title: `move observability endpoint ${a.from} → ${a.to}: binds a new socket`, details: [] };
+    case 'observability.update':
+      return { title: 'update access to /status and /-/reload: applies to the next request', details: a.changes };
   }
 }
 

@@ -27,7 +27,8 @@ export type Action =
   | { readonly kind: 'relay.update'; readonly changes: readonly string[] }
   | { readonly kind: 'delivery.update'; readonly changes: readonly string[] }
   | { readonly kind: 'storage.update'; readonly changes: readonly string[] }
-  | { readonly kind: 'observability.rebind'; readonly from: string; readonly to: string };
+  | { readonly kind: 'observability.rebind'; readonly from: string; readonly to: string }
+  | { readonly kind: 'observability.update'; readonly changes: readonly string[] };
 
 export interface Plan {
   readonly from: string | null; // public hash of the applied state
@@ -133,6 +134,7 @@ export function diff(applied: SpecView | null, desired: SpecView): Plan {
   push(actions, 'delivery.update', [...new Set(delivery)]);
   push(actions, 'storage.update', describeChanges(a.storage, b.storage));
   if (!sameJson(a.ops, b.ops)) actions.push({ kind: 'observability.rebind', from: hostPortOf(a.ops), to: hostPortOf(b.ops) });
+  if (!sameJson(a.opsAccess, b.opsAccess)) actions.push({ kind: 'observability.update', changes: describeChanges(a.opsAccess, b.opsAccess, 'observability') });
   return { from: applied.hash, to: desired.hash, actions };
 }
 

@@ -81,11 +81,13 @@ export interface Specs {
   /** reopening the data dir; the memory budget is applied in place */
   readonly storage: { readonly dataDir: string; readonly memoryBudget: number };
   readonly ops: { readonly host: string; readonly port: number };
+  /** who may read /status and reload (applied in place: read at every request) */
+  readonly opsAccess: { readonly token: Secret | null };
 }
 
 export type Component = keyof Specs;
 
-export const COMPONENTS: readonly Component[] = ['listeners', 'tls', 'policy', 'accounts', 'transport', 'delivery', 'storage', 'ops'];
+export const COMPONENTS: readonly Component[] = ['listeners', 'tls', 'policy', 'accounts', 'transport', 'delivery', 'storage', 'ops', 'opsAccess'];
 
 export function specsOf(s: DesiredState): Specs {
   const a = s.smtp.auth;
@@ -127,6 +129,7 @@ export function specsOf(s: DesiredState): Specs {
     },
     storage: { dataDir: s.storage.dataDir, memoryBudget: s.storage.memoryBudget },
     ops: { host: s.observability.host, port: s.observability.port },
+    opsAccess: { token: s.observability.token },
   };
 }
 

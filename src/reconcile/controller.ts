@@ -68,7 +68,15 @@ export class Controller {
       log: d.log,
       metrics: d.metrics,
       sessionDeps: { metrics: d.metrics, log: d.log, authLimiter: d.authLimiter, clients: d.clients },
-      makeOps: (host, port) => new OpsServer(host, port, { ready: () => this.ready(), status: () => this.status(), reload: () => this.httpReload(), registry: d.metrics.registry }),
+      makeOps: (host, port) =>
+        new OpsServer(host, port, {
+          ready: () => this.ready(),
+          status: () => this.status(),
+          reload: () => this.httpReload(),
+          registry: d.metrics.registry,
+          token: () => this.rt.applied?.state.observability.token ?? null,
+          log: d.log,
+        }),
       deliveryContext: () => this.deliveryContext(),
     };
   }
