@@ -2,13 +2,12 @@
 // writes each message to its own file and fsyncs it before answering 250 (smtp-server's
 // 100 ms pre-greeting delay and reverse-DNS lookup removed, as the library allows at best).
 // Usage: node bench/baseline-server.mjs PORT DIR
-import { closeSync, fdatasyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import fs from 'node:fs';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
-void closeSync, fdatasyncSync, openSync, writeSync;
 const [port, dir] = [Number(process.argv[2]), process.argv[3]];
 mkdirSync(dir, { recursive: true });
 

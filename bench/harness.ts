@@ -98,14 +98,17 @@ export async function startMailplane(dir: string, config: string, ops: number, p
   let log = '';
   const t0 = performance.now();
   const child = spawn(process.execPath, [join(ROOT, 'bin/mailplane.js'), 'run', '--config', file, '--log-format', 'json'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr!.on('data', (d) => {
+  child.stderr.on('data', (d) => {
     if (log.length < 100_000) log += d;
   });
   // ready = /readyz answers 200 (config applied, every listener bound, queue loaded)
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`mailplane exited: ${log}`);
-    const ok = await fetch(`http://127.0.0.1:${ops}/readyz`).then((r) => r.status === 200, () => false);
+    const ok = await fetch(`http://127.0.0.1:${ops}/readyz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > deadline) throw new Error(`mailplane not ready: ${log}`);
     await new Promise((r) => setTimeout(r, 5));
@@ -152,9 +155,9 @@ async function startScript(name: string, script: string, dir: string, port: numb
   mkdirSync(dir, { recursive: true });
   let log = '';
   const child = spawn(process.execPath, [join(ROOT, script), String(port), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (d: string) => (onStdout ? onStdout(d) : (log += d)));
-  child.stderr!.on('data', (d) => (log += d));
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d: string) => (onStdout ? onStdout(d) : (log += d)));
+  child.stderr.on('data', (d) => (log += d));
   await waitPort(port, child, () => log);
   return { name, port, dir, ...readings(child), stop: stopper(child) };
 }
@@ -256,7 +259,7 @@ export function smtpSource(bin: string, port: number, o: { sessions: number; siz
     const t0 = performance.now();
     const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
-    child.stderr!.on('data', (d) => (err += d));
+    child.stderr.on('data', (d) => (err += d));
     child.on('exit', (code) => {
       const seconds = (performance.now() - t0) / 1000;
       if (code !== 0) process.stderr.write(`smtp-source failed (${code}): ${err}\n`);
@@ -335,13 +338,13 @@ if (n === 0) process.stdout.write('ready\\n');
 process.stdin.on('end', () => process.exit(0)); process.stdin.resume();`;
   const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d) => String(d).includes('ready') && resolve());
+    child.stdout.on('data', (d) => String(d).includes('ready') && resolve());
     child.on('exit', (c) => reject(new Error(`idle client exited ${c}`)));
   });
   return {
     close: async () => {
       const done = new Promise((r) => child.once('exit', r));
-      child.stdin!.end();
+      child.stdin.end();
       await done;
     },
   };

@@ -97,8 +97,8 @@ postlog   unix-dgram n - n - 1 postlogd
   );
   let log = '';
   const child = spawn(POSTFIX, ['-c', conf, 'start-fg'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d) => (log += d));
-  child.stderr!.on('data', (d) => (log += d));
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
   await waitPort(port, child, () => log + maillog(dir));
   const master = Number(readFileSync(join(dir, 'queue', 'pid', 'master.pid'), 'utf8').trim());
   return {

@@ -40,19 +40,20 @@ export async function reloadUnderLoad(bin: string, dir: string, changes: number)
   writeCert();
   const [port, ops, sub] = [await freePort(), await freePort(), await freePort()];
   const config = (size: number) =>
-    mailplaneConfig(dir, port, ops).replace(
-      '    - { name: mx,',
-      `    - { name: submission, address: 127.0.0.1, port: ${sub}, role: submission, tls: starttls }\n    - { name: mx,`,
-    ).replace('maxMessageSize: 10MB', `maxMessageSize: ${size}`);
+    mailplaneConfig(dir, port, ops)
+      .replace('    - { name: mx,', `    - { name: submission, address: 127.0.0.1, port: ${sub}, role: submission, tls: starttls }\n    - { name: mx,`)
+      .replace('maxMessageSize: 10MB', `maxMessageSize: ${size}`);
   const s = await startMailplane(dir, config(10_000_000), ops, port);
   const file = join(dir, 'mailserver.yaml');
   const latencies: number[] = [];
   let applied = 0;
   const sent0 = await metric(ops, 'mailplane_smtp_messages_total');
   const rejected0 = await metric(ops, 'mailplane_smtp_rejections_total');
-  const load = spawn(bin, ['-s', '20', '-l', '1024', '-m', '100000000', '-f', 'load@example.net', '-t', 'bench@example.com', '-M', 'loadgen.example.net', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const load = spawn(bin, ['-s', '20', '-l', '1024', '-m', '100000000', '-f', 'load@example.net', '-t', 'bench@example.com', '-M', 'loadgen.example.net', `127.0.0.1:${port}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let loadErrors = '';
-  load.stderr!.on('data', (d) => (loadErrors += d));
+  load.stderr.on('data', (d) => (loadErrors += d));
   try {
     await new Promise((r) => setTimeout(r, 500));
     for (let i = 1; i <= changes; i++) {

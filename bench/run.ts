@@ -4,20 +4,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import {
-  ensureSmtpSource,
-  freePort,
-  idleConnections,
-  mailplaneConfig,
-  percentile,
-  probeLatency,
-  ROOT,
-  smtpSource,
-  startBaseline,
-  startSink,
-  startMailplane,
-  type ServerUnderTest,
-} from './harness.js';
+import { ensureSmtpSource, freePort, idleConnections, mailplaneConfig, percentile, probeLatency, ROOT, smtpSource, startBaseline, startSink, startMailplane, type ServerUnderTest } from './harness.js';
 import { postfixUnavailable, startPostfix } from './postfix.js';
 import { reloadUnderLoad } from './reload.js';
 import { bigMessages, fanOut, queueStartup, removeTree, scaleLine, scaleMarkdown, schedulingCost, type ScaleResult, type Started } from './scale.js';
@@ -62,7 +49,9 @@ async function measure(bin: string, s: ServerUnderTest, sessions: number, size: 
 async function main(): Promise<void> {
   const bin = ensureSmtpSource();
   const work = mkdtempSync(join(tmpdir(), 'mailplane-bench-'));
-  console.log(`mailplane benchmark — ${new Date().toISOString()} — ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`);
+  console.log(
+    `mailplane benchmark — ${new Date().toISOString()} — ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
+  );
   console.log(`work dir ${work}\n`);
 
   if (!Number.isInteger(QUEUE) || QUEUE < 100) throw new Error('--queue takes a number of entries (at least 100)');
@@ -104,7 +93,10 @@ async function main(): Promise<void> {
     const base = await started(startBaseline(join(work, 'baseline'), await freePort()));
     const postfix = noPostfix
       ? []
-      : [await started(startPostfix('postfix', join(work, 'postfix'), await freePort(), { hold: false })), await started(startPostfix('postfix-hold', join(work, 'postfix-hold'), await freePort(), { hold: true }))];
+      : [
+          await started(startPostfix('postfix', join(work, 'postfix'), await freePort(), { hold: false })),
+          await started(startPostfix('postfix-hold', join(work, 'postfix-hold'), await freePort(), { hold: true })),
+        ];
     const sink = await started(startSink(join(work, 'sink'), await freePort()));
     // Warm-up, not recorded: JIT, page cache and the first files of each server.
     for (const s of servers) await measure(bin, s, 20, 1024, false);
@@ -152,14 +144,24 @@ async function main(): Promise<void> {
   console.log(
     `  RSS idle: ${memory.rss0.toFixed(1)} MiB; 1,000 idle connections ${memory.rss1k.toFixed(1)} MiB; 5,000 ${memory.rss5k.toFixed(1)} MiB → ${memory.perConnKiB.toFixed(1)} KiB per connection`,
   );
-  console.log(`  RSS after ${memory.at1.toLocaleString()} messages ${memory.rssAt1.toFixed(1)} MiB, after ${memory.at2.toLocaleString()} ${memory.rssAt2.toFixed(1)} MiB (growth ${(memory.rssAt2 - memory.rssAt1).toFixed(1)} MiB)`);
+  console.log(
+    `  RSS after ${memory.at1.toLocaleString()} messages ${memory.rssAt1.toFixed(1)} MiB, after ${memory.at2.toLocaleString()} ${memory.rssAt2.toFixed(1)} MiB (growth ${(memory.rssAt2 - memory.rssAt1).toFixed(1)} MiB)`,
+  );
   console.log(`  start-up to /readyz: median ${memory.startupMs.toFixed(0)} ms`);
 
   const scale = await atScale(bin, work, started, stopAll);
 
   const summary = summarize(rows);
   console.log(`\nheadline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): ${headline(summary)}`);
-  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version }, rows, reload, memory, scale, summary };
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version },
+    rows,
+    reload,
+    memory,
+    scale,
+    summary,
+  };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(ROOT, 'bench/results/latest.md'), markdown(result));
@@ -201,7 +203,9 @@ function summarize(rows: Row[]) {
 /** The headline result in a few lines, as printed and as written to latest.md. */
 function headline(s: ReturnType<typeof summarize>, bold = ''): string {
   const vs = (label: string, c: { median: number; ratio: number; rounds: number[] }) =>
-    Number.isNaN(c.median) ? `${label}: not measured` : `${label} ${c.median.toFixed(0)} msg/s: mailplane ${bold}${c.ratio.toFixed(2)}×${bold} (round by round: ${c.rounds.map((x) => `${x.toFixed(2)}×`).join(', ')})`;
+    Number.isNaN(c.median)
+      ? `${label}: not measured`
+      : `${label} ${c.median.toFixed(0)} msg/s: mailplane ${bold}${c.ratio.toFixed(2)}×${bold} (round by round: ${c.rounds.map((x) => `${x.toFixed(2)}×`).join(', ')})`;
   return [
     `mailplane ${s.mailplane.toFixed(0)} msg/s`,
     vs('baseline (bare smtp-server + fdatasync)', s.baseline),
@@ -255,9 +259,17 @@ async function memoryRun(bin: string, dir: string) {
   }
 }
 
-function markdown(r: { date: string; machine: Record<string, unknown>; rows: Row[]; reload: Awaited<ReturnType<typeof reloadUnderLoad>>; memory: Awaited<ReturnType<typeof memoryRun>>; scale: ScaleResult; summary: ReturnType<typeof summarize> }): string {
+function markdown(r: {
+  date: string;
+  machine: Record<string, unknown>;
+  rows: Row[];
+  reload: Awaited<ReturnType<typeof reloadUnderLoad>>;
+  memory: Awaited<ReturnType<typeof memoryRun>>;
+  scale: ScaleResult;
+  summary: ReturnType<typeof summarize>;
+}): string {
   const lines = [
-    `Run ${r.date} on ${r.machine.cpus}× ${r.machine.model}, ${r.machine.memGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}.`,
+    `Run ${r.date} on ${String(r.machine.cpus)}× ${String(r.machine.model)}, ${String(r.machine.memGiB)} GiB, Linux ${String(r.machine.kernel)}, Node ${String(r.machine.node)}.`,
     '',
     '| server | sessions | size | connection | messages | msg/s | CPU ms/msg | p50 ms | p99 ms | vs baseline | vs Postfix |',
     '|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|',

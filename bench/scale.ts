@@ -73,7 +73,19 @@ export async function bigMessages(bin: string, dir: string, started: Started): P
     const p = peak.stop();
     // every message in the Maildir (one 250 per message is what smtp-source saw; this is what was kept)
     const delivered = filesIn(join(dir, 'data/mail/bench/new')).length;
-    return { sessions, bytes: MB20, messages: sessions, delivered, seconds: r.seconds, rate: r.rate, rssBefore, peakRss: p.peakMiB, sampledPeak: p.sampledMiB, hwm: p.hwmMiB, ok: r.ok && delivered === sessions };
+    return {
+      sessions,
+      bytes: MB20,
+      messages: sessions,
+      delivered,
+      seconds: r.seconds,
+      rate: r.rate,
+      rssBefore,
+      peakRss: p.peakMiB,
+      sampledPeak: p.sampledMiB,
+      hwm: p.hwmMiB,
+      ok: r.ok && delivered === sessions,
+    };
   } finally {
     await s.stop();
     removeTree(dir); // 2 GB of mail
@@ -152,7 +164,10 @@ async function fanOutOnce(bin: string, dir: string, started: Started, mailboxes:
     const peak = watchPeakRss(s.pid);
     const r = await smtpSource(bin, port, { sessions: 1, size: MB20, messages: 1, reuse: false, recipients: mailboxes });
     const p = peak.stop();
-    const copies = ['bench', ...users].map((u) => filesIn(join(dir, 'data/mail', u, 'new')).map((f) => join(dir, 'data/mail', u, 'new', f))).filter((f) => f.length === 1).map((f) => f[0]!);
+    const copies = ['bench', ...users]
+      .map((u) => filesIn(join(dir, 'data/mail', u, 'new')).map((f) => join(dir, 'data/mail', u, 'new', f)))
+      .filter((f) => f.length === 1)
+      .map((f) => f[0]!);
     const full = copies.filter((f) => statSync(f).size >= MB20);
     const files = new Set(copies.map((f) => statSync(f).ino)).size;
     return { mailboxes, copies: full.length, files, seconds: r.seconds, rssBefore, peakRss: p.peakMiB, ok: r.ok && full.length === mailboxes };
@@ -213,7 +228,7 @@ async function status(ops: number): Promise<Status> {
  * shared body. Synchronous calls in a tight loop: nothing else runs meanwhile, and the loop is
  * the kernel's pace. A body file takes at most 50,000 links (ext4 stops at 65,000).
  */
-function writeQueue(dir: string, total: number, domains: number): { due: number; seconds: number; flushSeconds: number; makeDue(): void } {
+function writeQueue(dir: string, total: number, domains: number): { due: number; seconds: number; flushSeconds: number; makeDue: () => void } {
   const queue = join(dir, 'data/queue');
   mkdirSync(join(queue, 'tmp'), { recursive: true });
   mkdirSync(join(dir, 'bodies'), { recursive: true });
@@ -360,7 +375,10 @@ const DOMAINS = Array.from({ length: 1000 }, (_, i) => `d${i}.example`);
 function workload(n: number) {
   let clock = 0;
   const running: number[] = [];
-  const scheduler = new Scheduler((j) => running.push(j), () => clock);
+  const scheduler = new Scheduler(
+    (j) => running.push(j),
+    () => clock,
+  );
   scheduler.setLimits({ total: 20, perDestination: 5 });
   scheduler.addMany(Array.from({ length: n }, (_, i) => scheduler.create(i, DOMAINS[i % DOMAINS.length]!, Math.random() < 0.1 ? -Math.random() * HORIZON_MS * 0.1 : Math.random() * HORIZON_MS)));
   const step = (1.1 * HORIZON_MS) / n;
@@ -424,8 +442,6 @@ export interface ScaleResult {
 const mib = (x: number) => `${x.toFixed(1)} MiB`;
 const goal = (met: boolean, text: string) => `(goal ${text}: ${met ? 'met' : 'NOT met'})`;
 const n = (x: number) => x.toLocaleString('en');
-const afterReady = (q: QueueRun) =>
-  q.worstStallAfterReadyMs === null ? 'no whole second between /readyz and the end of the load' : `${q.worstStallAfterReadyMs.toFixed(1)} ms in the seconds after /readyz`;
 /** each size's value relative to the first size's */
 const ratios = (c: SchedulingCost[], f: (x: SchedulingCost) => number) => c.map((x) => (f(x) / f(c[0]!)).toFixed(2)).join(' / ×');
 

@@ -11,16 +11,18 @@ import { message, SmtpClient } from './helpers/smtp.js';
 test('users from usersFile (bcrypt, sha512-crypt, argon2id) log in and receive; edits apply live', async () => {
   const env = await makeEnv();
   const usersFile = join(env.dir, 'users');
-  const lines = [
-    `carol:${await hashPassword('carol-pw', 'bcrypt')}`,
-    `dave:${await hashPassword('dave-pw', 'sha512-crypt')}`,
-    `erin:${await hashPassword('erin-pw', 'argon2id')}`,
-  ];
+  const lines = [`carol:${await hashPassword('carol-pw', 'bcrypt')}`, `dave:${await hashPassword('dave-pw', 'sha512-crypt')}`, `erin:${await hashPassword('erin-pw', 'argon2id')}`];
   writeFileSync(usersFile, `# extra users\n${lines.join('\n')}\n`);
-  const config = baseConfig(env).replace('storage:', `storage:`).replace(/(\n      - \{ name: bob[^\n]*\n)/, `$1    usersFile: ${usersFile}\n`);
+  const config = baseConfig(env)
+    .replace('storage:', `storage:`)
+    .replace(/(\n {6}- \{ name: bob[^\n]*\n)/, `$1    usersFile: ${usersFile}\n`);
   const mp = await startMailplane(env, config);
   try {
-    for (const [user, pass] of [['carol', 'carol-pw'], ['dave@example.org', 'dave-pw'], ['ERIN', 'erin-pw']] as const) {
+    for (const [user, pass] of [
+      ['carol', 'carol-pw'],
+      ['dave@example.org', 'dave-pw'],
+      ['ERIN', 'erin-pw'],
+    ] as const) {
       const c = (await SmtpClient.connect({ port: env.ports.submissions, implicitTls: true })).client;
       await c.ehlo();
       assert.equal((await c.authPlain(user, pass)).code, 235, user);

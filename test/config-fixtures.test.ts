@@ -26,7 +26,9 @@ for (const name of readdirSync(`${ROOT}/${GOOD}`).filter((f) => f.endsWith('.yam
 }
 
 test('every example validates', async () => {
-  const examples = readdirSync(`${ROOT}/examples`).filter((f) => f.endsWith('.yaml')).map((f) => `examples/${f}`);
+  const examples = readdirSync(`${ROOT}/examples`)
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => `examples/${f}`);
   assert.ok(examples.length >= 6);
   const r = await mailplane(['validate', ...examples], { env: { ...process.env, RELAY_PASSWORD: 'set-in-test' } });
   assert.equal(r.code, 0, r.stdout + r.stderr);

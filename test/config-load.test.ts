@@ -43,13 +43,17 @@ test('defaults come from the schema and units are parsed', async () => {
   assert.equal(s.smtp.maxMessageSize, 25_000_000);
   assert.deepEqual(
     s.smtp.listeners.map((l) => [l.name, l.port, l.role, l.tls]),
-    [['mx', 25, 'mx', 'starttls'], ['submission', 587, 'submission', 'starttls'], ['submissions', 465, 'submission', 'implicit']],
+    [
+      ['mx', 25, 'mx', 'starttls'],
+      ['submission', 587, 'submission', 'starttls'],
+      ['submissions', 465, 'submission', 'implicit'],
+    ],
   );
   assert.equal(s.smtp.drainGraceMs, 30_000);
   assert.equal(s.smtp.auth.required, true);
   assert.equal(s.smtp.auth.failureWindowMs, 600_000);
   assert.equal(s.storage.dataDir, '/var/lib/mailplane');
-  assert.deepEqual(s.observability, { host: '127.0.0.1', port: 9465 });
+  assert.deepEqual(s.observability, { host: '127.0.0.1', port: 9465, token: null });
   assert.equal(s.accounts.type, 'local');
   if (s.accounts.type === 'local') {
     assert.equal(s.accounts.users[0]!.name, 'alice');
@@ -61,7 +65,14 @@ test('defaults come from the schema and units are parsed', async () => {
 });
 
 test('sizes and durations accept every documented unit', async () => {
-  for (const [size, bytes] of [['10KB', 10_000], ['10KiB', 10_240], ['1.5MB', 1_500_000], ['2MiB', 2_097_152], ['1GB', 1e9], [12345, 12345]] as const) {
+  for (const [size, bytes] of [
+    ['10KB', 10_000],
+    ['10KiB', 10_240],
+    ['1.5MB', 1_500_000],
+    ['2MiB', 2_097_152],
+    ['1GB', 1e9],
+    [12345, 12345],
+  ] as const) {
     const { file } = tempConfig(`${BASE}  \n`.replace('smtp:\n', `smtp:\n  maxMessageSize: ${JSON.stringify(size)}\n  drainGrace: 1500ms\n`));
     const r = await loadConfigFile(file);
     assert.deepEqual(r.errors, []);
@@ -109,10 +120,13 @@ test('validate --format json gives codes, positions and exit 1', async () => {
   const out = JSON.parse(r.stdout) as { valid: boolean; files: { file: string; valid: boolean; errors: { code: string; line: number; col: number; path: string }[] }[] };
   assert.equal(out.valid, false);
   assert.equal(out.files[0]!.valid, false);
-  assert.deepEqual(out.files[0]!.errors.map((e) => [e.code, e.line, e.col, e.path]), [
-    ['MP_OPEN_RELAY', 9, 34, 'smtp.auth.exemptClients[1]'],
-    ['MP_OPEN_RELAY', 11, 19, 'smtp.auth.lanNetworks[0]'],
-  ]);
+  assert.deepEqual(
+    out.files[0]!.errors.map((e) => [e.code, e.line, e.col, e.path]),
+    [
+      ['MP_OPEN_RELAY', 9, 34, 'smtp.auth.exemptClients[1]'],
+      ['MP_OPEN_RELAY', 11, 19, 'smtp.auth.lanNetworks[0]'],
+    ],
+  );
   assert.equal(out.files[1]!.valid, true);
 });
 
@@ -133,7 +147,7 @@ test('validate: exit 2 for an unreadable file or bad usage', async () => {
 test('every command has --help', async () => {
   const top = await mailplane(['--help']);
   assert.equal(top.code, 0);
-  const names = [...top.stdout.matchAll(/^  ([a-z-]+)  /gm)].map((m) => m[1]!);
+  const names = [...top.stdout.matchAll(/^ {2}([a-z-]+) {2}/gm)].map((m) => m[1]!);
   assert.ok(names.includes('validate') && names.includes('hash-password'));
   for (const n of names) {
     const h = await mailplane([n, '--help']);

@@ -51,16 +51,22 @@ async function submit(to: string[], subject: string): Promise<void> {
 }
 
 async function queueEmpty(): Promise<void> {
-  await mp.waitFor('queue to empty', async () => {
-    const s = await mp.status();
-    return s.queue.active + s.queue.deferred === 0;
-  }, 20_000);
+  await mp.waitFor(
+    'queue to empty',
+    async () => {
+      const s = await mp.status();
+      return s.queue.active + s.queue.deferred === 0;
+    },
+    20_000,
+  );
 }
 
 function bounces(): string[] {
   const dir = join(env.dataDir, 'mail', 'alice', 'new');
   try {
-    return readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')).filter((m) => m.includes('Undelivered Mail'));
+    return readdirSync(dir)
+      .map((f) => readFileSync(join(dir, f), 'utf8'))
+      .filter((m) => m.includes('Undelivered Mail'));
   } catch {
     return [];
   }
@@ -77,7 +83,7 @@ test('MX records in preference order: the unreachable preferred host is skipped,
   assert.equal(await mp.metric('mailplane_delivery_total', 'transport="mx",result="delivered"'), 1);
 });
 
-test('no MX record: the domain\'s own address is used', async () => {
+test("no MX record: the domain's own address is used", async () => {
   await submit(['someone@nomx.test'], 'implicit mx');
   await queueEmpty();
   assert.equal(mx.for('someone@nomx.test').length, 1);

@@ -45,10 +45,14 @@ async function submit(env: Env, from: string, to: string[], subject: string, ext
 }
 
 async function queueEmpty(mp: MailplaneProcess): Promise<void> {
-  await mp.waitFor('queue to empty', async () => {
-    const s = await mp.status();
-    return s.queue.active + s.queue.deferred === 0;
-  }, 20_000);
+  await mp.waitFor(
+    'queue to empty',
+    async () => {
+      const s = await mp.status();
+      return s.queue.active + s.queue.deferred === 0;
+    },
+    20_000,
+  );
 }
 
 function mailbox(env: Env, user: string): string[] {
@@ -65,14 +69,28 @@ function parseDsn(raw: string): { status: Map<string, string>[]; headers: string
   const text = raw.replace(/\r\n/g, '\n');
   const boundary = text.match(/Content-Type: multipart\/report; report-type=delivery-status; boundary="([^"]+)"/)?.[1];
   assert.ok(boundary, 'multipart/report with a boundary');
-  const parts = text.split(`--${boundary}`).slice(1, -1).map((p) => p.replace(/^\n/, ''));
+  const parts = text
+    .split(`--${boundary}`)
+    .slice(1, -1)
+    .map((p) => p.replace(/^\n/, ''));
   assert.equal(parts.length, 3);
   const [human, status, headers] = parts as [string, string, string];
   assert.match(human, /^Content-Type: text\/plain/);
   assert.match(status, /^Content-Type: message\/delivery-status/);
   assert.match(headers, /^Content-Type: text\/rfc822-headers/);
-  const groups = status.split(/\n\n/).slice(1).filter((g) => g.trim());
-  const fields = groups.map((g) => new Map(g.trim().split('\n').map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()] as [string, string])));
+  const groups = status
+    .split(/\n\n/)
+    .slice(1)
+    .filter((g) => g.trim());
+  const fields = groups.map(
+    (g) =>
+      new Map(
+        g
+          .trim()
+          .split('\n')
+          .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()] as [string, string]),
+      ),
+  );
   return { status: fields.slice(1), headers, human };
 }
 
@@ -280,7 +298,10 @@ test('kill -9 with queued and half-delivered messages: after restart everything 
       assert.equal(relay2.for(`later${i}@remote.example`).length, 1, `later${i} once`);
     }
     const queueDir = join(env.dataDir, 'queue');
-    assert.deepEqual(readdirSync(queueDir).filter((f) => /\.(eml|json)$/.test(f)), []);
+    assert.deepEqual(
+      readdirSync(queueDir).filter((f) => /\.(eml|json)$/.test(f)),
+      [],
+    );
   } finally {
     await second.stop();
     await relay2.stop();

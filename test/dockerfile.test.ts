@@ -44,7 +44,7 @@ const one = (stage: Instruction[], op: string) => {
 };
 const values = parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
 
-test('the image runs `mailplane run` with the config path the chart mounts, as the chart\'s user, on the config\'s ports', () => {
+test("the image runs `mailplane run` with the config path the chart mounts, as the chart's user, on the config's ports", () => {
   const stage = final();
   assert.deepEqual(JSON.parse(one(stage, 'ENTRYPOINT')), ['node', '/app/bin/mailplane.js', 'run']);
   assert.deepEqual(JSON.parse(one(stage, 'CMD')), ['--config', `/etc/mailplane/config/${values.configMapKey}`]);
@@ -55,7 +55,10 @@ test('the image runs `mailplane run` with the config path the chart mounts, as t
 
 test('the runtime stage has production dependencies only, and they cover every package the compiled code imports', () => {
   const deps = stages().get('deps')!;
-  assert.ok(deps.some((i) => i.op === 'RUN' && /npm ci\b.*--omit=dev/.test(i.args)), 'deps stage installs with --omit=dev');
+  assert.ok(
+    deps.some((i) => i.op === 'RUN' && /npm ci\b.*--omit=dev/.test(i.args)),
+    'deps stage installs with --omit=dev',
+  );
   assert.ok(!final().some((i) => i.op === 'RUN' && /npm (ci|install)/.test(i.args)), 'nothing is installed in the runtime stage itself');
   assert.ok(final().some((i) => i.op === 'COPY' && i.args.startsWith('--from=deps ') && i.args.includes('node_modules')));
 
@@ -86,7 +89,9 @@ test('the files the image gets are enough to run mailplane from the image layout
     else cpSync(local, target, { recursive: true });
   }
   // .dockerignore must not hide what the COPY lines take from the context
-  const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+  const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'));
   for (const { args } of final().filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))) assert.ok(!ignored.includes(args.split(/\s+/)[0]!), args);
 
   const dir = tempDir('image-config');

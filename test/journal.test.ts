@@ -75,7 +75,11 @@ test('a leftover journal segment is replayed at start-up, without duplicating wh
     const inodes = [join(aliceNew, records[3]!.name), join(bobNew, records[3]!.name), join(queueDir, '0000000000abcdef0002.eml')].map((p) => statSync(p));
     assert.equal(new Set(inodes.map((s) => s.ino)).size, 1);
     assert.equal(inodes[0]!.nlink, 3);
-    assert.deepEqual(readdirSync(journal).filter((f) => f === '000000000001.wal'), [], 'the replayed segment is gone');
+    assert.deepEqual(
+      readdirSync(journal).filter((f) => f === '000000000001.wal'),
+      [],
+      'the replayed segment is gone',
+    );
     assert.deepEqual(readdirSync(join(env.dataDir, 'spool')), [], 'the spool is empty');
     assert.match(mp.logs, /recovered messages from the journal after an unclean stop/);
   } finally {

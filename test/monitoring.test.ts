@@ -55,12 +55,27 @@ test('every alert has unit tests that see it fire and stay quiet', () => {
   assert.deepEqual(tests.rule_files, ['mailplane-alerts.yaml']);
   const cases = tests.tests.flatMap((t) => t.alert_rule_test ?? []);
   for (const { alert } of alerts) {
-    assert.ok(cases.some((c) => c.alertname === alert && c.exp_alerts.length > 0), `${alert} is never seen firing`);
-    assert.ok(cases.some((c) => c.alertname === alert && c.exp_alerts.length === 0), `${alert} is never seen quiet`);
+    assert.ok(
+      cases.some((c) => c.alertname === alert && c.exp_alerts.length > 0),
+      `${alert} is never seen firing`,
+    );
+    assert.ok(
+      cases.some((c) => c.alertname === alert && c.exp_alerts.length === 0),
+      `${alert} is never seen quiet`,
+    );
   }
   // what the issue asks to be alerted on, by the metric each alert watches
   const watched = (metric: string) => alerts.filter((a) => references(a.expr).selectors.some((s) => s.metric === metric)).map((a) => a.alert);
-  for (const metric of ['up', 'mailplane_config_last_reload_successful', 'mailplane_queue_messages', 'mailplane_queue_oldest_message_age_seconds', 'mailplane_relay_up', 'mailplane_accounts_backend_up', 'mailplane_tls_certificate_expiry_timestamp_seconds', 'mailplane_smtp_auth_total']) {
+  for (const metric of [
+    'up',
+    'mailplane_config_last_reload_successful',
+    'mailplane_queue_messages',
+    'mailplane_queue_oldest_message_age_seconds',
+    'mailplane_relay_up',
+    'mailplane_accounts_backend_up',
+    'mailplane_tls_certificate_expiry_timestamp_seconds',
+    'mailplane_smtp_auth_total',
+  ]) {
     assert.ok(watched(metric).length > 0, `no alert on ${metric}`);
   }
 });
@@ -69,7 +84,10 @@ test('the dashboard: every panel queries the data source variable and filters by
   assert.equal(dashboard.uid, 'mailplane');
   const ids = dashboard.panels.map((p: any) => p.id);
   assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
-  assert.deepEqual(dashboard.templating.list.map((v: any) => v.name), ['datasource', 'job', 'instance']);
+  assert.deepEqual(
+    dashboard.templating.list.map((v: any) => v.name),
+    ['datasource', 'job', 'instance'],
+  );
   for (const p of panels) {
     assert.ok(p.targets?.length, `panel ${p.title} has no query`);
     assert.equal(p.datasource.uid, '${datasource}', p.title);
@@ -161,10 +179,14 @@ test('a real Prometheus scraping mailplane answers every dashboard panel with da
   const prom = await Prometheus.start(`127.0.0.1:${env.ports.ops}`, [RULES]);
   try {
     // rate() needs two samples in its window; wait for a few scrapes
-    await mp.waitFor('three scrapes', async () => {
-      const r = await prom.query('count_over_time(up{job="mailplane"}[1m]) >= 3 and up{job="mailplane"} == 1');
-      return Array.isArray((r.data as any).result) && (r.data as any).result.length === 1;
-    }, 20_000);
+    await mp.waitFor(
+      'three scrapes',
+      async () => {
+        const r = await prom.query('count_over_time(up{job="mailplane"}[1m]) >= 3 and up{job="mailplane"} == 1');
+        return Array.isArray((r.data as any).result) && (r.data as any).result.length === 1;
+      },
+      20_000,
+    );
     const empty: string[] = [];
     for (const p of panels) {
       for (const t of p.targets) {
@@ -180,11 +202,15 @@ test('a real Prometheus scraping mailplane answers every dashboard panel with da
       assert.ok((r.data as string[]).length > 0, `variable ${v} has no values`);
     }
     // every rule evaluated, none failing, and none firing on a healthy server
-    const rulesState = await mp.waitFor('rules evaluated', async () => {
-      const r = (await prom.api('rules')) as any;
-      const all = r.data.groups.flatMap((g: any) => g.rules);
-      return all.length === alerts.length && all.every((x: any) => x.lastEvaluation !== '0001-01-01T00:00:00Z') ? all : false;
-    }, 20_000);
+    const rulesState = await mp.waitFor(
+      'rules evaluated',
+      async () => {
+        const r = (await prom.api('rules')) as any;
+        const all = r.data.groups.flatMap((g: any) => g.rules);
+        return all.length === alerts.length && all.every((x: any) => x.lastEvaluation !== '0001-01-01T00:00:00Z') ? all : false;
+      },
+      20_000,
+    );
     for (const r of rulesState) {
       assert.equal(r.health, 'ok', `${r.name}: ${r.lastError}`);
       assert.equal(r.state, 'inactive', `${r.name} is ${r.state} on a healthy server`);

@@ -44,7 +44,14 @@ test('/status describes the running config without secrets', async () => {
   assert.equal(s.configPath, env.configFile);
   assert.equal(s.applied.generation, 1);
   assert.match(s.applied.hash, /^[0-9a-f]{64}$/);
-  assert.deepEqual(s.listeners.map((l: { name: string; state: string }) => [l.name, l.state]), [['mx', 'serving'], ['submission', 'serving'], ['submissions', 'serving']]);
+  assert.deepEqual(
+    s.listeners.map((l: { name: string; state: string }) => [l.name, l.state]),
+    [
+      ['mx', 'serving'],
+      ['submission', 'serving'],
+      ['submissions', 'serving'],
+    ],
+  );
   assert.equal(s.listeners[0].port, env.ports.mx);
   assert.ok(s.listeners[0].certificateExpiry);
   assert.equal(s.accounts.backend, 'local');

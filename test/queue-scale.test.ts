@@ -61,13 +61,23 @@ test(`${COUNT.toLocaleString('en')} queued messages: loaded in the background, t
     }),
   );
   try {
-    const loaded = await mp.waitFor('the queue loaded', async () => {
-      const s = await mp.status();
-      return s.queue.load.state === 'loaded' ? s.queue : undefined;
-    }, 60_000);
+    const loaded = await mp.waitFor(
+      'the queue loaded',
+      async () => {
+        const s = await mp.status();
+        return s.queue.load.state === 'loaded' ? s.queue : undefined;
+      },
+      60_000,
+    );
     assert.equal(loaded.load.entries, COUNT);
     await mp.waitFor('the due messages delivered', () => relay.messages.length === DUE, 30_000);
-    assert.deepEqual(relay.messages.map((m) => m.to[0]).sort(), ids.slice(0, DUE).map((_, i) => `r${i}@d${i % 50}.example`).sort());
+    assert.deepEqual(
+      relay.messages.map((m) => m.to[0]).sort(),
+      ids
+        .slice(0, DUE)
+        .map((_, i) => `r${i}@d${i % 50}.example`)
+        .sort(),
+    );
     // delivered entries are gone (removed just after the relay's answer), the others wait
     const s = await mp.waitFor('the delivered entries removed', async () => {
       const st = await mp.status();

@@ -32,7 +32,12 @@ test('npm start serves the quick start and the demo user can send mail', async (
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   process.on('exit', () => signalGroup('SIGKILL'));
   try {
-    await waitFor('quick start ready', async () => (await fetch('http://127.0.0.1:9465/readyz').catch(() => null))?.status === 200, 30_000, () => out);
+    await waitFor(
+      'quick start ready',
+      async () => (await fetch('http://127.0.0.1:9465/readyz').catch(() => null))?.status === 200,
+      30_000,
+      () => out,
+    );
     assert.match(out, /login demo \/ demo, address demo@localhost/);
     const t = nodemailer.createTransport({ host: '127.0.0.1', port: 2587, secure: false, requireTLS: true, auth: { user: 'demo', pass: 'demo' }, tls: { rejectUnauthorized: false } });
     const info = await t.sendMail({ from: 'demo@localhost', to: 'demo@localhost', subject: 'quick start works', text: 'hello' });
@@ -46,6 +51,11 @@ test('npm start serves the quick start and the demo user can send mail', async (
   } finally {
     signalGroup('SIGTERM');
     await exited;
-    await waitFor('mailplane to stop', () => /"msg":"stopped"|INFO  stopped/.test(out), 20_000, () => out);
+    await waitFor(
+      'mailplane to stop',
+      () => /"msg":"stopped"|INFO {2}stopped/.test(out),
+      20_000,
+      () => out,
+    );
   }
 });

@@ -21,7 +21,32 @@ function rng(seed: number): () => number {
   };
 }
 
-const SCALARS = ['7', '-1', '0', '3.5', 'true', 'no', 'null', '~', '[]', '{}', '[a, b]', '{ x: 1 }', '"25MB"', "''", 'ldap', 'implicit', '0.0.0.0/0', '99999999999999999999', '"\\u0000"', '&a x', '*a', '!!binary aGk=', '| block', '> folded'];
+const SCALARS = [
+  '7',
+  '-1',
+  '0',
+  '3.5',
+  'true',
+  'no',
+  'null',
+  '~',
+  '[]',
+  '{}',
+  '[a, b]',
+  '{ x: 1 }',
+  '"25MB"',
+  "''",
+  'ldap',
+  'implicit',
+  '0.0.0.0/0',
+  '99999999999999999999',
+  '"\\u0000"',
+  '&a x',
+  '*a',
+  '!!binary aGk=',
+  '| block',
+  '> folded',
+];
 
 export function mutate(text: string, r: () => number): string {
   const lines = text.split('\n');

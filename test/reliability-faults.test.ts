@@ -13,7 +13,11 @@ import { mountTmpfs } from './helpers/tmpfs.js';
 import { testCa } from './helpers/tls.js';
 
 function report(scenario: string, fields: Record<string, number | string>): void {
-  console.log(`RELIABILITY ${scenario} ${Object.entries(fields).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  console.log(
+    `RELIABILITY ${scenario} ${Object.entries(fields)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}`,
+  );
 }
 
 function relayConfig(env: Env, relayPort: number, extra = ''): string {
@@ -78,7 +82,15 @@ test('kill -9 again and again under load: every 250 is found exactly once, nothi
       const mp = spawnMailplane(env);
       await mp.waitReady();
       let stop = false;
-      const senders = [0, 1, 2, 3].map((i) => sender(env, (n) => (n % 3 === 0 ? ['bob@example.com', `r${n}@remote.example`] : n % 3 === 1 ? ['bob@example.com'] : [`r${n}@remote.example`]), tokens, () => stop, round * 10 + i));
+      const senders = [0, 1, 2, 3].map((i) =>
+        sender(
+          env,
+          (n) => (n % 3 === 0 ? ['bob@example.com', `r${n}@remote.example`] : n % 3 === 1 ? ['bob@example.com'] : [`r${n}@remote.example`]),
+          tokens,
+          () => stop,
+          round * 10 + i,
+        ),
+      );
       await new Promise((r) => setTimeout(r, 400 + Math.random() * 600));
       const at = Date.now();
       await mp.kill9();
@@ -100,10 +112,14 @@ test('kill -9 again and again under load: every 250 is found exactly once, nothi
     }
     const mp = spawnMailplane(env);
     await mp.waitReady();
-    await mp.waitFor('queue empty', async () => {
-      const s = await mp.status();
-      return s.queue.active + s.queue.deferred === 0;
-    }, 30_000);
+    await mp.waitFor(
+      'queue empty',
+      async () => {
+        const s = await mp.status();
+        return s.queue.active + s.queue.deferred === 0;
+      },
+      30_000,
+    );
     await mp.stop();
   } finally {
     await relay.stop();
@@ -135,7 +151,18 @@ test('kill -9 again and again under load: every 250 is found exactly once, nothi
       }
     }
   }
-  report('crash', { rounds, sent: tokens.sent, answered250: tokens.ok.size, copiesExpected: [...tokens.ok.values()].reduce((n, r) => n + r.length, 0), missing, duplicatedLocal, relayedAgainAfterKillInFlight: relayedAgain, otherDuplicates: duplicatedOther, partialFiles: local.partial, corruptQueueEntries: corrupt });
+  report('crash', {
+    rounds,
+    sent: tokens.sent,
+    answered250: tokens.ok.size,
+    copiesExpected: [...tokens.ok.values()].reduce((n, r) => n + r.length, 0),
+    missing,
+    duplicatedLocal,
+    relayedAgainAfterKillInFlight: relayedAgain,
+    otherDuplicates: duplicatedOther,
+    partialFiles: local.partial,
+    corruptQueueEntries: corrupt,
+  });
   assert.ok(tokens.ok.size > 50, `enough traffic (${tokens.ok.size})`);
   assert.equal(missing, 0);
   assert.equal(duplicatedLocal, 0);
@@ -233,7 +260,16 @@ test('reload storm: 100 changes, some invalid, under load: no failed transaction
   const invalidSeen = await mp.metric('mailplane_config_reloads_total', 'outcome="invalid"');
   await mp.stop();
   const stored = readdirSync(join(env.dataDir, 'mail', 'bob', 'new')).length;
-  report('reload-storm', { changes: 101, invalidWritten: invalid, applied: applied ?? 0, invalidSeen: invalidSeen ?? 0, transactions: tokens.sent, answered250: tokens.ok.size, failed: failures.length, stored });
+  report('reload-storm', {
+    changes: 101,
+    invalidWritten: invalid,
+    applied: applied ?? 0,
+    invalidSeen: invalidSeen ?? 0,
+    transactions: tokens.sent,
+    answered250: tokens.ok.size,
+    failed: failures.length,
+    stored,
+  });
   assert.deepEqual(failures, []);
   assert.equal(s.applied.generation > 1, true);
   assert.equal(stored, tokens.ok.size);
@@ -253,10 +289,14 @@ test('relay outage: queued while the relay is away, each delivered once when it 
   await mp.waitFor('deferrals', async () => ((await mp.metric('mailplane_delivery_total', 'transport="relay",result="deferred"')) ?? 0) >= 50);
   const relay = await new TestRelay({ port: relayPort, mode: 'starttls' }).start();
   try {
-    await mp.waitFor('queue empty', async () => {
-      const s = await mp.status();
-      return s.queue.active + s.queue.deferred === 0;
-    }, 30_000);
+    await mp.waitFor(
+      'queue empty',
+      async () => {
+        const s = await mp.status();
+        return s.queue.active + s.queue.deferred === 0;
+      },
+      30_000,
+    );
   } finally {
     await relay.stop();
     await mp.stop();
@@ -292,12 +332,20 @@ test('directory outage: only temporary failures, recovery without a restart', { 
     for (let i = 0; i < 5; i++) await attempt();
     const during = codes.slice(2);
     await slapd.start();
-    await mp.waitFor('recovered', async () => {
-      const before = codes.length;
-      await attempt();
-      return codes[before] === 235 && codes[before + 1] === 250;
-    }, 20_000);
-    report('directory-outage', { attemptsDuringOutage: during.length, temporaryFailures: during.filter((c) => c === 454 || c === 451).length, permanentOrSuccess: during.filter((c) => c !== 454 && c !== 451).length });
+    await mp.waitFor(
+      'recovered',
+      async () => {
+        const before = codes.length;
+        await attempt();
+        return codes[before] === 235 && codes[before + 1] === 250;
+      },
+      20_000,
+    );
+    report('directory-outage', {
+      attemptsDuringOutage: during.length,
+      temporaryFailures: during.filter((c) => c === 454 || c === 451).length,
+      permanentOrSuccess: during.filter((c) => c !== 454 && c !== 451).length,
+    });
     assert.deepEqual([...new Set(during)].sort(), [451, 454]);
   } finally {
     await mp.stop();

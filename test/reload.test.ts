@@ -100,7 +100,14 @@ test('a session keeps the policy it started with; new sessions get the new one; 
     const plan = (await mp.status()).lastAttempt;
     assert.equal(plan.outcome, 'applied');
     assert.match(mp.logs, /"msg":"config applied".*update policy/);
-    assert.ok(!/rebind|remove listener/.test(mp.logs.split('\n').filter((l) => l.includes('config applied')).pop()!));
+    assert.ok(
+      !/rebind|remove listener/.test(
+        mp.logs
+          .split('\n')
+          .filter((l) => l.includes('config applied'))
+          .pop()!,
+      ),
+    );
   } finally {
     await mp.stop();
   }
@@ -120,7 +127,10 @@ test('port change: the old port stops accepting while its session completes; the
     const s = await mp.status();
     assert.deepEqual(
       s.listeners.filter((l: { name: string }) => l.name === 'mx').map((l: { port: number; state: string }) => [l.port, l.state]),
-      [[env.ports.spare, 'serving'], [env.ports.mx, 'draining']],
+      [
+        [env.ports.spare, 'serving'],
+        [env.ports.mx, 'draining'],
+      ],
     );
     assert.equal((await old.cmd('RCPT TO:<bob@example.com>')).code, 250);
     const [, r] = await old.data(message('on the old port'));

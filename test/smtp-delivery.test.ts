@@ -39,7 +39,10 @@ function newFiles(user: string, before: string[]): string[] {
 
 describe('mail clients', () => {
   test('nodemailer over STARTTLS (587-style) and implicit TLS (465-style) delivers to the Maildir', async () => {
-    for (const [port, secure] of [[env.ports.submission, false], [env.ports.submissions, true]] as const) {
+    for (const [port, secure] of [
+      [env.ports.submission, false],
+      [env.ports.submissions, true],
+    ] as const) {
       const before = mailbox('bob');
       const t = nodemailer.createTransport({ host: '127.0.0.1', port, secure, requireTLS: !secure, auth: { user: 'alice', pass: USERS.alice.password }, tls: { rejectUnauthorized: false } });
       const info = await t.sendMail({ from: 'alice@example.com', to: 'bob@example.org', subject: `tls ${port}`, text: 'hi' });
@@ -123,7 +126,13 @@ describe('local delivery', () => {
     assert.equal(added.length, 1);
     const entry = JSON.parse(readFileSync(join(queueDir, added[0]!), 'utf8'));
     assert.equal(entry.sender, 'webmail@example.com');
-    assert.deepEqual(entry.recipients.map((x: { address: string; state: string }) => [x.address, x.state]), [['one@remote.example', 'pending'], ['two@remote.example', 'pending']]);
+    assert.deepEqual(
+      entry.recipients.map((x: { address: string; state: string }) => [x.address, x.state]),
+      [
+        ['one@remote.example', 'pending'],
+        ['two@remote.example', 'pending'],
+      ],
+    );
     // one file: bob's Maildir copy and the queue's .eml are the same inode; the queue sends it
     // from bodyOffset on, past the lines only the Maildir copy carries
     const emlPath = join(queueDir, added[0]!.replace('.json', '.eml'));
@@ -238,10 +247,16 @@ describe('large messages', () => {
     const json = readdirSync(queueDir).filter((f) => f.endsWith('.json'));
     assert.equal(json.length, 1);
     assert.ok(readFileSync(join(queueDir, json[0]!.replace('.json', '.eml')), 'latin1').endsWith(body));
-    assert.deepEqual(JSON.parse(readFileSync(join(queueDir, json[0]!), 'utf8')).recipients.map((x: { address: string }) => x.address), ['far@remote.example']);
+    assert.deepEqual(
+      JSON.parse(readFileSync(join(queueDir, json[0]!), 'utf8')).recipients.map((x: { address: string }) => x.address),
+      ['far@remote.example'],
+    );
     assert.deepEqual(safeList(join(queueDir, 'tmp')), []);
     // written once: both mailboxes and the queue hold the same file
-    const inodes = new Set([...['alice', 'bob'].map((u) => statSync(join(e5.dataDir, 'mail', u, 'new', readdirSync(join(e5.dataDir, 'mail', u, 'new'))[0]!)).ino), statSync(join(queueDir, json[0]!.replace('.json', '.eml'))).ino]);
+    const inodes = new Set([
+      ...['alice', 'bob'].map((u) => statSync(join(e5.dataDir, 'mail', u, 'new', readdirSync(join(e5.dataDir, 'mail', u, 'new'))[0]!)).ino),
+      statSync(join(queueDir, json[0]!.replace('.json', '.eml'))).ino,
+    ]);
     assert.equal(inodes.size, 1);
     const again = spawnMailplane(e5);
     await again.waitReady();

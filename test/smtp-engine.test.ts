@@ -453,7 +453,7 @@ test('SMTPConnection#session', async (t) => {
   await client.starttls();
   await client.ehlo();
   assert.equal(conn.session, session, broken('session', 'the session object was replaced (EHLO, RSET, a transaction or STARTTLS)'));
-  assert.equal((conn.session as Session).mp, st, broken('session', 'application data on the session (mp) did not survive _resetSession'));
+  assert.equal(conn.session.mp, st, broken('session', 'application data on the session (mp) did not survive _resetSession'));
 });
 
 test('SMTPConnection#_closing and #_closed', async (t) => {

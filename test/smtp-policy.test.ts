@@ -51,7 +51,10 @@ function queueCount(): number {
 }
 
 describe('550 5.1.1 unknown local recipient', () => {
-  for (const [who, ip] of [['untrusted', CLIENTS.untrusted], ['exempt', CLIENTS.exempt]] as const) {
+  for (const [who, ip] of [
+    ['untrusted', CLIENTS.untrusted],
+    ['exempt', CLIENTS.exempt],
+  ] as const) {
     test(`from an ${who} client on mx`, async () => {
       const c = await open(env.ports.mx, ip);
       assert.equal((await c.cmd('MAIL FROM:<someone@example.net>')).code, 250);
@@ -64,7 +67,10 @@ describe('550 5.1.1 unknown local recipient', () => {
 });
 
 describe('554 5.7.1 relay access denied', () => {
-  for (const [listener, port] of [['mx', () => env.ports.mx], ['plain', () => env.ports.plain]] as const) {
+  for (const [listener, port] of [
+    ['mx', () => env.ports.mx],
+    ['plain', () => env.ports.plain],
+  ] as const) {
     test(`untrusted client, external recipient, on ${listener}`, async () => {
       const before = queueCount();
       const c = await open(port());
@@ -81,7 +87,10 @@ describe('554 5.7.1 relay access denied', () => {
     assert.equal(r.lines[0], '530 5.7.0 Authentication required');
     await c.quit();
   });
-  for (const [who, ip] of [['exempt', CLIENTS.exempt], ['LAN (lanBypass)', CLIENTS.lan]] as const) {
+  for (const [who, ip] of [
+    ['exempt', CLIENTS.exempt],
+    ['LAN (lanBypass)', CLIENTS.lan],
+  ] as const) {
     test(`${who} client may relay without AUTH, on mx and submission`, async () => {
       for (const port of [env.ports.mx, env.ports.submission]) {
         const before = queueCount();
@@ -129,7 +138,10 @@ describe('530 5.7.0 authentication required on submission', () => {
 });
 
 describe('538 5.7.11 AUTH before TLS', () => {
-  for (const [who, ip] of [['untrusted', CLIENTS.untrusted], ['exempt', CLIENTS.exempt]] as const) {
+  for (const [who, ip] of [
+    ['untrusted', CLIENTS.untrusted],
+    ['exempt', CLIENTS.exempt],
+  ] as const) {
     test(`${who} client on submission and mx: not advertised, refused; offered after STARTTLS`, async () => {
       for (const port of [env.ports.submission, env.ports.mx]) {
         const { client: c } = await SmtpClient.connect({ port, localAddress: ip });
@@ -140,7 +152,10 @@ describe('538 5.7.11 AUTH before TLS', () => {
         assert.equal(r.lines[0], '538 5.7.11 Encryption required for requested authentication mechanism');
         await c.starttls();
         const after = await c.ehlo();
-        assert.ok(after.lines.some((l) => /^250.AUTH PLAIN LOGIN$/.test(l)), after.text);
+        assert.ok(
+          after.lines.some((l) => /^250.AUTH PLAIN LOGIN$/.test(l)),
+          after.text,
+        );
         assert.ok(!after.lines.some((l) => /STARTTLS/.test(l)));
         await c.quit();
       }
@@ -163,7 +178,11 @@ describe('538 5.7.11 AUTH before TLS', () => {
 
 describe('535 5.7.8 wrong credentials', () => {
   test('wrong password, unknown user, user at a foreign domain', async () => {
-    const cases = [['alice', 'wrong'], ['nobody', 'x'], ['alice@elsewhere.example', USERS.alice.password]] as const;
+    const cases = [
+      ['alice', 'wrong'],
+      ['nobody', 'x'],
+      ['alice@elsewhere.example', USERS.alice.password],
+    ] as const;
     for (const [i, [u, p]] of cases.entries()) {
       const c = await tlsSession(env.ports.submission, `127.0.0.${40 + i}`);
       const r = await c.authPlain(u, p);
@@ -175,30 +194,35 @@ describe('535 5.7.8 wrong credentials', () => {
 });
 
 describe('553 5.7.1 sender not owned by the authenticated user', () => {
-  for (const ip of ['127.0.0.21', CLIENTS.exempt]) test(`own name and aliases at every domain pass, others are refused (client ${ip})`, async () => {
-    const c = await loggedIn(env.ports.submission, 'alice', ip);
-    for (const ok of ['alice@example.com', 'alice@example.org', 'postmaster@example.com', 'info@example.org', 'ALICE@EXAMPLE.COM']) {
-      assert.equal((await c.cmd(`MAIL FROM:<${ok}>`)).code, 250, ok);
-      await c.cmd('RSET');
-    }
-    for (const bad of ['bob@example.com', 'alice@elsewhere.example', 'ceo@example.com']) {
-      const r = await c.cmd(`MAIL FROM:<${bad}>`);
-      assert.equal(r.lines[0], `553 5.7.1 <${bad}>: Sender address rejected: not owned by the authenticated user`);
-    }
-    await c.quit();
-  });
+  for (const ip of ['127.0.0.21', CLIENTS.exempt])
+    test(`own name and aliases at every domain pass, others are refused (client ${ip})`, async () => {
+      const c = await loggedIn(env.ports.submission, 'alice', ip);
+      for (const ok of ['alice@example.com', 'alice@example.org', 'postmaster@example.com', 'info@example.org', 'ALICE@EXAMPLE.COM']) {
+        assert.equal((await c.cmd(`MAIL FROM:<${ok}>`)).code, 250, ok);
+        await c.cmd('RSET');
+      }
+      for (const bad of ['bob@example.com', 'alice@elsewhere.example', 'ceo@example.com']) {
+        const r = await c.cmd(`MAIL FROM:<${bad}>`);
+        assert.equal(r.lines[0], `553 5.7.1 <${bad}>: Sender address rejected: not owned by the authenticated user`);
+      }
+      await c.quit();
+    });
 });
 
 describe('552 5.3.4 message too big, nothing stored', () => {
-  for (const ip of ['127.0.0.22', CLIENTS.lan]) test(`declared with SIZE= (client ${ip})`, async () => {
-    const c = await open(env.ports.mx, ip);
-    const ehlo = await c.ehlo();
-    assert.ok(ehlo.lines.some((l) => l.endsWith('SIZE 1000000')), ehlo.text);
-    const r = await c.cmd('MAIL FROM:<x@example.net> SIZE=1000001');
-    assert.equal(r.lines[0], '552 5.3.4 Message size exceeds fixed maximum message size of 1000000 bytes');
-    assert.equal((await c.cmd('MAIL FROM:<x@example.net> SIZE=999999')).code, 250);
-    await c.quit();
-  });
+  for (const ip of ['127.0.0.22', CLIENTS.lan])
+    test(`declared with SIZE= (client ${ip})`, async () => {
+      const c = await open(env.ports.mx, ip);
+      const ehlo = await c.ehlo();
+      assert.ok(
+        ehlo.lines.some((l) => l.endsWith('SIZE 1000000')),
+        ehlo.text,
+      );
+      const r = await c.cmd('MAIL FROM:<x@example.net> SIZE=1000001');
+      assert.equal(r.lines[0], '552 5.3.4 Message size exceeds fixed maximum message size of 1000000 bytes');
+      assert.equal((await c.cmd('MAIL FROM:<x@example.net> SIZE=999999')).code, 250);
+      await c.quit();
+    });
   test('discovered while streaming', async () => {
     const newDir = join(env.dataDir, 'mail', 'bob', 'new');
     const before = existsSync(newDir) ? readdirSync(newDir).length : 0;

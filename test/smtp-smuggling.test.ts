@@ -72,7 +72,10 @@ for (const [name, fake] of Object.entries(VARIANTS)) {
     const stored = readBob(added[0]!);
     assert.ok(!BARE.test(stored), 'no bare CR or LF in what is stored');
     assert.ok(stored.includes(`Subject: smuggled ${name}`), 'the look-alike and what follows are content');
-    assert.deepEqual(list(join(env.dataDir, 'mail', 'alice', 'new')).filter((f) => readFileSync(join(env.dataDir, 'mail', 'alice', 'new', f), 'latin1').includes('evil')), []);
+    assert.deepEqual(
+      list(join(env.dataDir, 'mail', 'alice', 'new')).filter((f) => readFileSync(join(env.dataDir, 'mail', 'alice', 'new', f), 'latin1').includes('evil')),
+      [],
+    );
     await mp.waitFor('the relayed copy', () => relay.messages.length === sentBefore + 1);
     const out = relay.messages[sentBefore]!;
     assert.equal(out.from, 'x@example.net');
@@ -115,7 +118,9 @@ test('a line of 998 octets is accepted; 999 gets 554 5.6.0, nothing is stored, a
   assert.equal((await c.read()).code, 554);
   assert.equal((await c.send('x@example.net', ['bob@example.com'], 'Subject: after\r\n\r\nfine\r\n')).data!.code, 250);
   await c.quit();
-  const added = bobFiles().filter((x) => !before.includes(x)).map(readBob);
+  const added = bobFiles()
+    .filter((x) => !before.includes(x))
+    .map(readBob);
   assert.equal(added.length, 2);
   assert.ok(added.every((t) => !t.includes('Subject: long') && !t.includes('Subject: split')));
   assert.ok((await mp.metric('mailplane_smtp_rejections_total', 'listener="mx",reason="line_length"'))! >= 2);

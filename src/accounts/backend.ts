@@ -7,9 +7,7 @@ export type AuthOutcome =
   | { readonly ok: false; readonly reason: 'unavailable'; readonly detail: string };
 
 export type RecipientOutcome =
-  | { readonly found: true; readonly user: string }
-  | { readonly found: false; readonly unavailable: false }
-  | { readonly found: false; readonly unavailable: true; readonly detail: string };
+  { readonly found: true; readonly user: string } | { readonly found: false; readonly unavailable: false } | { readonly found: false; readonly unavailable: true; readonly detail: string };
 
 export interface AccountBackend {
   readonly kind: 'local' | 'ldap';

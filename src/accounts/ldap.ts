@@ -52,7 +52,10 @@ export class LdapAccounts implements AccountBackend {
     if (!entry) return { ok: false, reason: 'invalid' };
     const client = this.newClient();
     try {
-      await this.bounded(this.connectTls(client).then(() => client.bind(entry.dn, password)), 'bind');
+      await this.bounded(
+        this.connectTls(client).then(() => client.bind(entry.dn, password)),
+        'bind',
+      );
       this.markUp();
       return { ok: true, user: entry.user };
     } catch (e) {
@@ -108,7 +111,7 @@ export class LdapAccounts implements AccountBackend {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.pool.map((c) => c?.unbind().catch(() => {})));
+    await Promise.all(this.pool.flatMap((c) => (c ? [c.unbind().catch(() => {})] : [])));
     this.pool.fill(null);
   }
 
@@ -138,7 +141,7 @@ export class LdapAccounts implements AccountBackend {
       const client = await this.searchClient(slot);
       const r = await this.bounded(client.search(this.s.userBase, { scope: 'sub', filter, attributes, sizeLimit: 2 }), 'search');
       this.markUp();
-      return r.searchEntries as Record<string, unknown>[];
+      return r.searchEntries;
     } catch (e) {
       // A size-limit error means more than one match: ambiguous, treated as no such user.
       if ((e as { code?: number }).code === 4) return [{}, {}];
@@ -166,7 +169,7 @@ export class LdapAccounts implements AccountBackend {
     })().finally(() => {
       this.binding[slot] = null;
     });
-    return this.binding[slot]!;
+    return this.binding[slot];
   }
 
   private drop(slot: number): void {

@@ -30,14 +30,14 @@ export class LocalAccounts implements AccountBackend {
     return ok ? { ok: true, user: user.name } : { ok: false, reason: 'invalid' };
   }
 
-  async findRecipient(localPart: string): Promise<RecipientOutcome> {
+  findRecipient(localPart: string): Promise<RecipientOutcome> {
     const user = this.owners.get(localPart.toLowerCase());
-    return user ? { found: true, user } : { found: false, unavailable: false };
+    return Promise.resolve(user ? { found: true, user } : { found: false, unavailable: false });
   }
 
-  async senderLocalParts(user: string): Promise<readonly string[]> {
+  senderLocalParts(user: string): Promise<readonly string[]> {
     const u = this.users.get(user);
-    return u ? [u.name, ...u.aliases] : [];
+    return Promise.resolve(u ? [u.name, ...u.aliases] : []);
   }
 
   health(): { up: boolean } {

@@ -62,7 +62,7 @@ function shaCrypt(op: 'verify' | 'encrypt', password: string, arg: string): Prom
       if (m.error !== undefined) p?.reject(new Error(m.error));
       else p?.resolve(m.out ?? '');
     });
-    worker.on('error', (e) => {
+    worker.on('error', (e: Error) => {
       for (const p of pending.values()) p.reject(e);
       pending.clear();
       worker = undefined;

@@ -73,7 +73,9 @@ Exit status: 0 no changes, 2 changes, 1 a config is invalid or the server unreac
     const after = values.server ? withoutSecrets(loaded) : loaded;
     const plan = diff(before, after);
     if (values.format === 'json') {
-      process.stdout.write(`${JSON.stringify({ changes: plan.actions.length, from: plan.from, to: plan.to, actions: plan.actions.map((a) => ({ ...a, touchesSockets: touchesSockets(a) })) }, null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ changes: plan.actions.length, from: plan.from, to: plan.to, actions: plan.actions.map((a) => ({ ...a, touchesSockets: touchesSockets(a) })) }, null, 2)}\n`,
+      );
     } else {
       process.stdout.write(formatPlan(plan));
       if (values.server) process.stdout.write('(Secrets are compared with the server as set or not set: a changed password does not show here.)\n');

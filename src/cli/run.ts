@@ -79,7 +79,7 @@ Options:
     // Signals are handled from the first moment, start-up included.
     let stopRequested: ((signal: string) => void) | null = null;
     let stopping = false;
-    let stopped: Promise<void> | null = null;
+    let stopped = null as Promise<void> | null; // set by the signal handler
     const stop = (signal: string) => {
       if (stopping) {
         log.warn('second signal, exiting at once', { signal });

@@ -45,7 +45,10 @@ Exit status: 0 all valid, 1 some file invalid, 2 usage error or unreadable file.
       for (const i of all) process.stdout.write(`${formatIssue(i)}\n`);
       const w = r.warnings.length ? ` (${r.warnings.length} warning${r.warnings.length === 1 ? '' : 's'})` : '';
       if (r.valid) process.stdout.write(`${r.file}: ok${w}\n`);
-      else process.stdout.write(`${r.file}: invalid: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}${r.warnings.length ? `, ${r.warnings.length} warning${r.warnings.length === 1 ? '' : 's'}` : ''}\n`);
+      else
+        process.stdout.write(
+          `${r.file}: invalid: ${r.errors.length} error${r.errors.length === 1 ? '' : 's'}${r.warnings.length ? `, ${r.warnings.length} warning${r.warnings.length === 1 ? '' : 's'}` : ''}\n`,
+        );
     }
     return exit;
   },

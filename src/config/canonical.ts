@@ -21,7 +21,7 @@ export function canonical(v: unknown, secrets: SecretMode): Json {
     for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = canonical(x, secrets);
     return out;
   }
-  return String(v);
+  return typeof v === 'bigint' || typeof v === 'symbol' ? v.toString() : typeof v; // functions: their kind only
 }
 
 export function sameJson(a: Json, b: Json): boolean {
@@ -30,7 +30,7 @@ export function sameJson(a: Json, b: Json): boolean {
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   if (Array.isArray(a)) return a.length === (b as Json[]).length && a.every((x, i) => sameJson(x, (b as Json[])[i]!));
   const ka = Object.keys(a);
-  const kb = Object.keys(b as object);
+  const kb = Object.keys(b);
   return ka.length === kb.length && ka.every((k) => k in (b as object) && sameJson((a as Record<string, Json>)[k]!, (b as Record<string, Json>)[k]!));
 }
 

@@ -13,11 +13,7 @@ interface Claim {
   readonly where: string;
 }
 
-export function checkLocalUsers(
-  ctx: LoadContext,
-  accounts: AccountsConfig,
-  broken: (prefix: string) => boolean,
-): { users: LocalUser[]; usersFile: string | null } {
+export function checkLocalUsers(ctx: LoadContext, accounts: AccountsConfig, broken: (prefix: string) => boolean): { users: LocalUser[]; usersFile: string | null } {
   const local = accounts.local !== null && typeof accounts.local === 'object' ? accounts.local : {};
   const users: LocalUser[] = [];
   const claimed = new Map<string, Claim>(); // local part → who has it
@@ -61,12 +57,7 @@ export function checkLocalUsers(
   return { users, usersFile };
 }
 
-function parseUsersFile(
-  ctx: LoadContext,
-  file: string,
-  text: string,
-  claim: (part: string, where: string, report: (msg: string) => void) => boolean,
-): LocalUser[] {
+function parseUsersFile(ctx: LoadContext, file: string, text: string, claim: (part: string, where: string, report: (msg: string) => void) => boolean): LocalUser[] {
   const out: LocalUser[] = [];
   text.split(/\r?\n/).forEach((raw, idx) => {
     const line = idx + 1;

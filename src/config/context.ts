@@ -71,7 +71,8 @@ export class LoadContext {
     }
     const e = read.error;
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code ?? (e as Error).message})`;
+    const why =
+      code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code ?? (e as Error).message})`;
     const shown = displayPath(abs);
     this.error('MP_FILE_UNREADABLE', path, `file ${JSON.stringify(p)} ${why}${shown !== p ? ` (looked for ${shown})` : ''}`);
     return null;

@@ -79,9 +79,7 @@ export interface LdapSettings {
   readonly poolSize: number;
 }
 
-export type AccountsState =
-  | { readonly type: 'local'; readonly users: readonly LocalUser[]; readonly usersFile: string | null }
-  | { readonly type: 'ldap'; readonly ldap: LdapSettings };
+export type AccountsState = { readonly type: 'local'; readonly users: readonly LocalUser[]; readonly usersFile: string | null } | { readonly type: 'ldap'; readonly ldap: LdapSettings };
 
 export interface RelayState {
   readonly enabled: boolean;

@@ -15,13 +15,7 @@ export interface ConfigIssue {
   readonly message: string;
 }
 
-export function issue(
-  severity: Severity,
-  code: IssueCode,
-  where: { file: string; line: number; col: number },
-  path: string,
-  message: string,
-): ConfigIssue {
+export function issue(severity: Severity, code: IssueCode, where: { file: string; line: number; col: number }, path: string, message: string): ConfigIssue {
   if (!(code in ISSUE_CODES)) throw new Error(`unknown issue code ${code}`);
   return { severity, code, file: where.file, line: where.line, col: where.col, path, message };
 }
@@ -33,14 +27,7 @@ export function formatIssue(i: ConfigIssue): string {
 }
 
 export function sortIssues(list: readonly ConfigIssue[]): ConfigIssue[] {
-  return [...list].sort(
-    (a, b) =>
-      a.file.localeCompare(b.file) ||
-      a.line - b.line ||
-      a.col - b.col ||
-      a.path.localeCompare(b.path) ||
-      a.message.localeCompare(b.message),
-  );
+  return [...list].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col || a.path.localeCompare(b.path) || a.message.localeCompare(b.message));
 }
 
 /** Dotted path from a list of keys and indexes: ['smtp','listeners',1,'port'] → smtp.listeners[1].port */

@@ -133,7 +133,7 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
   const local = accounts.type === 'ldap' ? null : checkLocalUsers(ctx, accounts, brokenOne);
   const ldap = !broken('accounts') && accounts.type === 'ldap' && accounts.ldap ? checkLdap(ctx, accounts.ldap) : null;
   const relay = broken('relay') ? null : checkRelay(ctx, cfg.relay ?? {}, { forRun: opts.forRun ?? false });
-  const delivery = broken('delivery') ? null : checkDelivery(ctx, (cfg.delivery ?? {}) as NonNullable<MailserverConfig['delivery']>);
+  const delivery = broken('delivery') ? null : checkDelivery(ctx, cfg.delivery ?? {});
   const listen = broken('observability') ? null : checkListen(ctx, cfg.observability?.listen ?? '', cfg.observability?.tokenFile);
   if (listen && !broken('smtp.listeners')) {
     list(smtp.listeners).forEach((l, i) => {

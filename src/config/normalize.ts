@@ -29,10 +29,7 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
   const smtp = cfg.smtp!;
   const auth = smtp.auth!;
   const limits = smtp.limits!;
-  const accounts: AccountsState =
-    cfg.accounts!.type === 'ldap'
-      ? { type: 'ldap', ldap: r.ldap! }
-      : { type: 'local', users: r.local?.users ?? [], usersFile: r.local?.usersFile ?? null };
+  const accounts: AccountsState = cfg.accounts!.type === 'ldap' ? { type: 'ldap', ldap: r.ldap! } : { type: 'local', users: r.local?.users ?? [], usersFile: r.local?.usersFile ?? null };
   const body = {
     configPath: r.configPath,
     hostname: r.hostname,
@@ -87,7 +84,9 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
  * 'presence' only whether it is set: the hash that may be published.
  */
 function contentHash(meaning: object, secrets: SecretMode): string {
-  return createHash('sha256').update(JSON.stringify(canonical(meaning, secrets))).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify(canonical(meaning, secrets)))
+    .digest('hex');
 }
 
 function deepFreeze<T>(v: T): T {

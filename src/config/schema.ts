@@ -92,15 +92,13 @@ function describe(err: ErrorObject, root: JsonSchema, source: ConfigSource): Con
     case 'additionalProperties': {
       const key = String(p.additionalProperty);
       const hint = closest(key, knownKeys(root, err.schemaPath));
-      return issue('error', 'MP_UNKNOWN_KEY', source.keyAt([...path, key]), dottedPath([...path, key]),
-        `unknown key '${key}'${hint ? `; did you mean '${hint}'?` : ''}`);
+      return issue('error', 'MP_UNKNOWN_KEY', source.keyAt([...path, key]), dottedPath([...path, key]), `unknown key '${key}'${hint ? `; did you mean '${hint}'?` : ''}`);
     }
     case 'required': {
       const missing = String(p.missingProperty);
       const conditional = /\/then\/required$/.test(err.schemaPath);
       const why = conditional ? conditionText(root, err.schemaPath) : '';
-      return issue('error', 'MP_MISSING_KEY', source.ownerAt(path), at || '(top level)',
-        `missing required key '${missing}'${why}`);
+      return issue('error', 'MP_MISSING_KEY', source.ownerAt(path), at || '(top level)', `missing required key '${missing}'${why}`);
     }
     case 'type': {
       const want = String(p.type).split(',').map(typeLabel).join(' or ');
@@ -114,8 +112,7 @@ function describe(err: ErrorObject, root: JsonSchema, source: ConfigSource): Con
       const allowed = (p.allowedValues as unknown[]).map(String);
       const got = valueAt(err, path, source);
       const hint = typeof got === 'string' ? closest(got, allowed) : undefined;
-      return issue('error', 'MP_INVALID_VALUE', source.valueAt(path), at,
-        `must be one of ${allowed.join(', ')}; got ${JSON.stringify(got)}${hint ? ` (did you mean '${hint}'?)` : ''}`);
+      return issue('error', 'MP_INVALID_VALUE', source.valueAt(path), at, `must be one of ${allowed.join(', ')}; got ${JSON.stringify(got)}${hint ? ` (did you mean '${hint}'?)` : ''}`);
     }
     case 'pattern': {
       const custom = (sub.patternErrorMessage as string | undefined) ?? refMessage(root, err.schemaPath);
@@ -140,7 +137,7 @@ function describe(err: ErrorObject, root: JsonSchema, source: ConfigSource): Con
 }
 
 function knownKeys(root: JsonSchema, additionalPropertiesPath: string): string[] {
-  return Object.keys((schemaAt(root, additionalPropertiesPath.replace(/\/additionalProperties$/, '')).properties ?? {}) as object);
+  return Object.keys(schemaAt(root, additionalPropertiesPath.replace(/\/additionalProperties$/, '')).properties ?? {});
 }
 
 function pointerToPath(pointer: string): PathSegment[] {
@@ -188,7 +185,7 @@ function typeName(v: unknown): string {
   if (typeof v === 'object') return 'a mapping';
   if (typeof v === 'number') return Number.isInteger(v) ? `integer ${v}` : `number ${v}`;
   if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
-  return `${typeof v} ${String(v)}`;
+  return typeof v === 'boolean' ? `boolean ${v}` : typeof v;
 }
 
 function typeLabel(t: string): string {

@@ -117,7 +117,7 @@ export class ConfigSource {
   }
 
   private node(path: readonly PathSegment[]): Node | undefined {
-    if (path.length === 0) return (this.doc.contents ?? undefined) as Node | undefined;
+    if (path.length === 0) return this.doc.contents ?? undefined;
     const n = this.doc.getIn(path, true);
     return n && typeof n === 'object' ? (n as Node) : undefined;
   }

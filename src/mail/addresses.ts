@@ -18,6 +18,11 @@ export function splitAddress(address: string): SplitAddress {
   const rawDomain = address.slice(at + 1).trim();
   if (rawDomain.startsWith('[')) return { local, domain: rawDomain.toLowerCase(), literal: true };
   const stripped = rawDomain.replace(/\.$/, '');
-  const domain = /^[\x00-\x7f]*$/.test(stripped) ? stripped.toLowerCase() : domainToASCII(stripped).toLowerCase();
+  const domain = isAscii(stripped) ? stripped.toLowerCase() : domainToASCII(stripped).toLowerCase();
   return { local, domain, literal: false };
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
 }

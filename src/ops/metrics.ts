@@ -222,16 +222,7 @@ export class Metrics {
   }
 
   protected perListener(): Removable[] {
-    return [
-      this.smtpConnections,
-      this.smtpSessionsActive,
-      this.smtpMessages,
-      this.smtpRejections,
-      this.smtpAuth,
-      this.smtpMessageSize,
-      this.listenerUp,
-      this.tlsCertificateExpiry,
-    ];
+    return [this.smtpConnections, this.smtpSessionsActive, this.smtpMessages, this.smtpRejections, this.smtpAuth, this.smtpMessageSize, this.listenerUp, this.tlsCertificateExpiry];
   }
 }
 

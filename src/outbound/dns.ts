@@ -36,7 +36,8 @@ export class MxResolver {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOTFOUND') return { kind: 'none', status: '5.1.2', reason: `domain ${domain} does not exist` };
-      if (code === 'ENODATA') mx = [{ exchange: domain, priority: 0 }]; // implicit MX
+      if (code === 'ENODATA')
+        mx = [{ exchange: domain, priority: 0 }]; // implicit MX
       else throw new TemporaryDnsError(`MX lookup for ${domain} failed: ${code ?? (e as Error).message}`);
     }
     if (mx.some((r) => r.exchange === '' || r.exchange === '.')) {

@@ -87,7 +87,7 @@ export class IntHeap {
     this.keys[i] = this.keys[last]!;
     this.positions.pos[moved] = i;
     this.up(i);
-    this.down(this.positions.pos[moved]!);
+    this.down(this.positions.pos[moved]);
   }
 
   private up(i: number): void {

@@ -21,7 +21,9 @@ export function encodeId(id: string): [number, number] | null {
 }
 
 export function decodeId(time: number, tail: number): string {
-  return `${time.toString(36).padStart(9, '0')}${Math.floor(tail / SEQ).toString(16).padStart(6, '0')}${(tail % SEQ).toString(36).padStart(4, '0')}`;
+  return `${time.toString(36).padStart(9, '0')}${Math.floor(tail / SEQ)
+    .toString(16)
+    .padStart(6, '0')}${(tail % SEQ).toString(36).padStart(4, '0')}`;
 }
 
 export class QueueIndex {
@@ -159,7 +161,7 @@ export class QueueIndex {
   private growTo(n: number): void {
     if (n <= this.flags.length) return;
     const grow = <T extends Float64Array | Int32Array | Uint16Array | Uint8Array>(old: T, bigger: T): T => {
-      bigger.set(old as never);
+      bigger.set(old);
       return bigger;
     };
     this.time = grow(this.time, new Float64Array(n));

@@ -288,7 +288,7 @@ export class OutboundQueue {
         this.failed(startedAt, m);
       }
     });
-    worker.on('error', (e) => {
+    worker.on('error', (e: Error) => {
       if (this.progress?.state !== 'loading') return;
       finish(null);
       this.failed(startedAt, e);
@@ -354,7 +354,12 @@ export class OutboundQueue {
     } else if (receivedCount(await this.store.readHeader(entry.id, entry.bodyOffset ?? 0)) > s.maxReceivedHeaders) {
       await this.record(open, entry, fail(`5.4.6 mail loop: more than ${s.maxReceivedHeaders} Received headers`), ctx);
     } else if (hold && hold.until > Date.now()) {
-      await this.record(open, entry, mine.map((r) => ({ address: r.address, outcome: 'deferred', response: `delivery temporarily suspended: ${hold.reason}`, remote: null })), ctx);
+      await this.record(
+        open,
+        entry,
+        mine.map((r) => ({ address: r.address, outcome: 'deferred', response: `delivery temporarily suspended: ${hold.reason}`, remote: null })),
+        ctx,
+      );
     } else {
       const started = performance.now();
       const { reached } = await ctx.transport.send({ from: entry.sender, to: mine.map((r) => r.address) }, this.source(entry), (results) => this.record(open, entry, results, ctx));
@@ -480,7 +485,17 @@ export class OutboundQueue {
       originalHeaders,
     });
     const id = newQueueId();
-    const received = receivedHeader({ helo: ctx.hostname, clientAddress: '127.0.0.1', hostname: ctx.hostname, esmtp: true, tls: null, authenticated: false, id, recipients: [entry.sender], date: new Date() });
+    const received = receivedHeader({
+      helo: ctx.hostname,
+      clientAddress: '127.0.0.1',
+      hostname: ctx.hostname,
+      esmtp: true,
+      tls: null,
+      authenticated: false,
+      id,
+      recipients: [entry.sender],
+      date: new Date(),
+    });
     const { local, domain } = splitAddress(entry.sender);
     try {
       if (ctx.domains.has(domain)) {

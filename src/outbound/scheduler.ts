@@ -218,11 +218,14 @@ export class Scheduler {
     if (this.timer && this.timerAt <= next) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = next;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.timerAt = Infinity;
-      this.pump();
-    }, Math.min(next - now, MAX_TIMER_MS));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.timerAt = Infinity;
+        this.pump();
+      },
+      Math.min(next - now, MAX_TIMER_MS),
+    );
     this.timer.unref();
   }
 
@@ -276,6 +279,6 @@ export class Scheduler {
 }
 
 function grow<T extends Int32Array | Float64Array | Uint8Array>(old: T, bigger: T): T {
-  bigger.set(old as never);
+  bigger.set(old);
   return bigger;
 }

@@ -77,13 +77,7 @@ async function sendVia(mailer: Mailer, envelope: Envelope, message: MessageSourc
   return { results: results.list, reached: results.reached };
 }
 
-async function sendResults(
-  mailer: Mailer,
-  envelope: Envelope,
-  raw: Readable,
-  remote: string,
-  treatAsTemporary: (e: MailError) => boolean,
-): Promise<{ list: RecipientResult[]; reached: boolean }> {
+async function sendResults(mailer: Mailer, envelope: Envelope, raw: Readable, remote: string, treatAsTemporary: (e: MailError) => boolean): Promise<{ list: RecipientResult[]; reached: boolean }> {
   try {
     const info = (await mailer.sendMail({ envelope: { from: envelope.from, to: [...envelope.to] }, raw })) as SendInfo;
     const rejected = new Map((info.rejectedErrors ?? []).map((e) => [(e as { recipient?: string }).recipient?.toLowerCase() ?? '', e]));
@@ -160,7 +154,7 @@ export class RelayTransport implements Transport {
       greetingTimeout: delivery.connectTimeoutMs,
       socketTimeout: 5 * 60_000,
       logger: false,
-    } as Parameters<typeof nodemailer.createTransport>[0]) as Mailer;
+    } as Parameters<typeof nodemailer.createTransport>[0]);
   }
 
   async send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>): Promise<{ reached: boolean }> {
@@ -169,7 +163,7 @@ export class RelayTransport implements Transport {
     const { results, reached } = await sendVia(this.mailer, envelope, message, remote, (e) => e.code === 'EAUTH');
     const authRefused = results.length > 0 && results.every((r) => r.outcome !== 'delivered' && /^AUTH /.test(r.response));
     this.up = reached && !authRefused;
-    this.lastError = this.up ? null : results[0]?.response ?? null;
+    this.lastError = this.up ? null : (results[0]?.response ?? null);
     await onResults(results);
     return { reached };
   }
@@ -190,8 +184,9 @@ export class RelayTransport implements Transport {
     }
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.mailer.close();
+    return Promise.resolve();
   }
 }
 
@@ -273,7 +268,7 @@ export class MxTransport implements Transport {
         greetingTimeout: this.delivery.connectTimeoutMs,
         socketTimeout: 5 * 60_000,
         logger: false,
-      } as Parameters<typeof nodemailer.createTransport>[0]) as Mailer;
+      } as Parameters<typeof nodemailer.createTransport>[0]);
       p = { mailer, used: Date.now() };
       this.pools.set(key, p);
     }
@@ -294,9 +289,10 @@ export class MxTransport implements Transport {
     return { up: null, lastError: this.lastError };
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     clearInterval(this.sweeper);
     for (const p of this.pools.values()) p.mailer.close();
     this.pools.clear();
+    return Promise.resolve();
   }
 }

@@ -24,7 +24,10 @@ export function describe(a: Action): { title: string; details: readonly string[]
     case 'tls.rotate':
       return {
         title: a.from === a.to ? `replace the certificate chain of ${short(a.to)}: swapped in place, no restart` : `rotate certificate ${short(a.from)} → ${short(a.to)}: swapped in place, no restart`,
-        details: [...a.changes.filter((c) => a.from !== a.to || c !== 'certificate chain changed'), ...(a.notAfter && a.from !== a.to ? [`new certificate expires ${new Date(a.notAfter).toISOString()}`] : [])],
+        details: [
+          ...a.changes.filter((c) => a.from !== a.to || c !== 'certificate chain changed'),
+          ...(a.notAfter && a.from !== a.to ? [`new certificate expires ${new Date(a.notAfter).toISOString()}`] : []),
+        ],
       };
     case 'policy.update':
       return { title: 'update policy: new sessions only', details: a.changes };

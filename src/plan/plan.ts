@@ -103,7 +103,7 @@ export function diff(applied: SpecView | null, desired: SpecView): Plan {
       actions.push({ kind: 'listener.add', listener: name, spec: facts(l) });
       continue;
     }
-    const socket = describeChanges(old.socket as unknown as Json, l.socket as unknown as Json);
+    const socket = describeChanges(old.socket, l.socket);
     if (socket.length) actions.push({ kind: 'listener.rebind', listener: name, changes: socket });
     if (old.role !== l.role) actions.push({ kind: 'listener.update', listener: name, changes: [`role: ${old.role} → ${l.role}`] });
   }
@@ -119,7 +119,9 @@ export function diff(applied: SpecView | null, desired: SpecView): Plan {
       from: leaf(a.tls)?.fingerprint256 ?? null,
       to: leaf(b.tls)?.fingerprint256 ?? null,
       notAfter: leaf(b.tls)?.notAfter ?? null,
-      changes: describeChanges(a.tls, b.tls).filter((c) => !/^(fingerprint256|notAfter):/.test(c)).map((c) => c.replace(/^certPem: content changed$/, 'certificate chain changed')),
+      changes: describeChanges(a.tls, b.tls)
+        .filter((c) => !/^(fingerprint256|notAfter):/.test(c))
+        .map((c) => c.replace(/^certPem: content changed$/, 'certificate chain changed')),
     });
   }
   push(actions, 'policy.update', describeChanges(a.policy, b.policy));

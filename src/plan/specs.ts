@@ -52,9 +52,7 @@ export interface PolicySpec {
 /** What the directory client reads (the file paths only say where caPem and the password came from). */
 export type LdapSpec = Omit<LdapSettings, 'caFile' | 'bindPasswordFile'>;
 
-export type AccountsSpec =
-  | { readonly type: 'local'; readonly users: readonly LocalUser[] }
-  | { readonly type: 'ldap'; readonly ldap: LdapSpec; readonly domains: readonly string[] };
+export type AccountsSpec = { readonly type: 'local'; readonly users: readonly LocalUser[] } | { readonly type: 'ldap'; readonly ldap: LdapSpec; readonly domains: readonly string[] };
 
 /** What the relay client reads (not where its password came from). */
 export type RelaySpec = Omit<RelayState, 'auth'> & { readonly auth: { readonly username: string; readonly password: Secret } | null };

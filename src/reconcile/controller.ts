@@ -17,7 +17,6 @@ import { buildStatus, type LastAttempt, type ReloadOutcome } from './status.js';
 
 export type { ReloadOutcome };
 
-
 export interface ReloadResult {
   readonly outcome: ReloadOutcome;
   readonly generation: number | null;
@@ -174,7 +173,10 @@ export class Controller {
   private async httpReload(): Promise<{ httpStatus: number; body: unknown }> {
     const r = await this.reconcile('http');
     const httpStatus = r.outcome === 'invalid' ? 422 : r.outcome === 'rolled_back' ? 500 : 200;
-    return { httpStatus, body: { outcome: r.outcome, generation: r.generation, hash: r.hash, errors: r.errors, warnings: r.warnings, plan: r.plan ? summarize(r.plan) : [], durationMs: r.durationMs } };
+    return {
+      httpStatus,
+      body: { outcome: r.outcome, generation: r.generation, hash: r.hash, errors: r.errors, warnings: r.warnings, plan: r.plan ? summarize(r.plan) : [], durationMs: r.durationMs },
+    };
   }
 
   private result(outcome: ReloadOutcome, errors: string[], warnings: string[], plan: Plan | null, t0: number): ReloadResult {

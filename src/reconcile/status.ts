@@ -72,9 +72,7 @@ export function buildStatus(c: StatusSource): unknown {
       : null,
     delivery: gen ? { transport: gen.transport.kind, ...(gen.transport.kind === 'mx' ? { lastError: gen.transport.health().lastError } : {}) } : null,
     queue: gen ? { ...queueStatus(gen.storage.stats()), load: loadStatus(gen.storage.outbound.progress), schedule: gen.storage.outbound.schedule() } : null,
-    storage: gen
-      ? { dataDir: gen.state.storage.dataDir, messageMemory: { usedBytes: gen.storage.intake.budget.used, budgetBytes: gen.storage.intake.budget.limit } }
-      : null,
+    storage: gen ? { dataDir: gen.state.storage.dataDir, messageMemory: { usedBytes: gen.storage.intake.budget.used, budgetBytes: gen.storage.intake.budget.limit } } : null,
     eventLoop: { worstDelayMs: round(c.eventLoop.worstMs), lastSecondWorstDelayMs: round(c.eventLoop.lastSecondMs) },
   };
 }

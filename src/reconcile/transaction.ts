@@ -128,7 +128,9 @@ export async function prepare(d: TransactionDeps, rt: Runtime, desired: DesiredS
         const b = new Binding(spec.address, spec.port);
         created.bindings.push(b);
         await b.listen().catch((e: NodeJS.ErrnoException) => {
-          throw new Error(`listener ${spec.name}: cannot bind ${spec.address ?? '*'}:${spec.port}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : e.message}`);
+          throw new Error(
+            `listener ${spec.name}: cannot bind ${spec.address ?? '*'}:${spec.port}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : e.message}`,
+          );
         });
       }
       targets.set(key, l);
@@ -155,7 +157,10 @@ export function commit(d: TransactionDeps, rt: Runtime, p: Prepared): void {
   const { gen } = p;
   const m = d.metrics;
   for (const [name, l] of gen.listeners) {
-    l.context = contextFor(gen, gen.state.smtp.listeners.find((s) => s.name === name)!);
+    l.context = contextFor(
+      gen,
+      gen.state.smtp.listeners.find((s) => s.name === name)!,
+    );
     if (gen.tlsContext && l.spec.tls !== 'none') l.setTlsContext(gen.tlsContext);
     l.setIdleTimeout(gen.state.smtp.limits.idleTimeoutMs);
   }

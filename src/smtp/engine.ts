@@ -71,7 +71,8 @@ let sweeper: NodeJS.Timeout | null = null;
 function sweep(): void {
   const now = Date.now();
   for (const c of live) {
-    if (c._closed) live.delete(c); // closed after STARTTLS, whose upgrade dropped our close hook
+    if (c._closed)
+      live.delete(c); // closed after STARTTLS, whose upgrade dropped our close hook
     else c._checkProgress(now);
   }
   if (!live.size && sweeper) {
@@ -213,13 +214,13 @@ export class SmtpEngine {
       name: handlers.hostname(), // replaced per connection; set so the library never asks the OS
       minVersion: 'TLSv1.2',
       ...(tls ? { key: tls.key, cert: tls.cert } : {}),
-      onConnect: (s, cb) => handlers.onConnect(s as Session, cb),
-      onSecure: (sock, s, cb) => handlers.onSecure(sock as TLSSocket, s as Session, cb),
-      onAuth: (a, s, cb) => handlers.onAuth(a, s as Session, cb),
-      onMailFrom: (a, s, cb) => handlers.onMailFrom(a, s as Session, cb),
-      onRcptTo: (a, s, cb) => handlers.onRcptTo(a, s as Session, cb),
-      onData: (st, s, cb) => handlers.onData(st, s as Session, cb),
-      onClose: (s) => handlers.onClose(s as Session),
+      onConnect: (s, cb) => handlers.onConnect(s, cb),
+      onSecure: (sock, s, cb) => handlers.onSecure(sock as TLSSocket, s, cb),
+      onAuth: (a, s, cb) => handlers.onAuth(a, s, cb),
+      onMailFrom: (a, s, cb) => handlers.onMailFrom(a, s, cb),
+      onRcptTo: (a, s, cb) => handlers.onRcptTo(a, s, cb),
+      onData: (st, s, cb) => handlers.onData(st, s, cb),
+      onClose: (s) => handlers.onClose(s),
     };
     this.server = new MailplaneSMTPServer(options, handlers);
     if (tls) this.setTlsContext(tls.context);

@@ -20,7 +20,6 @@ const SPOOL_BACKLOG = 256 * 1024;
 
 const CR = 13;
 const LF = 10;
-const CRLF = Buffer.from('\r\n');
 const LF_ONLY = Buffer.from('\n');
 const CR_ONLY = Buffer.from('\r');
 
@@ -50,8 +49,7 @@ export interface BodyLimits {
 
 /** What a finished body became: the whole file's bytes, or the spool file holding them. */
 export type StoredBody =
-  | { readonly kind: 'memory'; readonly data: Buffer; readonly length: number }
-  | { readonly kind: 'spool'; readonly file: string; readonly path: string; readonly length: number };
+  { readonly kind: 'memory'; readonly data: Buffer; readonly length: number } | { readonly kind: 'spool'; readonly file: string; readonly path: string; readonly length: number };
 
 /** Line-end normalization and line lengths, across chunk boundaries. */
 export class LineCheck {

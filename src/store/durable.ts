@@ -5,6 +5,7 @@
 import fs, { constants } from 'node:fs';
 
 /** A callback-style fs function as a promise (cheaper than fs/promises file handles). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- fs functions of every shape, called with their own arguments
 export function call<T>(f: (...args: any[]) => void, ...args: unknown[]): Promise<T> {
   return new Promise((resolve, reject) => f(...args, (e: Error | null, v: T) => (e ? reject(e) : resolve(v))));
 }

@@ -96,7 +96,7 @@ function record(h: Header, data: Buffer): JournalRecord | null {
     const q = h.q && typeof h.q.id === 'string' && typeof h.q.j === 'string' ? { id: h.q.id, json: h.q.j } : null;
     if (h.q && !q) return null;
     if (h.s !== null && typeof h.s !== 'string') return null;
-    return { k: 'f', name: h.n, users: h.u as string[], queue: q, data, spool: h.s };
+    return { k: 'f', name: h.n, users: h.u, queue: q, data, spool: h.s };
   }
   // the earlier format
   if (h.k === 'm' && typeof (h as { u?: unknown }).u === 'string' && typeof h.n === 'string') return { k: 'f', name: h.n, users: [h.u as string], queue: null, data, spool: null };

@@ -166,7 +166,11 @@ function writeQueued(): void {
   void Promise.all(big.map((r) => spoolDurably(join(l.spool, r.name), r.data))).then(
     () => {
       staging = false;
-      batch(ids, records.map((r) => (big.includes(r) ? { ...r, data: EMPTY, spool: r.name } : r)), release);
+      batch(
+        ids,
+        records.map((r) => (big.includes(r) ? { ...r, data: EMPTY, spool: r.name } : r)),
+        release,
+      );
       writeQueued();
     },
     (e: unknown) => {

@@ -38,7 +38,7 @@ export class Journal {
     private readonly log: Logger,
   ) {
     worker.on('message', (m: FromWorker) => this.received(m));
-    worker.on('error', (e) => this.fail(e));
+    worker.on('error', (e: Error) => this.fail(e));
     worker.on('exit', () => this.fail(new Error('journal worker exited')));
     worker.unref();
   }

@@ -9,7 +9,9 @@ import { fsyncPathSync, materialize, type Layout } from './materialize.js';
 
 /** Returns how many files were put in place and the highest segment number seen. */
 export async function recover(l: Layout, journalDir: string, syncfs: (() => Promise<Error | null>) | null): Promise<{ files: number; lastSegment: number }> {
-  const segments = readdirSync(journalDir).filter((f) => /^\d+\.wal$/.test(f)).sort();
+  const segments = readdirSync(journalDir)
+    .filter((f) => /^\d+\.wal$/.test(f))
+    .sort();
   const lastSegment = segments.reduce((n, f) => Math.max(n, Number(f.slice(0, -4))), 0);
   const written: string[] = [];
   for (const s of segments) {

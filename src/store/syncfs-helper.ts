@@ -43,8 +43,8 @@ export class SyncfsHelper {
 
   private start(): ChildProcess {
     const child = spawn('sh', ['-c', SCRIPT, 'mailplane-syncfs', this.dir], { stdio: ['pipe', 'pipe', 'ignore'] });
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => {
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
       this.buffered += d;
       for (let i = this.buffered.indexOf('\n'); i >= 0; i = this.buffered.indexOf('\n')) {
         const status = this.buffered.slice(0, i);
@@ -60,7 +60,7 @@ export class SyncfsHelper {
     };
     child.on('error', (e) => gone(`failed: ${e.message}`));
     child.on('exit', (code, signal) => gone(`exited (${signal ?? code})`));
-    child.stdin!.on('error', () => {}); // reported through 'exit'
+    child.stdin.on('error', () => {}); // reported through 'exit'
     return child;
   }
 }

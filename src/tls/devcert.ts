@@ -39,25 +39,13 @@ export function issueCertificate(o: IssueOptions): IssuedCert {
   } else {
     exts.push(ext('2.5.29.15', true, bitString(Buffer.from([0x80]), 7))); // digitalSignature
     exts.push(ext('2.5.29.37', false, seq(oid('1.3.6.1.5.5.7.3.1')))); // serverAuth
-    const san = [
-      ...(o.dnsNames ?? [o.commonName]).map((d) => tlv(0x82, Buffer.from(d, 'ascii'))),
-      ...(o.ipAddresses ?? []).map((ip) => tlv(0x87, ipBytes(ip))),
-    ];
+    const san = [...(o.dnsNames ?? [o.commonName]).map((d) => tlv(0x82, Buffer.from(d, 'ascii'))), ...(o.ipAddresses ?? []).map((ip) => tlv(0x87, ipBytes(ip)))];
     exts.push(ext('2.5.29.17', false, seq(...san)));
   }
 
   const serial = randomBytes(16);
   serial[0]! &= 0x7f;
-  const tbs = seq(
-    tlv(0xa0, integer(Buffer.from([2]))),
-    integer(serial),
-    alg,
-    issuerName,
-    seq(time(notBefore), time(notAfter)),
-    subject,
-    spki,
-    tlv(0xa3, seq(...exts)),
-  );
+  const tbs = seq(tlv(0xa0, integer(Buffer.from([2]))), integer(serial), alg, issuerName, seq(time(notBefore), time(notAfter)), subject, spki, tlv(0xa3, seq(...exts)));
   const signature = sign('sha256', tbs, signer);
   const cert = seq(tbs, alg, bitString(signature, 0));
   return {
@@ -148,11 +136,14 @@ function ipBytes(ip: string): Buffer {
   const [head = '', tail = ''] = ip.split('::');
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
-  const groups = ip.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  const groups = ip.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
   return Buffer.from(groups.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 0xff]));
 }
 
 function pem(label: string, der: Buffer): string {
-  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  const b64 = der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }

@@ -77,7 +77,10 @@ export class TestDns {
 
 function encodeName(name: string): Buffer {
   if (name === '' || name === '.') return Buffer.from([0]);
-  const parts = name.replace(/\.$/, '').split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'ascii')]));
+  const parts = name
+    .replace(/\.$/, '')
+    .split('.')
+    .map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'ascii')]));
   return Buffer.concat([...parts, Buffer.from([0])]);
 }
 const u16 = (n: number) => {

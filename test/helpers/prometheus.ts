@@ -40,20 +40,23 @@ export class Prometheus {
     };
     writeFileSync(join(dir, 'prometheus.yml'), JSON.stringify(config)); // JSON is YAML
     const port = await freePort();
-    const child = spawn(
-      'prometheus',
-      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const p = new Prometheus(child, `http://127.0.0.1:${port}`);
-    await waitFor('prometheus ready', async () => (await fetch(`${p.url}/-/ready`).catch(() => null))?.ok ?? false, 20_000, () => p.logs);
+    await waitFor(
+      'prometheus ready',
+      async () => (await fetch(`${p.url}/-/ready`).catch(() => null))?.ok ?? false,
+      20_000,
+      () => p.logs,
+    );
     return p;
   }
 
   async api(path: string, params: Record<string, string | string[]> = {}): Promise<QueryResult> {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) for (const x of Array.isArray(v) ? v : [v]) q.append(k, x);
-    const res = await fetch(`${this.url}/api/v1/${path}?${q}`);
+    const res = await fetch(`${this.url}/api/v1/${path}?${q.toString()}`);
     return (await res.json()) as QueryResult;
   }
 

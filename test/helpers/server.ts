@@ -71,9 +71,12 @@ ${o.plainListener ? `    - { name: plain, address: 127.0.0.1, port: ${e.ports.pl
 ${o.extraAuth ?? ''}${o.extraSmtp ?? ''}accounts:
   local:
     users:
-${o.users ?? `      - { name: alice, passwordHash: "${USERS.alice.hash}", aliases: [postmaster, info] }
+${
+  o.users ??
+  `      - { name: alice, passwordHash: "${USERS.alice.hash}", aliases: [postmaster, info] }
       - { name: bob, passwordHash: "${USERS.bob.hash}" }
-`}${o.relay ?? ''}${o.delivery ?? `delivery:\n  dns: { servers: [127.0.0.1:${e.ports.dns}], timeout: 1s }\n`}storage:
+`
+}${o.relay ?? ''}${o.delivery ?? `delivery:\n  dns: { servers: [127.0.0.1:${e.ports.dns}], timeout: 1s }\n`}storage:
   dataDir: ${e.dataDir}
 observability:
   listen: 127.0.0.1:${e.ports.ops}

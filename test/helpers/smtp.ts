@@ -102,7 +102,7 @@ export class SmtpClient {
   }
 
   get tlsSocket(): TLSSocket | null {
-    return 'getPeerCertificate' in this.socket ? (this.socket as TLSSocket) : null;
+    return 'getPeerCertificate' in this.socket ? this.socket : null;
   }
 
   async authPlain(user: string, pass: string): Promise<Reply> {

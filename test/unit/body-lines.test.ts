@@ -3,7 +3,7 @@
 // must agree with it wherever the chunk boundaries fall.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LineCheck } from '../src/store/body.js';
+import { LineCheck } from '../../src/store/body.js';
 
 function rng(seed: number): () => number {
   let x = seed;
@@ -35,7 +35,7 @@ test('normalized bodies and measured lines match the reference, however the body
     const check = new LineCheck();
     const out: Buffer[] = [];
     const bytes = Buffer.from(body, 'latin1');
-    for (let at = 0; at < bytes.length; ) {
+    for (let at = 0; at < bytes.length;) {
       const step = 1 + Math.floor(r() * 40);
       out.push(check.normalize(bytes.subarray(at, at + step)));
       at += step;

@@ -10,11 +10,11 @@ import fsp from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadConfigFile, loadConfigText } from '../src/config/load.js';
-import { Secret } from '../src/config/secret.js';
-import { specView } from '../src/plan/plan.js';
-import { ROOT } from './helpers/cli.js';
-import { tempDir } from './helpers/tmp.js';
+import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
+import { Secret } from '../../src/config/secret.js';
+import { specView } from '../../src/plan/plan.js';
+import { ROOT } from '../helpers/cli.js';
+import { tempDir } from '../helpers/tmp.js';
 
 const HASH = '$2y$12$uxIfP4NMQ7kEZODRXFCJ9OBrwtwdgJEjg8oPwgnr9Z2/tDj2cJnIK';
 
@@ -144,7 +144,9 @@ test('a reload after referenced files changed stays asynchronous, and so does th
   const { value, calls } = await watching(async () => {
     const again = await loadConfigFile(local.file, { forRun: true });
     // text without a file of its own, like the embedded quick start: relative paths from baseDir
-    const text = await loadConfigText('(inline)', `version: 1
+    const text = await loadConfigText(
+      '(inline)',
+      `version: 1
 hostname: mail.example.com
 domains: [example.com]
 smtp:
@@ -153,7 +155,9 @@ accounts:
   local:
     usersFile: secrets/users
     users: [{ name: alice, passwordHash: "${HASH}", aliases: [postmaster] }]
-`, { baseDir: local.dir, forRun: true });
+`,
+      { baseDir: local.dir, forRun: true },
+    );
     return { again, text, view: specView(again.state!, 'digest') };
   });
   assert.deepEqual(calls.sync, []);
@@ -235,5 +239,9 @@ test('a secret digest is keyed per process: equal values agree, and the digest i
   assert.equal(new Secret(value, 'password').digest(), new Secret(value, 'password').digest());
   assert.notEqual(new Secret(value, 'password').digest(), new Secret(`${value}x`, 'password').digest());
   for (const algorithm of ['sha256', 'sha512', 'sha1', 'md5']) assert.notEqual(new Secret(value, 'key').digest(), crypto.createHash(algorithm).update(value).digest('hex'));
-  assert.notEqual(new Secret(value, 'password').digest(), crypto.scryptSync(value, 'mailplane secret digest v1', 32, { N: 1 << 14, r: 8, p: 1 }).toString('hex'), 'not the fixed-salt digest of earlier versions');
+  assert.notEqual(
+    new Secret(value, 'password').digest(),
+    crypto.scryptSync(value, 'mailplane secret digest v1', 32, { N: 1 << 14, r: 8, p: 1 }).toString('hex'),
+    'not the fixed-salt digest of earlier versions',
+  );
 });

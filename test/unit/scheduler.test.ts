@@ -4,11 +4,11 @@
 // another.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Heap } from '../src/outbound/heap.js';
-import { IntHeap } from '../src/outbound/int-heap.js';
-import { decodeId, encodeId, QueueIndex } from '../src/outbound/queue-index.js';
-import { newQueueId } from '../src/store/queue-entry.js';
-import { Scheduler } from '../src/outbound/scheduler.js';
+import { Heap } from '../../src/outbound/heap.js';
+import { IntHeap } from '../../src/outbound/int-heap.js';
+import { decodeId, encodeId, QueueIndex } from '../../src/outbound/queue-index.js';
+import { newQueueId } from '../../src/store/queue-entry.js';
+import { Scheduler } from '../../src/outbound/scheduler.js';
 
 interface Item {
   key: number;
@@ -93,11 +93,23 @@ test('the typed-array heap of rows agrees with a plain reference under random op
 function harness(limits: { total: number; perDestination: number }) {
   let now = 1_000_000;
   const started: number[] = [];
-  const s = new Scheduler((j) => started.push(j), () => now);
+  const s = new Scheduler(
+    (j) => started.push(j),
+    () => now,
+  );
   s.setLimits(limits);
   const job = (domain: string, due = now): number => s.create(0, domain, due);
   const running = (domain?: string) => [...new Set(started)].filter((j) => s.isRunning(j) && (domain === undefined || s.destinationOf(j) === domain)).length;
-  return { s, started, job, running, advance: (ms: number) => (now += ms), get now() { return now; } };
+  return {
+    s,
+    started,
+    job,
+    running,
+    advance: (ms: number) => (now += ms),
+    get now() {
+      return now;
+    },
+  };
 }
 
 test('jobs start in due order, one slot at a time', () => {
@@ -112,7 +124,10 @@ test('jobs start in due order, one slot at a time', () => {
     h.s.done(current, null);
   }
   const dues = h.started.map((j) => dueOf.get(j)!);
-  assert.deepEqual(dues, [...dues].sort((a, b) => a - b));
+  assert.deepEqual(
+    dues,
+    [...dues].sort((a, b) => a - b),
+  );
   h.s.done(h.started[h.started.length - 1]!, null);
   assert.equal(h.s.size, 0);
   assert.equal(h.s.destinations, 0, 'an idle destination is forgotten');
@@ -128,7 +143,11 @@ test('a destination with a backlog gets at most its share; another destination i
   assert.equal(h.running('fast.example'), 2);
   // the slow destination's jobs never finish; the fast one's do, and its queue drains
   let fastDone = 0;
-  for (let j = h.started.find((x) => h.s.isRunning(x) && h.s.destinationOf(x) === 'fast.example'); j !== undefined; j = h.started.find((x) => h.s.isRunning(x) && h.s.destinationOf(x) === 'fast.example')) {
+  for (
+    let j = h.started.find((x) => h.s.isRunning(x) && h.s.destinationOf(x) === 'fast.example');
+    j !== undefined;
+    j = h.started.find((x) => h.s.isRunning(x) && h.s.destinationOf(x) === 'fast.example')
+  ) {
     h.s.done(j, null);
     fastDone++;
     assert.ok(h.running('slow.example') <= 2);

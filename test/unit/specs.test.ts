@@ -6,14 +6,14 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { DesiredState } from '../src/config/desired-state.js';
-import { loadConfigText } from '../src/config/load.js';
-import { Secret } from '../src/config/secret.js';
-import { changes, diff, specView } from '../src/plan/plan.js';
-import { COMPONENTS, type Component } from '../src/plan/specs.js';
-import { USERS } from './helpers/server.js';
-import { serverCert, testCa, writeCert } from './helpers/tls.js';
-import { tempDir } from './helpers/tmp.js';
+import type { DesiredState } from '../../src/config/desired-state.js';
+import { loadConfigText } from '../../src/config/load.js';
+import { Secret } from '../../src/config/secret.js';
+import { changes, diff, specView } from '../../src/plan/plan.js';
+import { COMPONENTS, type Component } from '../../src/plan/specs.js';
+import { USERS } from '../helpers/server.js';
+import { serverCert, testCa, writeCert } from '../helpers/tls.js';
+import { tempDir } from '../helpers/tmp.js';
 
 /** Leaves that change no component, and why. */
 const NO_OPS: [RegExp, string][] = [
@@ -157,5 +157,8 @@ test('a secret shows in an in-process plan as changed, never as its value; a pub
   for (const secret of ['relay-password', 'bind-password', USERS.alice.hash, local.smtp.tls!.material.keyPem.reveal()]) assert.ok(!published.includes(secret));
   assert.match(published, /"password":\{"secret":"set"\}/);
   assert.ok(!published.includes(local.relay.auth!.password.digest()), 'not even the keyed digest leaves');
-  assert.deepEqual(COMPONENTS.filter((c) => !(c in specView(local, 'presence').specs)), []);
+  assert.deepEqual(
+    COMPONENTS.filter((c) => !(c in specView(local, 'presence').specs)),
+    [],
+  );
 });
