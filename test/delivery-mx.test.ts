@@ -50,15 +50,8 @@ async function submit(to: string[], subject: string): Promise<void> {
   await client.quit();
 }
 
-async function queueEmpty(): Promise<void> {
-  await mp.waitFor(
-    'queue to empty',
-    async () => {
-      const s = await mp.status();
-      return s.queue.active + s.queue.deferred === 0;
-    },
-    20_000,
-  );
+function queueEmpty(): Promise<void> {
+  return mp.waitQueueEmpty();
 }
 
 function bounces(): string[] {

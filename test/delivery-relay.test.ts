@@ -44,15 +44,8 @@ async function submit(env: Env, from: string, to: string[], subject: string, ext
   return { code, id: r.data?.lines[0]!.match(/queued as (\w+)/)?.[1] ?? null, body };
 }
 
-async function queueEmpty(mp: MailplaneProcess): Promise<void> {
-  await mp.waitFor(
-    'queue to empty',
-    async () => {
-      const s = await mp.status();
-      return s.queue.active + s.queue.deferred === 0;
-    },
-    20_000,
-  );
+function queueEmpty(mp: MailplaneProcess): Promise<void> {
+  return mp.waitQueueEmpty();
 }
 
 function mailbox(env: Env, user: string): string[] {

@@ -112,14 +112,7 @@ test('kill -9 again and again under load: every 250 is found exactly once, nothi
     }
     const mp = spawnMailplane(env);
     await mp.waitReady();
-    await mp.waitFor(
-      'queue empty',
-      async () => {
-        const s = await mp.status();
-        return s.queue.active + s.queue.deferred === 0;
-      },
-      30_000,
-    );
+    await mp.waitQueueEmpty(30_000);
     await mp.stop();
   } finally {
     await relay.stop();
@@ -289,14 +282,7 @@ test('relay outage: queued while the relay is away, each delivered once when it 
   await mp.waitFor('deferrals', async () => ((await mp.metric('mailplane_delivery_total', 'transport="relay",result="deferred"')) ?? 0) >= 50);
   const relay = await new TestRelay({ port: relayPort, mode: 'starttls' }).start();
   try {
-    await mp.waitFor(
-      'queue empty',
-      async () => {
-        const s = await mp.status();
-        return s.queue.active + s.queue.deferred === 0;
-      },
-      30_000,
-    );
+    await mp.waitQueueEmpty(30_000);
   } finally {
     await relay.stop();
     await mp.stop();

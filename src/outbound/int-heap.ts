@@ -130,3 +130,9 @@ export class IntHeap {
     pos[row] = i;
   }
 }
+
+/** A copy of `old` in the larger `bigger` (typed arrays of one kind). */
+export function grown<T extends Float64Array | Int32Array | Uint16Array | Uint8Array>(old: T, bigger: T): T {
+  bigger.set(old);
+  return bigger;
+}

@@ -3,7 +3,7 @@
 // job — and a heap by arrival for the oldest. About 50 bytes a message and no object for the
 // garbage collector to walk: a million queued messages load and sit without stalling the loop.
 // Everything else about a message stays on disk until one of its jobs runs.
-import { IntHeap, type Positions } from './int-heap.js';
+import { grown, IntHeap, type Positions } from './int-heap.js';
 
 const ATTEMPTED = 1;
 const SETTLING = 2;
@@ -160,15 +160,11 @@ export class QueueIndex {
 
   private growTo(n: number): void {
     if (n <= this.flags.length) return;
-    const grow = <T extends Float64Array | Int32Array | Uint16Array | Uint8Array>(old: T, bigger: T): T => {
-      bigger.set(old);
-      return bigger;
-    };
-    this.time = grow(this.time, new Float64Array(n));
-    this.tail = grow(this.tail, new Float64Array(n));
-    this.runningJobs = grow(this.runningJobs, new Uint16Array(n));
-    this.flags = grow(this.flags, new Uint8Array(n));
-    this.first = grow(this.first, new Int32Array(n));
-    this.positions.pos = grow(this.positions.pos, new Int32Array(n));
+    this.time = grown(this.time, new Float64Array(n));
+    this.tail = grown(this.tail, new Float64Array(n));
+    this.runningJobs = grown(this.runningJobs, new Uint16Array(n));
+    this.flags = grown(this.flags, new Uint8Array(n));
+    this.first = grown(this.first, new Int32Array(n));
+    this.positions.pos = grown(this.positions.pos, new Int32Array(n));
   }
 }

@@ -6,7 +6,7 @@
 // jobs. At most `total` jobs run at once, and at most `perDestination` for one destination, so
 // that a slow or dead domain cannot take the slots of the others.
 import { Heap } from './heap.js';
-import { IntHeap, type Positions } from './int-heap.js';
+import { grown, IntHeap, type Positions } from './int-heap.js';
 
 export interface Limits {
   readonly total: number;
@@ -242,12 +242,12 @@ export class Scheduler {
 
   private growTo(n: number): void {
     if (n > this.flags.length) {
-      this.dest = grow(this.dest, new Int32Array(n));
-      this.owner = grow(this.owner, new Int32Array(n));
-      this.sibling = grow(this.sibling, new Int32Array(n));
-      this.due = grow(this.due, new Float64Array(n));
-      this.flags = grow(this.flags, new Uint8Array(n));
-      this.positions.pos = grow(this.positions.pos, new Int32Array(n));
+      this.dest = grown(this.dest, new Int32Array(n));
+      this.owner = grown(this.owner, new Int32Array(n));
+      this.sibling = grown(this.sibling, new Int32Array(n));
+      this.due = grown(this.due, new Float64Array(n));
+      this.flags = grown(this.flags, new Uint8Array(n));
+      this.positions.pos = grown(this.positions.pos, new Int32Array(n));
     }
   }
 
@@ -276,9 +276,4 @@ export class Scheduler {
       this.freeDests.push(d.index);
     }
   }
-}
-
-function grow<T extends Int32Array | Float64Array | Uint8Array>(old: T, bigger: T): T {
-  bigger.set(old);
-  return bigger;
 }

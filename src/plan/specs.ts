@@ -3,7 +3,7 @@
 // the transaction's rebuild decisions both come from comparing these specs, and every factory
 // takes its spec, so a field a component reads is a field whose change rebuilds it.
 import { formatCidr } from '../config/cidr.js';
-import type { DeliveryState, DesiredState, LdapSettings, ListenerRole, ListenerTls, LocalUser, RelayState } from '../config/desired-state.js';
+import type { AuthPolicy, DeliveryState, DesiredState, LdapSettings, ListenerRole, ListenerTls, LocalUser, RelayState, SmtpLimits } from '../config/desired-state.js';
 import type { Secret } from '../config/secret.js';
 import type { TlsMaterial } from '../tls/material.js';
 
@@ -27,24 +27,9 @@ export interface PolicySpec {
   readonly hostname: string;
   readonly domains: readonly string[];
   readonly maxMessageSize: number;
-  readonly auth: {
-    readonly required: boolean;
-    readonly exemptClients: readonly string[];
-    readonly lanBypass: boolean;
-    readonly lanNetworks: readonly string[];
-    readonly maxFailures: number;
-    readonly failureWindowMs: number;
-    readonly lockoutMs: number;
-  };
-  readonly limits: {
-    readonly maxRecipients: number;
-    readonly maxLineLength: number;
-    readonly maxConnections: number;
-    readonly maxConnectionsPerClient: number;
-    readonly idleTimeoutMs: number;
-    readonly commandTimeoutMs: number;
-    readonly dataTimeoutMs: number;
-  };
+  /** the ranges as written (address/prefix) */
+  readonly auth: Omit<AuthPolicy, 'exemptClients' | 'lanNetworks'> & { readonly exemptClients: readonly string[]; readonly lanNetworks: readonly string[] };
+  readonly limits: SmtpLimits;
   readonly drainGraceMs: number;
 }
 

@@ -149,6 +149,18 @@ export class MailplaneProcess {
     throw new Error(`mailplane not ready after ${timeoutMs} ms:\n${this.logs}`);
   }
 
+  /** Waits until the outbound queue holds nothing (every message delivered, bounced or deleted). */
+  async waitQueueEmpty(timeoutMs = 20_000): Promise<void> {
+    await this.waitFor(
+      'the queue to empty',
+      async () => {
+        const s = await this.status();
+        return s.queue.active + s.queue.deferred === 0;
+      },
+      timeoutMs,
+    );
+  }
+
   /** Polls until cond() is true (conditions, not sleeps). */
   async waitFor<T>(what: string, cond: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
     return waitFor(what, cond, timeoutMs, () => this.logs);

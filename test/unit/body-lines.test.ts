@@ -3,17 +3,8 @@
 // must agree with it wherever the chunk boundaries fall.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { rng } from '../helpers/rng.js';
 import { LineCheck } from '../../src/store/body.js';
-
-function rng(seed: number): () => number {
-  let x = seed;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 /** The reference: every bare CR or LF becomes CRLF; the longest line, CRLF excluded. */
 function reference(body: string): { text: string; longest: number } {

@@ -4,6 +4,7 @@
 // another.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { rng } from '../helpers/rng.js';
 import { Heap } from '../../src/outbound/heap.js';
 import { IntHeap } from '../../src/outbound/int-heap.js';
 import { decodeId, encodeId, QueueIndex } from '../../src/outbound/queue-index.js';
@@ -13,17 +14,6 @@ import { Scheduler } from '../../src/outbound/scheduler.js';
 interface Item {
   key: number;
   pos: number;
-}
-
-/** A deterministic pseudo-random sequence (xorshift), so that a failure can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
 }
 
 test('the heap pops in key order under random pushes, removals and key changes', () => {
