@@ -68,7 +68,12 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
           dnsNames: { type: 'array', items: { type: 'string', minLength: 1 } },
           duration: str(),
           renewBefore: str(),
-          privateKey: strict({ algorithm: { type: 'string', enum: ['RSA', 'ECDSA', 'Ed25519'] }, size: { type: 'integer' }, rotationPolicy: { type: 'string', enum: ['Never', 'Always'] }, encoding: { type: 'string', enum: ['PKCS1', 'PKCS8'] } }),
+          privateKey: strict({
+            algorithm: { type: 'string', enum: ['RSA', 'ECDSA', 'Ed25519'] },
+            size: { type: 'integer' },
+            rotationPolicy: { type: 'string', enum: ['Never', 'Always'] },
+            encoding: { type: 'string', enum: ['PKCS1', 'PKCS8'] },
+          }),
         }),
         selfSigned: bool('Without existingSecret or certManager: a self-signed certificate made by Helm.'),
       }),
@@ -78,6 +83,10 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
         propertyNames: { pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]*$' },
         additionalProperties: secretFile,
       },
+      opsToken: strict({
+        existingSecret: str('A Secret you manage holding the bearer token of the ops endpoint (at least 16 characters); empty: the chart makes one and keeps it across upgrades.'),
+        key: { type: 'string', minLength: 1, pattern: '^[-._a-zA-Z0-9]+$', description: 'The key of the token in existingSecret.' },
+      }),
       image: strict({ repository: { type: 'string', minLength: 1 }, tag: str(), digest: str(), pullPolicy: { type: 'string', enum: ['Always', 'IfNotPresent', 'Never'] } }),
       imagePullSecrets: arr(),
       nameOverride: str(),
@@ -124,7 +133,12 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
       podLabels: stringMap('Labels added to the pods.'),
       podAnnotations: stringMap('Annotations added to the pods.'),
       podDisruptionBudget: strict({ enabled: bool(), maxUnavailable: { type: ['integer', 'string', 'null'] }, minAvailable: { type: ['integer', 'string', 'null'] } }),
-      networkPolicy: strict({ enabled: bool(), smtpFrom: arr('NetworkPolicyPeers allowed to reach SMTP (empty: all).'), opsFrom: arr('NetworkPolicyPeers allowed to reach the ops port.'), egress: arr('NetworkPolicyEgressRules (empty: egress not restricted).') }),
+      networkPolicy: strict({
+        enabled: bool('On by default.'),
+        smtpFrom: arr('NetworkPolicyPeers allowed to reach SMTP (empty: all).'),
+        opsFrom: arr("NetworkPolicyPeers allowed to reach the ops port (default: the namespace monitoring; empty: none but the node's kubelet)."),
+        egress: arr('NetworkPolicyEgressRules (empty: egress not restricted).'),
+      }),
       monitoring: strict({
         serviceMonitor: strict({ enabled: bool(), labels: stringMap('Labels of the ServiceMonitor.'), interval: str(), scrapeTimeout: str() }),
         prometheusRule: strict({ enabled: bool(), labels: stringMap('Labels of the PrometheusRule.') }),

@@ -2,12 +2,13 @@
 // included), the rendered config accepted by `mailplane validate` with the files the pod mounts
 // beside it, the values schema refusing a bad config, and the promises the chart makes: a config
 // change never touches the pod template, the pod is locked down, the Service keeps client
-// addresses, TLS and secrets land where the config looks for them.
+// addresses, TLS, secrets and the ops token land where the config looks for them, and the
+// NetworkPolicy (on by default) lets SMTP in from everyone and the ops port from Prometheus only.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { BIN, mailplane } from './helpers/cli.js';
@@ -32,6 +33,7 @@ const CLUSTER: Cluster = {
     'mail-users': { users: `# name:hash\nbob:${USERS.bob.hash}\n` },
     'relay-credentials': { password: 'relay-secret\n' },
     'ldap-ca': { 'ca.crt': testCa().certPem },
+    'mail-ops': { 'bearer-token': 'ops-token-from-a-sealed-secret\n' },
   },
 };
 
@@ -74,8 +76,14 @@ test('every rendered manifest passes the Kubernetes schemas, unknown fields incl
     problems.filter((p) => !p.startsWith('self-check')),
     [],
   );
-  assert.ok(selfCheck.some((p) => p.includes('spec.template.spec.containers[0].imagePullPolicyy') && p.includes('known properties')), selfCheck.join('\n'));
-  assert.ok(selfCheck.some((p) => p.includes('serviceName must be string')), selfCheck.join('\n'));
+  assert.ok(
+    selfCheck.some((p) => p.includes('spec.template.spec.containers[0].imagePullPolicyy') && p.includes('known properties')),
+    selfCheck.join('\n'),
+  );
+  assert.ok(
+    selfCheck.some((p) => p.includes('serviceName must be string')),
+    selfCheck.join('\n'),
+  );
 });
 
 test('the rendered mailserver.yaml passes mailplane validate with the files the pod mounts beside it', { skip }, async () => {
@@ -108,6 +116,8 @@ test('a bad config is refused by helm template through the values schema, as by 
     ['config.relay', { enabled: true, hots: 'smtp.example.com' }, /additional properties 'hots' not allowed/],
     ['service.type', 'Ingress', /\/service\/type/],
     ['secretFiles', { 'relay-password': { value: 'x', existingSecret: 'y' } }, /\/secretFiles\/relay-password/],
+    ['opsToken', { existingSecret: 'mail-ops', secret: 'x' }, /additional properties 'secret' not allowed/],
+    ['opsToken.key', '', /\/opsToken\/key/],
   ] as const) {
     const res = renderFailing({ set: { [path]: value } });
     assert.notEqual(res.code, 0, `${path} = ${JSON.stringify(value)} was accepted`);
@@ -125,6 +135,8 @@ test('the chart refuses settings that cannot work in a pod, saying why', { skip 
     [{ 'persistence.existingClaim': 'mail', replicas: 2 }, /persistence\.existingClaim allows only 1 replica/],
     [{ 'tls.certManager.enabled': true }, /tls\.certManager\.issuerRef\.name/],
     [{ 'secretFiles.users': {} }, /secretFiles/],
+    [{ 'config.observability.tokenFile': null }, /config\.observability\.tokenFile: set it to \.\.\/ops-token\/token.*MP_OPS_TOKEN/],
+    [{ 'config.observability.tokenFile': '../secrets/ops-token' }, /"\.\.\/secrets\/ops-token" is not where the chart mounts the ops token.*opsToken\.existingSecret/],
   ];
   for (const [set, message] of cases) {
     const r = renderFailing({ set });
@@ -153,10 +165,13 @@ test('a config change leaves the pod template alone (it reloads in place); an im
   });
   assert.notDeepEqual(renderedConfig(after), renderedConfig(before));
   assert.equal(renderedConfig(after).smtp.maxMessageSize, 52428800, 'large numbers survive the values round trip');
-  assert.deepEqual(find(after, 'Service', 'mail-mailplane').spec.ports.map((p: any) => [p.name, p.port, p.targetPort]), [
-    ['mx', 25, 2525],
-    ['submission', 587, 3587],
-  ]);
+  assert.deepEqual(
+    find(after, 'Service', 'mail-mailplane').spec.ports.map((p: any) => [p.name, p.port, p.targetPort]),
+    [
+      ['mx', 25, 2525],
+      ['submission', 587, 3587],
+    ],
+  );
   const podBefore = statefulSet(before).spec.template;
   // secretFiles turns on the secrets volume: that is a pod change; compare with the same volumes
   const withSecrets = render({ values: ['minimal.yaml'], set: { 'secretFiles.users': { value: 'x:y\n' } } });
@@ -204,12 +219,15 @@ test('the Service maps 25/587/465 to the listeners and keeps client addresses (L
   const svc = find(ms, 'Service', 'mail-mailplane');
   assert.equal(svc.spec.type, 'LoadBalancer');
   assert.equal(svc.spec.externalTrafficPolicy, 'Local');
-  assert.deepEqual(svc.spec.ports.map((p: any) => [p.name, p.port, p.targetPort]), [
-    ['mx', 25, 2525],
-    ['submission', 587, 2587],
-    ['submissions', 465, 2465],
-  ]);
-  assert.ok(!svc.spec.ports.some((p: any) => p.targetPort === 9465), 'the ops port (unauthenticated reload) is not on the public Service');
+  assert.deepEqual(
+    svc.spec.ports.map((p: any) => [p.name, p.port, p.targetPort]),
+    [
+      ['mx', 25, 2525],
+      ['submission', 587, 2587],
+      ['submissions', 465, 2465],
+    ],
+  );
+  assert.ok(!svc.spec.ports.some((p: any) => p.targetPort === 9465), 'the ops port (status, reload) is not on the public Service');
   for (const l of renderedConfig(ms).smtp.listeners) assert.equal(l.proxyProtocol, undefined);
   assert.equal(find(render({ set: { 'service.type': 'NodePort' } }), 'Service', 'mail-mailplane').spec.externalTrafficPolicy, 'Local');
   assert.equal(find(render({ values: ['existing-secrets.yaml'] }), 'Service', 'mail-mailplane').spec.externalTrafficPolicy, undefined, 'ClusterIP has none');
@@ -218,13 +236,19 @@ test('the Service maps 25/587/465 to the listeners and keeps client addresses (L
   const psvc = find(proxied, 'Service', 'mail-mailplane');
   assert.equal(psvc.spec.externalTrafficPolicy, 'Cluster');
   assert.equal(psvc.metadata.annotations['service.beta.kubernetes.io/aws-load-balancer-proxy-protocol'], '*');
-  assert.deepEqual(renderedConfig(proxied).smtp.listeners.map((l: any) => [l.name, l.proxyProtocol]), [
-    ['mx', true],
-    ['submission', true],
-    ['submissions', true],
-    ['internal', false],
-  ]);
-  assert.deepEqual(psvc.spec.ports.find((p: any) => p.name === 'internal'), { name: 'internal', port: 588, targetPort: 2588, protocol: 'TCP' });
+  assert.deepEqual(
+    renderedConfig(proxied).smtp.listeners.map((l: any) => [l.name, l.proxyProtocol]),
+    [
+      ['mx', true],
+      ['submission', true],
+      ['submissions', true],
+      ['internal', false],
+    ],
+  );
+  assert.deepEqual(
+    psvc.spec.ports.find((p: any) => p.name === 'internal'),
+    { name: 'internal', port: 588, targetPort: 2588, protocol: 'TCP' },
+  );
 });
 
 test('storage: a volume claim per pod at dataDir by default, or an existing claim', { skip }, () => {
@@ -239,7 +263,10 @@ test('storage: a volume claim per pod at dataDir by default, or an existing clai
 
   const shared = statefulSet(render({ values: ['existing-secrets.yaml'] }));
   assert.equal(shared.spec.volumeClaimTemplates, undefined);
-  assert.deepEqual(shared.spec.template.spec.volumes.find((v: any) => v.name === 'data'), { name: 'data', persistentVolumeClaim: { claimName: 'mail-data' } });
+  assert.deepEqual(
+    shared.spec.template.spec.volumes.find((v: any) => v.name === 'data'),
+    { name: 'data', persistentVolumeClaim: { claimName: 'mail-data' } },
+  );
 });
 
 test('TLS: a self-signed certificate by default, an existing Secret, or the Secret a cert-manager Certificate writes', { skip }, () => {
@@ -262,7 +289,11 @@ test('TLS: a self-signed certificate by default, an existing Secret, or the Secr
   assert.equal(certificate.spec.secretName, tlsVolume(managed).secret.secretName);
   assert.deepEqual(certificate.spec.dnsNames, ['mail.example.org', 'smtp.example.org']);
   assert.deepEqual(certificate.spec.issuerRef, { name: 'letsencrypt-prod', kind: 'ClusterIssuer', group: 'cert-manager.io' });
-  assert.deepEqual(findAll(managed, 'Secret'), [], 'cert-manager writes the Secret, not Helm');
+  assert.deepEqual(
+    findAll(managed, 'Secret').map((x) => x.metadata.name),
+    ['mail-mailplane-ops-token'],
+    'cert-manager writes the TLS Secret, not Helm (Helm only makes the ops token)',
+  );
   assert.equal(renderedConfig(managed).smtp.tls.certFile, '../tls/tls.crt');
 });
 
@@ -282,6 +313,107 @@ test('secret files: from values into a chart Secret, or from existing Secrets, i
   assert.throws(() => podFiles(render({ values: ['existing-secrets.yaml'] }), {}), /Secret mail-example-com-tls does not exist/);
 });
 
+test('the ops token: a random one in a chart Secret by default, or a Secret you manage, mounted as a folder where observability.tokenFile points', { skip }, async () => {
+  const tokenVolume = (ms: readonly Manifest[]) => statefulSet(ms).spec.template.spec.volumes.find((v: any) => v.name === 'ops-token');
+  const tokenMount = (ms: readonly Manifest[]) => container(ms).volumeMounts.find((m: any) => m.name === 'ops-token');
+
+  const defaults = render();
+  const secret = find(defaults, 'Secret', 'mail-mailplane-ops-token');
+  assert.equal(secret.type, 'Opaque');
+  const token = Buffer.from(secret.data.token, 'base64').toString('utf8');
+  assert.match(token, /^[A-Za-z0-9]{48}$/, 'random, long, nothing to trim');
+  assert.deepEqual(tokenMount(defaults), { name: 'ops-token', mountPath: '/etc/mailplane/ops-token', readOnly: true });
+  assert.deepEqual(tokenVolume(defaults).secret, { secretName: 'mail-mailplane-ops-token', defaultMode: 0o440, items: [{ key: 'token', path: 'token' }] });
+  assert.equal(renderedConfig(defaults).observability.tokenFile, '../ops-token/token');
+  // where the server looks for it is where the pod has it
+  const pod = podFiles(defaults);
+  const file = resolve(dirname(pod.configFile), renderedConfig(defaults).observability.tokenFile);
+  assert.equal(file, join(pod.volumes.get('ops-token')!.dir, 'token'));
+  assert.ok(existsSync(file));
+  assert.equal(readFileSync(file, 'utf8'), token);
+  // the token is in no other object: not in the pod template either, so a new one never rolls the pods
+  for (const m of defaults) {
+    if (m !== secret) assert.ok(!JSON.stringify(m).includes(token) && !JSON.stringify(m).includes(secret.data.token), `${m.kind}/${m.metadata.name} holds the token`);
+  }
+  // `helm template` has no cluster to look the release's Secret up in (helm upgrade does, and
+  // keeps the token): each render makes a new one, and nothing else changes
+  const again = render();
+  assert.notEqual(find(again, 'Secret', 'mail-mailplane-ops-token').data.token, secret.data.token);
+  assert.deepEqual(statefulSet(again).spec.template, statefulSet(defaults).spec.template);
+  // Prometheus scrapes /metrics without it
+  const sm = find(render({ values: ['monitoring.yaml'] }), 'ServiceMonitor');
+  assert.equal(sm.spec.endpoints[0].path, '/metrics');
+  assert.equal(sm.spec.endpoints[0].authorization, undefined);
+  assert.equal(sm.spec.endpoints[0].bearerTokenSecret, undefined);
+
+  // a Secret you manage, under the key you say
+  const existing = render({ values: ['existing-secrets.yaml'] });
+  assert.deepEqual(findAll(existing, 'Secret'), [], 'the chart makes no token of its own');
+  assert.deepEqual(tokenVolume(existing).secret, { secretName: 'mail-ops', defaultMode: 0o440, items: [{ key: 'bearer-token', path: 'token' }] });
+  assert.deepEqual(tokenMount(existing), tokenMount(defaults));
+  assert.equal(renderedConfig(existing).observability.tokenFile, '../ops-token/token');
+  const mounted = podFiles(existing, CLUSTER);
+  assert.deepEqual(mounted.volumes.get('ops-token')!.files, { token: 'ops-token-from-a-sealed-secret\n' });
+  assert.deepEqual(tokenVolume(render({ set: { 'opsToken.existingSecret': 'mail-ops' } })).secret.items, [{ key: 'token', path: 'token' }], 'key defaults to token');
+  assert.throws(() => podFiles(existing, { secrets: { ...CLUSTER.secrets, 'mail-ops': { token: 'x'.repeat(20) } } }), /Secret mail-ops has no key bearer-token/);
+
+  const r = await mailplane(['validate', pod.configFile, mounted.configFile]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  // mailplane checks the token you bring
+  const short = podFiles(existing, { secrets: { ...CLUSTER.secrets, 'mail-ops': { 'bearer-token': 'short\n' } } });
+  const bad = await mailplane(['validate', short.configFile]);
+  assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+  assert.match(bad.stdout + bad.stderr, /observability\.tokenFile: the token must be at least 16 characters/);
+});
+
+test('NetworkPolicy, on by default: SMTP from everyone, the ops port from the monitoring namespace only; smtpFrom, opsFrom and egress as given', { skip }, async () => {
+  const smtpPorts = [2525, 2587, 2465].map((port) => ({ port, protocol: 'TCP' }));
+  const monitoring = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } };
+  const defaults = render();
+  const np = find(defaults, 'NetworkPolicy');
+  const podLabels = statefulSet(defaults).spec.template.metadata.labels;
+  for (const [k, v] of Object.entries(np.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v);
+  assert.deepEqual(np.spec.policyTypes, ['Ingress'], 'egress is not restricted unless asked');
+  assert.equal(np.spec.egress, undefined);
+  assert.deepEqual(np.spec.ingress, [{ ports: smtpPorts }, { ports: [{ port: 9465, protocol: 'TCP' }], from: [monitoring] }]);
+  // the ServiceMonitor's port is the one the policy opens to Prometheus
+  const withMonitor = render({ set: { 'monitoring.serviceMonitor.enabled': true } });
+  const headless = find(withMonitor, 'Service', 'mail-mailplane-headless');
+  assert.equal(headless.spec.ports.find((p: any) => p.name === find(withMonitor, 'ServiceMonitor').spec.endpoints[0].port).port, np.spec.ingress[1].ports[0].port);
+
+  // the policy follows the config: listeners and the ops port
+  const moved = find(render({ values: ['proxy-protocol.yaml'], set: { 'config.observability.listen': '0.0.0.0:9100' } }), 'NetworkPolicy');
+  assert.deepEqual(
+    moved.spec.ingress[0].ports.map((p: any) => p.port),
+    [2525, 2587, 2465, 2588],
+  );
+  assert.deepEqual(moved.spec.ingress[1].ports, [{ port: 9100, protocol: 'TCP' }]);
+
+  // the values of before keep working: opsFrom (replaced whole), smtpFrom, egress
+  const prometheus = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'observability' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } };
+  const custom = render({
+    set: {
+      'networkPolicy.smtpFrom': [{ ipBlock: { cidr: '0.0.0.0/0', except: ['192.0.2.0/24'] } }],
+      'networkPolicy.opsFrom': [prometheus],
+      'networkPolicy.egress': [{ ports: [{ port: 53, protocol: 'UDP' }] }],
+    },
+  });
+  const cnp = find(custom, 'NetworkPolicy');
+  assert.deepEqual(cnp.spec.policyTypes, ['Ingress', 'Egress']);
+  assert.deepEqual(cnp.spec.ingress, [
+    { ports: smtpPorts, from: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['192.0.2.0/24'] } }] },
+    { ports: [{ port: 9465, protocol: 'TCP' }], from: [prometheus] },
+  ]);
+  assert.deepEqual(cnp.spec.egress, [{ ports: [{ port: 53, protocol: 'UDP' }] }]);
+  // opsFrom empty: no rule for the ops port, so only the node (the kubelet's probes) reaches it
+  const closed = render({ set: { 'networkPolicy.opsFrom': [] } });
+  assert.deepEqual(find(closed, 'NetworkPolicy').spec.ingress, [{ ports: smtpPorts }]);
+  assert.deepEqual(findAll(render({ set: { 'networkPolicy.enabled': false } }), 'NetworkPolicy'), []);
+
+  const problems = await validateManifests([...defaults, ...custom, ...closed].filter((m) => m.kind === 'NetworkPolicy').map((manifest, i) => ({ source: `policy ${i}`, manifest })));
+  assert.deepEqual(problems, []);
+});
+
 test('existingConfigMap: the pod mounts a ConfigMap you manage, laid out by the config value', { skip }, async () => {
   const ms = render({ values: ['minimal.yaml'], set: { existingConfigMap: 'mail-config', configMapKey: 'server.yaml' } });
   assert.deepEqual(findAll(ms, 'ConfigMap'), [], 'the chart renders no config of its own');
@@ -298,7 +430,10 @@ test('monitoring: ServiceMonitor on the headless ops port, the rules and dashboa
   const ms = render({ values: ['monitoring.yaml'] });
   const sm = find(ms, 'ServiceMonitor');
   const selected = findAll(ms, 'Service').filter((s) => Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => s.metadata.labels?.[k] === v));
-  assert.deepEqual(selected.map((s) => s.metadata.name), ['mail-mailplane-headless']);
+  assert.deepEqual(
+    selected.map((s) => s.metadata.name),
+    ['mail-mailplane-headless'],
+  );
   assert.equal(selected[0]!.spec.ports.find((p: any) => p.name === sm.spec.endpoints[0].port).port, 9465);
   assert.equal(sm.metadata.labels.release, 'kube-prometheus-stack');
   assert.deepEqual(sm.spec.endpoints[0].relabelings, [{ action: 'replace', targetLabel: 'job', replacement: 'mailplane' }]);
@@ -320,7 +455,10 @@ test('monitoring: ServiceMonitor on the headless ops port, the rules and dashboa
 
   const np = find(ms, 'NetworkPolicy');
   assert.deepEqual(np.spec.policyTypes, ['Ingress', 'Egress']);
-  assert.deepEqual(np.spec.ingress[0].ports.map((p: any) => p.port), [2525, 2587, 2465]);
+  assert.deepEqual(
+    np.spec.ingress[0].ports.map((p: any) => p.port),
+    [2525, 2587, 2465],
+  );
   assert.equal(np.spec.ingress[0].from, undefined, 'SMTP from anywhere');
   assert.deepEqual(np.spec.ingress[1].ports, [{ port: 9465, protocol: 'TCP' }]);
   assert.deepEqual(np.spec.ingress[1].from[0].namespaceSelector.matchLabels, { 'kubernetes.io/metadata.name': 'monitoring' });
@@ -330,12 +468,21 @@ test('monitoring: ServiceMonitor on the headless ops port, the rules and dashboa
     assert.equal(m.metadata.labels?.team, 'mail', `${m.kind}/${m.metadata.name} lacks commonLabels`);
     assert.equal(m.metadata.annotations?.owner, 'mail-team', `${m.kind}/${m.metadata.name} lacks commonAnnotations`);
   }
-  // none of it without asking
+  // none of it without asking, but the NetworkPolicy, which is on by default
   const plain = render().map((m) => m.kind);
-  for (const kind of ['ServiceMonitor', 'PrometheusRule', 'PodDisruptionBudget', 'NetworkPolicy', 'Certificate']) assert.ok(!plain.includes(kind), kind);
+  for (const kind of ['ServiceMonitor', 'PrometheusRule', 'PodDisruptionBudget', 'Certificate']) assert.ok(!plain.includes(kind), kind);
+  assert.ok(plain.includes('NetworkPolicy'));
 });
 
-test("in the pod's file layout, a changed ConfigMap, a renewed certificate and a changed secret file reload without a restart", { skip }, async () => {
+/** A server whose /status and /-/reload want the ops token: the test's own requests carry it. */
+class WithToken extends MailplaneProcess {
+  token = '';
+  override async http(path: string, init: RequestInit = {}): Promise<Response> {
+    return super.http(path, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${this.token}` } });
+  }
+}
+
+test("in the pod's file layout, a changed ConfigMap, a renewed certificate, a changed secret file and a new ops token reload without a restart", { skip }, async () => {
   const [mx, submission, submissions, ops] = await freePorts(4);
   const dataDir = join(tempDir('pod-data'), 'data');
   const values = (domains: string[], users: string) => ({
@@ -360,14 +507,34 @@ test("in the pod's file layout, a changed ConfigMap, a renewed certificate and a
   const v1 = loopbackOps(render({ values: ['minimal.yaml'], set: values(['example.net'], `bob:${USERS.bob.hash}\n`) }));
   const pod = podFiles(v1);
   const child = spawn(process.execPath, [BIN, 'run', ...pod.args, '--recheck', '0'], { cwd: pod.root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const env: Env = { dir: pod.root, dataDir, configFile: pod.configFile, certFile: '', keyFile: '', ports: { mx: mx!, submission: submission!, submissions: submissions!, plain: 0, ops: ops!, spare: 0, dns: 0 } };
-  const mp = new MailplaneProcess(child, env);
+  const env: Env = {
+    dir: pod.root,
+    dataDir,
+    configFile: pod.configFile,
+    certFile: '',
+    keyFile: '',
+    ports: { mx: mx!, submission: submission!, submissions: submissions!, plain: 0, ops: ops!, spare: 0, dns: 0 },
+  };
+  const mp = new WithToken(child, env);
+  mp.token = pod.volumes.get('ops-token')!.files.token!;
+  const bare = (path: string, token?: string) => fetch(`http://127.0.0.1:${ops}${path}`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   try {
     await mp.waitReady();
+    // the token of the chart's Secret guards /status; the probes and /metrics need none
+    assert.equal((await bare('/status')).status, 401);
+    assert.equal((await bare('/-/reload')).status, 401);
+    for (const open of ['/healthz', '/readyz', '/metrics']) assert.equal((await bare(open)).status, 200, open);
     const s1 = await mp.status();
     assert.equal(s1.applied.generation, 1);
     assert.equal(s1.accounts.users, 2, 'alice from the config, bob from the users secret file');
-    assert.deepEqual(s1.listeners.map((l: any) => [l.name, l.state]), [['mx', 'serving'], ['submission', 'serving'], ['submissions', 'serving']]);
+    assert.deepEqual(
+      s1.listeners.map((l: any) => [l.name, l.state]),
+      [
+        ['mx', 'serving'],
+        ['submission', 'serving'],
+        ['submissions', 'serving'],
+      ],
+    );
 
     // a GitOps commit: new values, same pod template, the kubelet swaps the ConfigMap's files
     const v2 = loopbackOps(render({ values: ['minimal.yaml'], set: values(['example.net', 'example.org'], `bob:${USERS.bob.hash}\n`) }));
@@ -389,6 +556,14 @@ test("in the pod's file layout, a changed ConfigMap, a renewed certificate and a
     writeAtomic(pod.volumes.get('secrets')!.dir, volumeFiles(v3, {}, volume(v3, 'secrets'))!);
     const s4 = await mp.waitFor('the new users file applied', async () => ((await mp.status()).accounts.users === 3 ? mp.status() : false));
     assert.equal(s4.applied.generation, 4);
+
+    // a new token in the Secret (kubectl, an external secrets operator): in place, the old one stops working
+    const old = mp.token;
+    mp.token = 'renewed-ops-token-0123456789abcdef';
+    writeAtomic(pod.volumes.get('ops-token')!.dir, { token: mp.token });
+    const s5 = await mp.waitFor('the new token applied', async () => ((await mp.http('/status')).status === 200 ? mp.status() : false));
+    assert.equal(s5.applied.generation, 5);
+    assert.equal((await bare('/status', old)).status, 401);
     assert.ok(mp.running, 'the same process served every change');
   } finally {
     assert.equal(await mp.stop(), 0, mp.logs);

@@ -22,7 +22,7 @@ export function helmOrSkip(): string | null {
   try {
     helmPath = ensureHelm();
   } catch (e) {
-    if (process.env.CI) throw new Error(`helm is required in CI and could not be installed: ${(e as Error).message}`);
+    if (process.env.CI) throw new Error(`helm is required in CI and could not be installed: ${(e as Error).message}`, { cause: e });
     console.warn(`\n*** SKIPPED LOUDLY: helm could not be installed (${(e as Error).message}); chart not checked ***\n`);
     helmPath = null;
   }

@@ -87,6 +87,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- regexFind "[0-9]+$" $listen -}}
 {{- end -}}
 
+{{/* The Secret holding the ops token: opsToken.existingSecret, or the one the chart makes. */}}
+{{- define "mailplane.opsTokenSecretName" -}}
+{{- default (printf "%s-ops-token" (include "mailplane.fullname" .)) .Values.opsToken.existingSecret -}}
+{{- end -}}
+
+{{/* Its key: opsToken.key in an existing Secret, "token" in the chart's own. */}}
+{{- define "mailplane.opsTokenKey" -}}
+{{- if .Values.opsToken.existingSecret -}}{{- default "token" .Values.opsToken.key -}}{{- else -}}token{{- end -}}
+{{- end -}}
+
+{{/* observability.tokenFile must name the token the pod mounts at /etc/mailplane/ops-token: the
+ops endpoint listens beyond loopback, where mailplane refuses to run without one (MP_OPS_TOKEN). */}}
+{{- define "mailplane.checkOpsTokenFile" -}}
+{{- $want := "../ops-token/token" -}}
+{{- $file := dig "observability" "tokenFile" "" (.Values.config | default dict) -}}
+{{- if not $file -}}
+{{- fail (printf "config.observability.tokenFile: set it to %s: the ops endpoint listens beyond loopback, where mailplane requires a bearer token for /status and /-/reload (MP_OPS_TOKEN); the chart mounts one there (see opsToken)" $want) -}}
+{{- else if ne $file $want -}}
+{{- fail (printf "config.observability.tokenFile: %q is not where the chart mounts the ops token; keep %s, and for a token of your own set opsToken.existingSecret (and opsToken.key)" $file $want) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "mailplane.dataDir" -}}
 {{- $dir := dig "storage" "dataDir" "/var/lib/mailplane" (.Values.config | default dict) -}}
 {{- if not (isAbs $dir) -}}
