@@ -30,7 +30,7 @@ function relayConfig(env: Env, relayPort: number, extra = ''): string {
 }
 
 /** Sends messages with unique tokens until stopped; records which were answered 250. */
-function sender(env: Env, to: (n: number) => string[], tokens: { sent: number; ok: Map<string, string[]> }, stop: () => boolean, id: number) {
+function sender(env: Env, to: (n: number) => string[], tokens: { sent: number; ok: Map<string, string[]> }, stop: () => boolean, id: number, pad: (n: number) => number = () => 0) {
   return (async () => {
     while (!stop()) {
       let client: SmtpClient | null = null;
@@ -40,7 +40,8 @@ function sender(env: Env, to: (n: number) => string[], tokens: { sent: number; o
         for (let k = 0; k < 5 && !stop(); k++) {
           const token = `tok-${id}-${tokens.sent++}`;
           const rcpts = to(tokens.sent);
-          const r = await client.send('sender@example.com', rcpts, `Subject: ${token}\r\nMessage-ID: <${token}@test>\r\n\r\n${token} body line\r\nend of ${token}\r\n`);
+          const filler = padding(pad(tokens.sent));
+          const r = await client.send('sender@example.com', rcpts, `Subject: ${token}\r\nMessage-ID: <${token}@test>\r\n\r\n${token} body line\r\n${filler}end of ${token}\r\n`);
           if (r.data?.code === 250) tokens.ok.set(token, rcpts);
         }
         await client.quit();
@@ -49,6 +50,11 @@ function sender(env: Env, to: (n: number) => string[], tokens: { sent: number; o
       }
     }
   })();
+}
+
+/** About `bytes` of 76-character lines (bodies over 64 KiB are spooled; over 1 MiB, while they arrive). */
+function padding(bytes: number): string {
+  return bytes > 0 ? `${'x'.repeat(76)}\r\n`.repeat(Math.ceil(bytes / 78)) : '';
 }
 
 function maildirTokens(env: Env, user: string): { tokens: Map<string, number>; partial: number } {
@@ -89,6 +95,8 @@ test('kill -9 again and again under load: every 250 is found exactly once, nothi
           tokens,
           () => stop,
           round * 10 + i,
+          // the fourth sender's bodies are spooled: 150 KiB (by the writer) and 1.5 MiB (while they arrive)
+          (n) => (i === 3 ? (n % 2 ? 150 : 1536) * 1024 : 0),
         ),
       );
       await new Promise((r) => setTimeout(r, 400 + Math.random() * 600));
@@ -117,6 +125,7 @@ test('kill -9 again and again under load: every 250 is found exactly once, nothi
   } finally {
     await relay.stop();
   }
+  const spoolLeft = existsSync(join(env.dataDir, 'spool')) ? readdirSync(join(env.dataDir, 'spool')).length : 0;
   const local = maildirTokens(env, 'bob');
   let missing = 0;
   let duplicatedLocal = 0;
@@ -148,6 +157,7 @@ test('kill -9 again and again under load: every 250 is found exactly once, nothi
     rounds,
     sent: tokens.sent,
     answered250: tokens.ok.size,
+    spooledAnswered250: [...tokens.ok.keys()].filter((t) => Number(t.split('-')[1]) % 10 === 3).length,
     copiesExpected: [...tokens.ok.values()].reduce((n, r) => n + r.length, 0),
     missing,
     duplicatedLocal,
@@ -155,8 +165,14 @@ test('kill -9 again and again under load: every 250 is found exactly once, nothi
     otherDuplicates: duplicatedOther,
     partialFiles: local.partial,
     corruptQueueEntries: corrupt,
+    spoolFilesLeft: spoolLeft,
   });
   assert.ok(tokens.ok.size > 50, `enough traffic (${tokens.ok.size})`);
+  assert.ok(
+    [...tokens.ok.keys()].some((t) => Number(t.split('-')[1]) % 10 === 3),
+    'spooled bodies were among the 250s',
+  );
+  assert.equal(spoolLeft, 0, 'no spool file outlives the restart and the drain');
   assert.equal(missing, 0);
   assert.equal(duplicatedLocal, 0);
   assert.equal(duplicatedOther, 0);
