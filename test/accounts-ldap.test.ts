@@ -5,31 +5,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { issueCertificate } from '../src/tls/devcert.js';
 import { baseConfig, makeEnv, startMailplane, USERS, type Env, type MailplaneProcess } from './helpers/server.js';
-import { LDAP_USERS, SERVICE, Slapd, slapdAvailable } from './helpers/slapd.js';
+import { LDAP_USERS, ldapAccounts, Slapd, slapdAvailable } from './helpers/slapd.js';
 import { message, SmtpClient } from './helpers/smtp.js';
 
 const available = slapdAvailable();
 if (!available) {
   if (process.env.CI) throw new Error('slapd is required in CI (Debian packages slapd and ldap-utils)');
   console.warn('\n*** SKIPPED LOUDLY: slapd is not installed (apt-get install slapd ldap-utils); LDAP accounts are not tested here ***\n');
-}
-
-function ldapAccounts(env: Env, slapd: Slapd, caFile = slapd.caFile): string {
-  writeFileSync(join(env.dir, 'ldap-bind-password'), `${SERVICE.password}\n`);
-  return `accounts:
-  type: ldap
-  ldap:
-    url: ${slapd.url}
-    startTls: true
-    caFile: ${caFile}
-    bindDn: ${SERVICE.dn}
-    bindPasswordFile: ldap-bind-password
-    userBase: ou=people,dc=example,dc=com
-    userFilter: "(&(objectClass=inetOrgPerson)(uid={user}))"
-    aliasAttributes: [mail]
-    timeout: 1s
-    cacheTtl: 500ms
-`;
 }
 
 function withAccounts(env: Env, accounts: string): string {

@@ -623,6 +623,51 @@ test('SMTPConnection#handler_AUTH(command, callback)', async (t) => {
   assert.deepEqual(h.probe.auths, ['alice']);
 });
 
+test('SMTPConnection#handler_EHLO(command, callback) and #handler_HELO(command, callback)', async (t) => {
+  for (const verb of ['EHLO', 'HELO'] as const) assert.equal(typeof SMTPConnection.prototype[`handler_${verb}`], 'function', broken(`handler_${verb}`, 'no longer a method'));
+  const h = await start(t);
+  const { client } = await h.client();
+  assert.equal((await client.cmd('EHLO')).lines[0], '501 5.5.4 Syntax: EHLO hostname', broken('handler_EHLO', 'EHLO is no longer dispatched to the override'));
+  assert.equal((await client.cmd('HELO')).lines[0], '501 5.5.4 Syntax: HELO hostname', broken('handler_HELO', 'HELO is no longer dispatched to the override'));
+  assert.equal((await client.cmd('EHLO a b')).lines[0], '501 5.5.4 Syntax: EHLO hostname');
+  assert.equal((await client.cmd(`HELO ${'a'.repeat(256)}`)).lines[0], '501 5.5.4 Bad hostname syntax');
+  const session = h.probe.sessions[0]!;
+  assert.equal((await client.cmd('HELO helo.example')).code, 250, broken('handler_HELO', 'super.handler_HELO no longer greets'));
+  assert.equal(session.hostNameAppearsAs, 'helo.example');
+  const ehlo = await client.cmd('EHLO Client.Example');
+  assert.equal(ehlo.code, 250, broken('handler_EHLO', 'super.handler_EHLO no longer greets'));
+  assert.equal(session.hostNameAppearsAs, 'client.example', broken('handler_EHLO', 'super.handler_EHLO no longer records the name'));
+  assert.equal(session.openingCommand, 'EHLO', broken('handler_EHLO', 'session.openingCommand no longer tells EHLO from HELO'));
+  // the parameters smtp/commands.ts lets through are those of the extensions advertised here
+  const f = features(ehlo);
+  assert.ok(f.includes('8BITMIME') && f.includes('SMTPUTF8'), broken('handler_EHLO', `8BITMIME or SMTPUTF8 no longer advertised: ${f.join(', ')}`));
+  assert.ok(!f.includes('DSN') && !f.includes('REQUIRETLS'), broken('handler_EHLO', `DSN or REQUIRETLS advertised: ${f.join(', ')}`));
+});
+
+test('SMTPConnection#handler_MAIL(command, callback) and #handler_RCPT(command, callback)', async (t) => {
+  for (const verb of ['MAIL', 'RCPT'] as const) assert.equal(typeof SMTPConnection.prototype[`handler_${verb}`], 'function', broken(`handler_${verb}`, 'no longer a method'));
+  const h = await start(t);
+  const { client } = await h.client();
+  await client.ehlo();
+  const session = h.probe.sessions[0]!;
+  assert.equal((await client.cmd('MAIL FROM:<a@b.example> FOO=bar')).lines[0], '555 5.5.4 Parameter not supported: FOO', broken('handler_MAIL', 'MAIL is no longer dispatched to the override'));
+  assert.equal((await client.cmd('MAIL FROM:<"alice"@b.example> SMTPUTF8 BODY=8BITMIME')).code, 250);
+  const from = session.envelope.mailFrom;
+  assert.equal(from && from.address, 'alice@b.example', broken('handler_MAIL', 'super.handler_MAIL no longer parses the canonical line into the envelope'));
+  assert.equal(session.envelope.smtpUtf8, true, broken('handler_MAIL', 'envelope.smtpUtf8 no longer set by SMTPUTF8'));
+  assert.equal(session.envelope.bodyType, '8bitmime', broken('handler_MAIL', 'envelope.bodyType no longer set by BODY=8BITMIME'));
+  assert.equal((await client.cmd('MAIL FROM:<a@b.example> FOO=bar')).lines[0], '503 5.5.1 Error: nested MAIL command', 'out of sequence: the library answers first');
+  assert.equal((await client.cmd('RCPT TO:<x@y.example> NOTIFY=NEVER')).lines[0], '555 5.5.4 Parameter not supported: NOTIFY', broken('handler_RCPT', 'RCPT is no longer dispatched to the override'));
+  assert.equal((await client.cmd('RCPT TO:<"jörg"@y.example>')).code, 250);
+  assert.deepEqual(
+    session.envelope.rcptTo.map((r) => r.address),
+    ['jörg@y.example'],
+    broken('handler_RCPT', 'super.handler_RCPT no longer parses the canonical line into the envelope'),
+  );
+  await client.cmd('RSET');
+  assert.equal((await client.cmd('RCPT TO:<x@y.example> NOTIFY=NEVER')).lines[0], '503 5.5.1 Error: need MAIL command');
+});
+
 test('SMTPConnection#close()', async (t) => {
   assert.equal(typeof SMTPConnection.prototype.close, 'function', broken('close', 'no longer a method'));
   const h = await start(t);

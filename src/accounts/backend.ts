@@ -9,6 +9,9 @@ export type AuthOutcome =
 export type RecipientOutcome =
   { readonly found: true; readonly user: string } | { readonly found: false; readonly unavailable: false } | { readonly found: false; readonly unavailable: true; readonly detail: string };
 
+/** The local parts a user may send as, or: the store could not answer (a temporary failure). */
+export type SenderOutcome = { readonly available: true; readonly localParts: readonly string[] } | { readonly available: false; readonly detail: string };
+
 export interface AccountBackend {
   readonly kind: 'local' | 'ldap';
   /** login is a user name or name@domain (the domain already checked to be ours, or absent) */
@@ -16,7 +19,7 @@ export interface AccountBackend {
   /** local part of an address at one of our domains → the mailbox owner */
   findRecipient(localPart: string): Promise<RecipientOutcome>;
   /** every local part (name or alias) a user may use as sender, lower case */
-  senderLocalParts(user: string): Promise<readonly string[]>;
+  senderLocalParts(user: string): Promise<SenderOutcome>;
   /** state for /status and metrics */
   health(): { up: boolean; detail?: string };
   close(): Promise<void>;

@@ -1,13 +1,13 @@
 // Accounts from a directory (OpenLDAP, Active Directory, FreeIPA). Searches run on a small pool
 // of connections bound as the service account; a login is checked by binding as the user's DN
 // on a connection of its own. A slow or absent directory is a temporary failure, never an
-// open door: AUTH answers 454, RCPT 451. Passwords are never cached; found recipients are,
-// briefly.
+// open door: AUTH answers 454, RCPT 451, MAIL's sender check 451. Passwords are never cached;
+// found recipients are, briefly.
 import type { ConnectionOptions } from 'node:tls';
 import { isIP } from 'node:net';
 import { Client, InvalidCredentialsError } from 'ldapts';
 import type { LdapSpec } from '../plan/specs.js';
-import type { AccountBackend, AuthOutcome, RecipientOutcome } from './backend.js';
+import type { AccountBackend, AuthOutcome, RecipientOutcome, SenderOutcome } from './backend.js';
 
 const MAILBOX_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const CACHE_MAX = 10_000;
@@ -49,7 +49,16 @@ export class LdapAccounts implements AccountBackend {
     } catch (e) {
       return { ok: false, reason: 'unavailable', detail: (e as Error).message };
     }
-    if (!entry) return { ok: false, reason: 'invalid' };
+    if (!entry) {
+      // the same round trips as a wrong password, so timing does not tell who exists
+      const decoy = this.newClient();
+      await this.bounded(
+        this.connectTls(decoy).then(() => decoy.bind(`cn=mailplane-no-such-user,${this.s.userBase}`, password)),
+        'bind',
+      ).catch(() => {});
+      await decoy.unbind().catch(() => {});
+      return { ok: false, reason: 'invalid' };
+    }
     const client = this.newClient();
     try {
       await this.bounded(
@@ -87,7 +96,7 @@ export class LdapAccounts implements AccountBackend {
     }
   }
 
-  async senderLocalParts(user: string): Promise<readonly string[]> {
+  async senderLocalParts(user: string): Promise<SenderOutcome> {
     try {
       const entry = await this.search(this.userFilter(user), [...this.s.aliasAttributes]);
       const own = new Set<string>([user]);
@@ -99,9 +108,9 @@ export class LdapAccounts implements AccountBackend {
           }
         }
       }
-      return [...own];
-    } catch {
-      return [user];
+      return { available: true, localParts: [...own] };
+    } catch (e) {
+      return { available: false, detail: (e as Error).message };
     }
   }
 

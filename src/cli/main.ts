@@ -5,9 +5,10 @@ import { hashPasswordCommand } from './hash-password.js';
 import { planCommand } from './plan.js';
 import { queueCommand } from './queue.js';
 import { runCommand } from './run.js';
+import { unlockCommand } from './unlock.js';
 import { validateCommand } from './validate.js';
 
-const COMMANDS: readonly Command[] = [runCommand, validateCommand, planCommand, queueCommand, hashPasswordCommand];
+const COMMANDS: readonly Command[] = [runCommand, validateCommand, planCommand, queueCommand, unlockCommand, hashPasswordCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

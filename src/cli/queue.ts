@@ -53,7 +53,7 @@ Options:
     }
     const store = new QueueStore(queueDir, new DirSyncer());
     if (action === 'list') return list(store, values.format);
-    const req: QueueRequest = action === 'retry' ? { op: 'retry', id: id ?? null } : { op: 'delete', id: id! };
+    const req: Exclude<QueueRequest, { op: 'unlock' }> = action === 'retry' ? { op: 'retry', id: id ?? null } : { op: 'delete', id: id! };
     const owner = await lockOwner(dataDir);
     const result = owner !== null ? await viaServer(queueDir, req) : await directly(store, req);
     process.stdout.write(`${result.message}\n`);
@@ -61,7 +61,7 @@ Options:
   },
 };
 
-async function resolveDataDir(dataDir: string | undefined, config: string | undefined): Promise<string | null> {
+export async function resolveDataDir(dataDir: string | undefined, config: string | undefined): Promise<string | null> {
   if (dataDir) return resolve(dataDir);
   const file = resolve(config ?? 'mailserver.yaml');
   const r = await loadConfigFile(file);
@@ -73,7 +73,8 @@ async function resolveDataDir(dataDir: string | undefined, config: string | unde
   return r.state.storage.dataDir;
 }
 
-async function viaServer(queueDir: string, req: QueueRequest): Promise<{ ok: boolean; message: string }> {
+/** Hands a request to the server that owns the data dir and waits for its answer. */
+export async function viaServer(queueDir: string, req: QueueRequest): Promise<{ ok: boolean; message: string }> {
   const path = await submitRequest(queueDir, req);
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
@@ -88,7 +89,7 @@ async function viaServer(queueDir: string, req: QueueRequest): Promise<{ ok: boo
   return { ok: false, message: 'the running server did not answer within 10 s; nothing was changed' };
 }
 
-async function directly(store: QueueStore, req: QueueRequest): Promise<{ ok: boolean; message: string }> {
+async function directly(store: QueueStore, req: Exclude<QueueRequest, { op: 'unlock' }>): Promise<{ ok: boolean; message: string }> {
   if (req.op === 'delete') {
     if (!(await store.read(req.id))) return { ok: false, message: `no queued message ${req.id}` };
     await store.remove(req.id);

@@ -10,6 +10,7 @@ import { Metrics } from '../ops/metrics.js';
 import { Controller, StartupError, type ConfigProvider } from '../reconcile/controller.js';
 import { ConfigWatcher } from '../reconcile/watch.js';
 import { AuthLimiter, ClientConnections } from '../smtp/limits.js';
+import { SendRateLimiter } from '../smtp/send-rate.js';
 import { UsageError, type Command } from './command.js';
 
 export const runCommand: Command = {
@@ -69,7 +70,7 @@ Options:
     }
 
     const metrics = new Metrics();
-    const controller = new Controller(provider, { log, metrics, authLimiter: new AuthLimiter(), clients: new ClientConnections() });
+    const controller = new Controller(provider, { log, metrics, authLimiter: new AuthLimiter(), sendRate: new SendRateLimiter(), clients: new ClientConnections() });
     let watcher: ConfigWatcher | null = null;
     const reconcile = async (reason: string) => {
       const r = await controller.reconcile(reason);

@@ -52,7 +52,12 @@ export function checkLocalUsers(ctx: LoadContext, accounts: AccountsConfig, brok
   }
 
   if (!broken('accounts') && !claimed.has('postmaster')) {
-    ctx.warn('MP_NO_POSTMASTER', ['accounts'], "no user or alias receives postmaster@ (RFC 5321 requires it); add 'postmaster' to a user's aliases", 'key');
+    ctx.warn(
+      'MP_NO_POSTMASTER',
+      ['accounts'],
+      "no user or alias receives postmaster@ (RFC 5321 requires it), so its mail goes to a mailbox of its own, <dataDir>/mail/postmaster, that nobody logs in to; add 'postmaster' to a user's aliases",
+      'key',
+    );
   }
   return { users, usersFile };
 }

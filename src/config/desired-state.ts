@@ -37,6 +37,22 @@ export interface SmtpLimits {
   readonly idleTimeoutMs: number;
   readonly commandTimeoutMs: number;
   readonly dataTimeoutMs: number;
+  /** per authenticated user or trusted client address; 0 = no limit */
+  readonly sendRate: SendRate;
+  readonly rejectedRecipients: RejectedRecipients;
+}
+
+export interface SendRate {
+  readonly messages: number;
+  readonly recipients: number;
+  readonly windowMs: number;
+}
+
+export interface RejectedRecipients {
+  readonly delayAfter: number;
+  readonly delayMs: number;
+  /** 0 = never */
+  readonly disconnectAfter: number;
 }
 
 export interface TlsFiles {

@@ -13,7 +13,7 @@ import { checkLdap, checkLocalUsers } from './check-accounts.js';
 import { checkDomains, checkHostname } from './check-names.js';
 import { checkPlaintextPasswords } from './check-plaintext.js';
 import { checkDelivery, checkListen, checkRelay } from './check-relay.js';
-import { checkListeners, checkRanges, checkTls, overlaps } from './check-smtp.js';
+import { checkListeners, checkRanges, checkTls, checkTrusted, overlaps } from './check-smtp.js';
 import { LoadContext, readFilesAsync, type FileRead } from './context.js';
 import type { DesiredState } from './desired-state.js';
 import { issue, sortIssues, type ConfigIssue } from './issues.js';
@@ -127,8 +127,12 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
   checkListeners(ctx, list(smtp.listeners), brokenOne);
   const tls = broken('smtp.tls', 'smtp.listeners', 'hostname') ? null : checkTls(ctx, smtp, hostname);
   const auth = map(smtp.auth) as NonNullable<typeof smtp.auth>;
-  const exemptClients = checkRanges(ctx, 'exemptClients', list(auth.exemptClients), brokenOne);
-  const lanNetworks = checkRanges(ctx, 'lanNetworks', list(auth.lanNetworks), brokenOne);
+  const exemptEntries = checkRanges(ctx, 'exemptClients', list(auth.exemptClients), brokenOne);
+  const lanEntries = checkRanges(ctx, 'lanNetworks', list(auth.lanNetworks), brokenOne);
+  // judged together: the open-relay check; a lanBypass the schema refused counts as on
+  checkTrusted(ctx, exemptEntries, lanEntries, auth.lanBypass !== false);
+  const exemptClients = exemptEntries.map((e) => e.cidr);
+  const lanNetworks = lanEntries.map((e) => e.cidr);
   const accounts = map(cfg.accounts) as NonNullable<MailserverConfig['accounts']>;
   const local = accounts.type === 'ldap' ? null : checkLocalUsers(ctx, accounts, brokenOne);
   const ldap = !broken('accounts') && accounts.type === 'ldap' && accounts.ldap ? checkLdap(ctx, accounts.ldap) : null;

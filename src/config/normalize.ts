@@ -63,6 +63,12 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
         idleTimeoutMs: parseDuration(limits.idleTimeout!),
         commandTimeoutMs: parseDuration(limits.commandTimeout!),
         dataTimeoutMs: parseDuration(limits.dataTimeout!),
+        sendRate: { messages: limits.sendRate!.messages!, recipients: limits.sendRate!.recipients!, windowMs: parseDuration(limits.sendRate!.window!) },
+        rejectedRecipients: {
+          delayAfter: limits.rejectedRecipients!.delayAfter!,
+          delayMs: parseDuration(limits.rejectedRecipients!.delay!),
+          disconnectAfter: limits.rejectedRecipients!.disconnectAfter!,
+        },
       },
       drainGraceMs: parseDuration(smtp.drainGrace!),
     },

@@ -98,7 +98,7 @@ export interface AuthPolicyConfig {
    */
   required?: boolean;
   /**
-   * IP addresses or CIDR ranges that never need AUTH and may relay (for example the webmail host).
+   * IP addresses or CIDR ranges that never need AUTH and may relay (for example the webmail host). Ranges in IPv4-mapped form (`::ffff:10.0.0.0/104`) mean the IPv4 range (`10.0.0.0/8`). `exemptClients` and, with `lanBypass` on, `lanNetworks` are judged together: covering all of IPv4 or all of IPv6, more than a /8 of public IPv4, or more than a /32 of public IPv6 is refused as an open relay (MP_OPEN_RELAY); smaller public ranges get a warning (MP_PUBLIC_RANGE).
    */
   exemptClients?: string[];
   /**
@@ -106,11 +106,11 @@ export interface AuthPolicyConfig {
    */
   lanBypass?: boolean;
   /**
-   * What LAN means for `lanBypass`, as IP addresses or CIDR ranges.
+   * What LAN means for `lanBypass`, as IP addresses or CIDR ranges. With `lanBypass` on, these ranges and `exemptClients` are judged together for the open-relay check (see `exemptClients`).
    */
   lanNetworks?: string[];
   /**
-   * Failed AUTH attempts from one client address within `failureWindow` before that address is refused (421 4.7.0) for `lockoutDuration`.
+   * Failed AUTH attempts from one client address within `failureWindow` before that address is locked out for `lockoutDuration`: its connections to submission listeners get 421 4.7.0, and AUTH from it is refused everywhere (454 4.7.0 on mx listeners, where mail to local users still goes on). Addresses in `exemptClients`, and in `lanNetworks` under `lanBypass`, are never locked out; failures from them, like all failures, count against the login name, whose further attempts are slowed down. `mailplane unlock` lifts a lockout; reloads keep them.
    */
   maxFailures?: number;
   /**
@@ -118,7 +118,7 @@ export interface AuthPolicyConfig {
    */
   failureWindow?: number | string;
   /**
-   * How long a client address that exceeded `maxFailures` is refused.
+   * How long a client address that exceeded `maxFailures` is locked out.
    */
   lockoutDuration?: number | string;
 }
@@ -154,6 +154,42 @@ export interface SmtpLimitsConfig {
    * A message (DATA) must be received completely within this time after the 354 reply.
    */
   dataTimeout?: number | string;
+  sendRate?: SendRateConfig;
+  rejectedRecipients?: RejectedRecipientsConfig;
+}
+/**
+ * How much one authenticated user, or one trusted client address sending without AUTH, may send within `window`, so that a stolen password cannot turn the server into a spam cannon. Over it, MAIL or RCPT gets 451 4.7.1 (the client retries later), with a log line and a `send_rate` rejection in the metrics. Counted per server process, from accepted messages; unauthenticated mail to local users (mx) is not limited by this.
+ */
+export interface SendRateConfig {
+  /**
+   * Messages accepted per user or trusted address within `window`; 0 = no limit.
+   */
+  messages?: number;
+  /**
+   * Recipients (local and remote) accepted per user or trusted address within `window`; 0 = no limit.
+   */
+  recipients?: number;
+  /**
+   * The sliding window the counts cover.
+   */
+  window?: number | string;
+}
+/**
+ * Directory-harvest defence: RCPTs refused in one session (unknown user, relay denied). After `delayAfter` of them each further refusal is answered only after `delay`; after `disconnectAfter` the session gets 421 4.7.0 and is closed.
+ */
+export interface RejectedRecipientsConfig {
+  /**
+   * Refused RCPTs in a session answered at once; the ones after wait `delay`.
+   */
+  delayAfter?: number;
+  /**
+   * Wait before each refusal beyond `delayAfter` (Postfix's error sleep); the client's command timeout does not run meanwhile.
+   */
+  delay?: number | string;
+  /**
+   * Refused RCPTs after which the session is answered 421 4.7.0 and closed; 0 = never.
+   */
+  disconnectAfter?: number;
 }
 /**
  * Where users and their passwords come from.
@@ -314,7 +350,7 @@ export interface DeliveryConfig {
    */
   destinationConcurrency?: number;
   /**
-   * A message with more Received headers than this is taken to be looping and is bounced.
+   * A message with more Received headers than this (ours included) is taken to be looping: refused with 554 5.4.6 at the end of DATA when it has a local recipient, bounced from the queue otherwise.
    */
   maxReceivedHeaders?: number;
   dns?: DeliveryDnsConfig;

@@ -19,3 +19,9 @@ export function parseDuration(v: number | string): number {
   if (!m) throw new Error(`not a duration: ${v}`);
   return Math.round(Number(m[1]) * (DURATION_UNITS[m[2] ?? 's'] ?? 1000));
 }
+
+/** The largest whole unit of a duration, for people: 3600000 → "1h", 90000 → "90s". */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of Object.entries(DURATION_UNITS).reverse()) if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}

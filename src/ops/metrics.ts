@@ -19,6 +19,10 @@ export const REJECTION_REASONS = [
   'too_many_recipients',
   'connection_limit',
   'temporary_failure',
+  'send_rate',
+  'rejected_recipients',
+  'mail_loop',
+  'syntax',
 ] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
@@ -54,6 +58,14 @@ export class Metrics {
     help: 'AUTH attempts, by listener and result (success, failure, error).',
     labelNames: ['listener', 'result'] as const,
     registers: [this.registry],
+  });
+  /** read at every scrape: the lockouts in force (set by whoever owns the limiter) */
+  activeLockouts: () => number = () => 0;
+  readonly authLockouts: Gauge = new Gauge({
+    name: 'mailplane_smtp_auth_lockouts_active',
+    help: 'Client addresses locked out after too many failed AUTH attempts (refused AUTH and submission connections).',
+    registers: [this.registry],
+    collect: () => this.authLockouts.set(this.activeLockouts()),
   });
   readonly smtpMessageSize = new Histogram({
     name: 'mailplane_smtp_message_size_bytes',

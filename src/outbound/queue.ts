@@ -32,6 +32,8 @@ export interface DeliveryContext {
   readonly hostname: string;
   readonly domains: ReadonlySet<string>;
   readonly accounts: AccountBackend;
+  /** operator requests that are not about the queue (`mailplane unlock`) */
+  readonly unlock: (address: string | null) => { ok: boolean; message: string };
 }
 
 export interface QueueStats {
@@ -362,7 +364,11 @@ export class OutboundQueue {
       );
     } else {
       const started = performance.now();
-      const { reached } = await ctx.transport.send({ from: entry.sender, to: mine.map((r) => r.address) }, this.source(entry), (results) => this.record(open, entry, results, ctx));
+      const { reached } = await ctx.transport.send(
+        { from: entry.sender, to: mine.map((r) => r.address), eightBitMime: entry.body === '8BITMIME', smtputf8: entry.smtputf8 === true },
+        this.source(entry),
+        (results) => this.record(open, entry, results, ctx),
+      );
       this.metrics.deliveryDuration.observe({ transport: ctx.transport.kind }, (performance.now() - started) / 1000);
       if (reached) this.holds.delete(key);
       else {
@@ -521,8 +527,8 @@ export class OutboundQueue {
   }
 
   private async handleRequests(): Promise<void> {
-    if (!this.loaded) return; // requests wait until every entry is known
     for (const { path, req } of await takeRequests(this.store.dir)) {
+      if (!this.loaded && req.op !== 'unlock') continue; // queue requests wait until every entry is known
       const result = await this.apply(req).catch((e: Error) => ({ ok: false, message: e.message }));
       await fs.writeFile(`${path}.result`, JSON.stringify(result)).catch(() => {});
       await fs.unlink(path).catch(() => {});
@@ -530,6 +536,7 @@ export class OutboundQueue {
   }
 
   private async apply(req: QueueRequest): Promise<{ ok: boolean; message: string }> {
+    if (req.op === 'unlock') return this.ctx!().unlock(req.address);
     if (req.op === 'retry') {
       const n = this.retry(req.id);
       return req.id !== null && n === 0 ? { ok: false, message: `no queued message ${req.id}` } : { ok: true, message: `retrying ${n} message${n === 1 ? '' : 's'} now` };

@@ -1,10 +1,10 @@
-// Operator requests for a running server's queue (`mailplane queue retry|delete`), passed as
-// files in <dataDir>/queue/requests/ so that only the server writes queue state while it runs.
+// Operator requests for a running server (`mailplane queue retry|delete`, `mailplane unlock`),
+// passed as files in <dataDir>/queue/requests/ so that only the server writes its state while it runs.
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 
-export type QueueRequest = { readonly op: 'retry'; readonly id: string | null } | { readonly op: 'delete'; readonly id: string };
+export type QueueRequest = { readonly op: 'retry'; readonly id: string | null } | { readonly op: 'delete'; readonly id: string } | { readonly op: 'unlock'; readonly address: string | null };
 
 export function requestsDir(queueDir: string): string {
   return join(queueDir, 'requests');
@@ -27,7 +27,7 @@ export async function takeRequests(queueDir: string): Promise<{ path: string; re
   const dir = requestsDir(queueDir);
   let names: string[];
   try {
-    names = (await fs.readdir(dir)).filter((n) => !n.startsWith('.')).sort();
+    names = (await fs.readdir(dir)).filter((n) => !n.startsWith('.') && n.endsWith('.json')).sort(); // not the .result answers
   } catch {
     return [];
   }
@@ -36,7 +36,12 @@ export async function takeRequests(queueDir: string): Promise<{ path: string; re
     const path = join(dir, n);
     try {
       const req = JSON.parse(await fs.readFile(path, 'utf8')) as QueueRequest;
-      if ((req.op === 'retry' && (req.id === null || typeof req.id === 'string')) || (req.op === 'delete' && typeof req.id === 'string')) out.push({ path, req });
+      if (
+        (req.op === 'retry' && (req.id === null || typeof req.id === 'string')) ||
+        (req.op === 'delete' && typeof req.id === 'string') ||
+        (req.op === 'unlock' && (req.address === null || typeof req.address === 'string'))
+      )
+        out.push({ path, req });
       else await fs.unlink(path);
     } catch {
       await fs.unlink(path).catch(() => {});

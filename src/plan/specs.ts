@@ -31,6 +31,8 @@ export interface PolicySpec {
   readonly auth: Omit<AuthPolicy, 'exemptClients' | 'lanNetworks'> & { readonly exemptClients: readonly string[]; readonly lanNetworks: readonly string[] };
   readonly limits: SmtpLimits;
   readonly drainGraceMs: number;
+  /** delivery.maxReceivedHeaders, for loop detection while a message arrives */
+  readonly maxReceivedHeaders: number;
 }
 
 /** The account backend: local users, or the directory (which needs our domains for aliases). */
@@ -95,6 +97,7 @@ export function specsOf(s: DesiredState): Specs {
       },
       limits: { ...s.smtp.limits },
       drainGraceMs: s.smtp.drainGraceMs,
+      maxReceivedHeaders: d.maxReceivedHeaders,
     },
     accounts: s.accounts.type === 'local' ? { type: 'local', users: s.accounts.users } : { type: 'ldap', ldap: ldapSpec(s.accounts.ldap), domains: s.domains },
     transport: {

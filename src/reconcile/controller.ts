@@ -12,6 +12,7 @@ import type { Plan } from '../plan/plan.js';
 import { summarize } from '../plan/format.js';
 import type { Listener } from '../smtp/listener.js';
 import type { AuthLimiter, ClientConnections } from '../smtp/limits.js';
+import type { SendRateLimiter } from '../smtp/send-rate.js';
 import { abort, commit, planFor, prepare, type Generation, type Prepared, type Runtime, type TransactionDeps } from './transaction.js';
 import { buildStatus, type LastAttempt, type ReloadOutcome } from './status.js';
 
@@ -37,6 +38,7 @@ export interface ControllerDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly authLimiter: AuthLimiter;
+  readonly sendRate: SendRateLimiter;
   readonly clients: ClientConnections;
 }
 
@@ -63,10 +65,11 @@ export class Controller {
     private readonly d: ControllerDeps,
   ) {
     this.eventLoop = new EventLoopMonitor(d.metrics);
+    d.metrics.activeLockouts = () => d.authLimiter.active().length;
     this.tx = {
       log: d.log,
       metrics: d.metrics,
-      sessionDeps: { metrics: d.metrics, log: d.log, authLimiter: d.authLimiter, clients: d.clients },
+      sessionDeps: { metrics: d.metrics, log: d.log, authLimiter: d.authLimiter, sendRate: d.sendRate, clients: d.clients },
       makeOps: (host, port) =>
         new OpsServer(host, port, {
           ready: () => this.ready(),
@@ -120,7 +123,14 @@ export class Controller {
   }
 
   status(): unknown {
-    return buildStatus({ configPath: this.configPath, ready: this.ready(), rt: this.rt, lastAttempt: this.lastAttempt, eventLoop: this.eventLoop });
+    return buildStatus({
+      configPath: this.configPath,
+      ready: this.ready(),
+      rt: this.rt,
+      lastAttempt: this.lastAttempt,
+      eventLoop: this.eventLoop,
+      lockouts: this.d.authLimiter.active(),
+    });
   }
 
   /** Stops accepting everywhere, lets sessions finish within graceMs, then closes the rest. */
@@ -142,7 +152,22 @@ export class Controller {
   /** What queued mail is delivered with: always the serving generation's transport and settings. */
   deliveryContext(): DeliveryContext {
     const gen = this.applied!;
-    return { transport: gen.transport, settings: gen.state.delivery, hostname: gen.state.hostname, domains: gen.policy.domains, accounts: gen.accounts };
+    return {
+      transport: gen.transport,
+      settings: gen.state.delivery,
+      hostname: gen.state.hostname,
+      domains: gen.policy.domains,
+      accounts: gen.accounts,
+      unlock: (address) => this.unlock(address),
+    };
+  }
+
+  /** `mailplane unlock`: lifts one address's AUTH lockout, or all of them. */
+  unlock(address: string | null): { ok: boolean; message: string } {
+    const n = this.d.authLimiter.unlock(address);
+    this.d.log.info('AUTH lockout lifted by an operator', { client: address ?? 'all', lifted: n });
+    if (address === null) return { ok: true, message: `lifted ${n} lockout${n === 1 ? '' : 's'}` };
+    return n ? { ok: true, message: `lifted the lockout of ${address}` } : { ok: false, message: `${address} is not locked out` };
   }
 
   private async runOnce(reason: string): Promise<ReloadResult> {

@@ -3,6 +3,7 @@
 import { specView } from '../plan/plan.js';
 import type { LoadProgress } from '../outbound/queue.js';
 import type { EventLoopMonitor } from '../ops/event-loop.js';
+import type { Lockout } from '../smtp/limits.js';
 import type { Runtime } from './transaction.js';
 
 export type ReloadOutcome = 'applied' | 'unchanged' | 'invalid' | 'rolled_back';
@@ -14,6 +15,7 @@ export interface StatusSource {
   readonly rt: Runtime;
   readonly lastAttempt: LastAttempt | null;
   readonly eventLoop: Pick<EventLoopMonitor, 'worstMs' | 'lastSecondMs'>;
+  readonly lockouts: readonly Lockout[];
 }
 
 export interface LastAttempt {
@@ -73,6 +75,8 @@ export function buildStatus(c: StatusSource): unknown {
     delivery: gen ? { transport: gen.transport.kind, ...(gen.transport.kind === 'mx' ? { lastError: gen.transport.health().lastError } : {}) } : null,
     queue: gen ? { ...queueStatus(gen.storage.stats()), load: loadStatus(gen.storage.outbound.progress), schedule: gen.storage.outbound.schedule() } : null,
     storage: gen ? { dataDir: gen.state.storage.dataDir, messageMemory: { usedBytes: gen.storage.intake.budget.used, budgetBytes: gen.storage.intake.budget.limit } } : null,
+    /** client addresses refused AUTH and submission after too many failed AUTH attempts */
+    authLockouts: c.lockouts.map((l) => ({ address: l.address, failures: l.failures, since: iso(l.since), until: iso(l.until) })),
     eventLoop: { worstDelayMs: round(c.eventLoop.worstMs), lastSecondWorstDelayMs: round(c.eventLoop.lastSecondMs) },
   };
 }

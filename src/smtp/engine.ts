@@ -27,6 +27,11 @@
 // SMTPConnection#_upgrading             | read    | STARTTLS handshake in flight: QUIT keeps the library's orderly close
 // SMTPConnection#handler_QUIT(cmd, cb)  | override| commands dispatch to this['handler_' + VERB]: plain sockets close right after 221
 // SMTPConnection#handler_AUTH(cmd, cb)  | override| same dispatch: AUTH outside TLS is 538 5.7.11 on every listener, even without STARTTLS
+// SMTPConnection#handler_EHLO, _HELO    | override| same dispatch: no argument (or two, or no possible host name) is 501 5.5.4, with the
+//                                       |         | enhanced code the library's 501 lacks; a valid one goes to super (features, reset)
+// SMTPConnection#handler_MAIL, _RCPT    | override| same dispatch: the line is checked (smtp/commands.ts: parameters, text after the path,
+//                                       |         | non-ASCII) and handed to super in canonical form, which the library parses into
+//                                       |         | onMailFrom/onRcptTo and the envelope; envelope.mailFrom set = MAIL accepted
 // SMTPConnection#close()                | call    | ends the socket and drops the connection from server.connections (drain)
 // SMTPServer#_handleProxy(socket, cb)   | override| runs for each accepted socket: without PROXY a counter id, not 10 random bytes
 // SMTPServer#_expectsProxyHeader(socket)| call    | whether this socket must start with a PROXY header
@@ -43,7 +48,8 @@ import type { SecureContext, TLSSocket } from 'node:tls';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { ListenerSpec } from '../config/desired-state.js';
-import { Replies } from './replies.js';
+import { checkAddressCommand } from './commands.js';
+import { Replies, type SmtpReply } from './replies.js';
 import type { Session, SessionHandlers } from './session.js';
 
 /** What the engine calls into mailplane for: the session handlers (SessionHandlers in production). */
@@ -150,6 +156,52 @@ export class MailplaneConnection extends SMTPConnection {
     callback();
   }
 
+  // EHLO/HELO with no argument, more than one, or one that no host name can be: 501 with an
+  // enhanced code (the library's own 501 to a greeting carries none).
+  override handler_EHLO(command: Buffer, callback: () => void): void {
+    if (refuse(this, greetingError('EHLO', command))) return callback();
+    super.handler_EHLO(command, callback);
+  }
+
+  override handler_HELO(command: Buffer, callback: () => void): void {
+    if (refuse(this, greetingError('HELO', command))) return callback();
+    super.handler_HELO(command, callback);
+  }
+
+  // MAIL and RCPT lines are checked (parameters we did not advertise, text after the path,
+  // non-ASCII without SMTPUTF8) and put in canonical form (quoted local part, domainless
+  // postmaster) before the library parses them: src/smtp/commands.ts. Out of sequence (a
+  // second MAIL, RCPT before MAIL), the library's 503 comes first.
+  override handler_MAIL(command: Buffer, callback: () => void): void {
+    const session = this.session as Session;
+    if (session.envelope.mailFrom) return super.handler_MAIL(command, callback);
+    const line = command.toString();
+    const checked = checkAddressCommand('MAIL', line, { esmtp: session.openingCommand === 'EHLO', secure: this.secure, smtputf8: false, primaryDomain: null });
+    if (!checked.ok) {
+      refuse(this, checked.reply);
+      return callback();
+    }
+    super.handler_MAIL(checked.line === line ? command : Buffer.from(checked.line), callback);
+  }
+
+  override handler_RCPT(command: Buffer, callback: () => void): void {
+    const session = this.session as Session;
+    if (!session.envelope.mailFrom) return super.handler_RCPT(command, callback);
+    const domains = session.mp?.policy.domains;
+    const line = command.toString();
+    const checked = checkAddressCommand('RCPT', line, {
+      esmtp: session.openingCommand === 'EHLO',
+      secure: this.secure,
+      smtputf8: !!session.envelope.smtpUtf8,
+      primaryDomain: domains?.values().next().value ?? null,
+    });
+    if (!checked.ok) {
+      refuse(this, checked.reply);
+      return callback();
+    }
+    super.handler_RCPT(checked.line === line ? command : Buffer.from(checked.line), callback);
+  }
+
   override handler_AUTH(command: Buffer, callback: () => void): void {
     if (!this.secure) {
       const st = (this.session as Session).mp;
@@ -160,6 +212,23 @@ export class MailplaneConnection extends SMTPConnection {
     }
     super.handler_AUTH(command, callback);
   }
+}
+
+/** The reply to a greeting whose argument is missing, doubled, or no host name at all, or null. */
+function greetingError(verb: 'EHLO' | 'HELO', command: Buffer): SmtpReply | null {
+  const parts = command.toString().trim().split(/\s+/);
+  if (parts.length !== 2) return Replies.heloSyntax(verb);
+  // RFC 5321 §4.5.3.1.2: a domain is at most 255 octets (an address literal is shorter)
+  return parts[1]!.length > 255 || /\p{Cc}/u.test(parts[1]!) ? Replies.heloName() : null;
+}
+
+/** Sends a refusal of ours (counted like every other); true when there was one. */
+function refuse(c: MailplaneConnection, reply: SmtpReply | null): boolean {
+  if (!reply) return false;
+  const st = (c.session as Session).mp;
+  if (st) c._server.handlers.reject(st, reply);
+  c.send(reply.responseCode, reply.message);
+  return true;
 }
 
 export class MailplaneSMTPServer extends SMTPServer {
@@ -205,6 +274,8 @@ export class SmtpEngine {
       authOptional: true, // who must authenticate is policy, decided in onMailFrom
       allowInsecureAuth: false,
       hideENHANCEDSTATUSCODES: false,
+      hideDSN: true, // not implemented (NOTIFY, RET, ENVID): not advertised, refused as 555 (commands.ts)
+      hideREQUIRETLS: true, // likewise: MX delivery cannot promise it
       hideSize: true, // we advertise the pinned limit ourselves
       disableReverseLookup: true, // a PTR lookup per connection would stall the greeting
       useProxy: spec.proxyProtocol,

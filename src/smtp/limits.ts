@@ -1,5 +1,6 @@
 // Abuse limits that outlive sessions and reloads: failed-AUTH lockout per client address,
-// a throttle per attacked user name, and concurrent connections per client address.
+// a throttle per attacked user name, and concurrent connections per client address
+// (sending rates are in send-rate.ts).
 import { unmapV4 } from '../config/cidr.js';
 
 export interface AuthLimits {
@@ -8,41 +9,59 @@ export interface AuthLimits {
   readonly lockoutMs: number;
 }
 
+/** An address refused AUTH (and submission connections) until `until`. */
+export interface Lockout {
+  readonly address: string;
+  readonly failures: number;
+  readonly since: number;
+  readonly until: number;
+}
+
 const MAX_TRACKED = 100_000;
 
+/**
+ * Failed AUTH attempts. Per client address they lead to a lockout; per login name they slow
+ * down further attempts (a password guessed from many addresses). Trusted addresses (exempt,
+ * LAN) are never locked out: their failures count against the login only. One instance lives
+ * as long as the process, so reloads keep every count and lockout.
+ */
 export class AuthLimiter {
   private readonly failures = new Map<string, number[]>(); // ip → failure times in window
-  private readonly lockedUntil = new Map<string, number>();
+  private readonly locked = new Map<string, Lockout>();
   private readonly userFailures = new Map<string, number[]>(); // login → failure times
 
   constructor(private readonly now: () => number = Date.now) {}
 
   isLocked(ip: string): boolean {
-    const key = unmapV4(ip);
-    const until = this.lockedUntil.get(key);
-    if (until === undefined) return false;
-    if (until > this.now()) return true;
-    this.lockedUntil.delete(key);
-    return false;
+    return this.lockout(ip) !== null;
   }
 
-  /** Records a failure; true when the address is now locked out. */
-  recordFailure(ip: string, login: string, limits: AuthLimits): boolean {
+  lockout(ip: string): Lockout | null {
     const key = unmapV4(ip);
+    const l = this.locked.get(key);
+    if (l === undefined) return null;
+    if (l.until > this.now()) return l;
+    this.locked.delete(key);
+    return null;
+  }
+
+  /** Records a failure; returns the lockout when this failure starts one. */
+  recordFailure(ip: string, login: string, limits: AuthLimits, trusted: boolean): Lockout | null {
     const now = this.now();
-    const list = prune(this.failures.get(key) ?? [], now - limits.windowMs);
-    list.push(now);
-    this.bounded(this.failures).set(key, list);
     const user = login.toLowerCase();
     const ulist = prune(this.userFailures.get(user) ?? [], now - limits.windowMs);
     ulist.push(now);
     this.bounded(this.userFailures).set(user, ulist);
-    if (list.length >= limits.maxFailures) {
-      this.bounded(this.lockedUntil).set(key, now + limits.lockoutMs);
-      this.failures.delete(key);
-      return true;
-    }
-    return false;
+    if (trusted) return null;
+    const key = unmapV4(ip);
+    const list = prune(this.failures.get(key) ?? [], now - limits.windowMs);
+    list.push(now);
+    this.bounded(this.failures).set(key, list);
+    if (list.length < limits.maxFailures) return null;
+    const lockout: Lockout = { address: key, failures: list.length, since: now, until: now + limits.lockoutMs };
+    this.bounded(this.locked).set(key, lockout);
+    this.failures.delete(key);
+    return lockout;
   }
 
   /**
@@ -53,6 +72,26 @@ export class AuthLimiter {
     const list = prune(this.userFailures.get(login.toLowerCase()) ?? [], this.now() - limits.windowMs);
     const excess = list.length - limits.maxFailures;
     return excess > 0 ? Math.min(5000, 250 * excess) : 0;
+  }
+
+  /** The lockouts in force, oldest first. */
+  active(): Lockout[] {
+    const now = this.now();
+    for (const [k, l] of this.locked) if (l.until <= now) this.locked.delete(k);
+    return [...this.locked.values()];
+  }
+
+  /** Lifts the lockout of one address (and forgets its failures), or every lockout; returns how many were lifted. */
+  unlock(address: string | null): number {
+    const live = this.active();
+    if (address === null) {
+      this.locked.clear();
+      this.failures.clear();
+      return live.length;
+    }
+    const key = unmapV4(address);
+    this.failures.delete(key);
+    return this.locked.delete(key) ? 1 : 0;
   }
 
   private bounded<V>(m: Map<string, V>): Map<string, V> {

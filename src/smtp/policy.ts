@@ -2,6 +2,7 @@
 // so a reload never changes the rules in the middle of someone's transaction.
 import type { AccountBackend } from '../accounts/backend.js';
 import { AddressSet, parseCidr } from '../config/cidr.js';
+import type { RejectedRecipients, SendRate } from '../config/desired-state.js';
 import type { PolicySpec } from '../plan/specs.js';
 
 export interface SessionPolicy {
@@ -18,6 +19,10 @@ export interface SessionPolicy {
   readonly maxLineLength: number;
   readonly commandTimeoutMs: number;
   readonly dataTimeoutMs: number;
+  /** delivery.maxReceivedHeaders: a message with more (ours included) is refused at the end of DATA */
+  readonly maxReceivedHeaders: number;
+  readonly sendRate: SendRate;
+  readonly rejectedRecipients: RejectedRecipients;
   readonly auth: { readonly maxFailures: number; readonly windowMs: number; readonly lockoutMs: number };
 }
 
@@ -37,6 +42,9 @@ export function buildPolicy(spec: PolicySpec, generation: number, accounts: Acco
     maxLineLength: spec.limits.maxLineLength,
     commandTimeoutMs: spec.limits.commandTimeoutMs,
     dataTimeoutMs: spec.limits.dataTimeoutMs,
+    maxReceivedHeaders: spec.maxReceivedHeaders,
+    sendRate: spec.limits.sendRate,
+    rejectedRecipients: spec.limits.rejectedRecipients,
     auth: Object.freeze({ maxFailures: a.maxFailures, windowMs: a.failureWindowMs, lockoutMs: a.lockoutMs }),
   });
 }

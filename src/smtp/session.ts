@@ -4,13 +4,15 @@ import type { TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerSpec } from '../config/desired-state.js';
 import { isNoSpace } from '../store/durable.js';
-import type { StoredBody } from '../store/body.js';
-import { traceHead, type Intake, type LocalTarget } from '../store/intake.js';
+import { traceHead, type Intake, type IncomingMessage, type LocalTarget } from '../store/intake.js';
 import { newQueueId } from '../store/queue-entry.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
 import { splitAddress } from '../mail/addresses.js';
 import type { AuthLimiter, ClientConnections } from './limits.js';
+import type { SendRateLimiter } from './send-rate.js';
+import { unmapV4 } from '../config/cidr.js';
+import { formatDuration } from '../config/units.js';
 import { isTrusted, type SessionPolicy } from './policy.js';
 import { receivedHeader } from '../mail/received.js';
 import { Replies, SmtpReply } from './replies.js';
@@ -28,6 +30,8 @@ export interface SessionState {
   readonly policy: SessionPolicy;
   readonly intake: Intake;
   readonly spec: ListenerSpec;
+  /** the client's address (IPv4-mapped IPv6 as IPv4) */
+  readonly client: string;
   readonly trusted: boolean;
   readonly startedAt: number;
   tls: { version: string; cipher: string } | null;
@@ -37,6 +41,8 @@ export interface SessionState {
   /** ids of the messages accepted in this session, for the session's log line */
   ids: string[];
   rejected: Record<string, number>;
+  /** RCPTs refused in this session (directory-harvest defence) */
+  rejectedRecipients: number;
   local: Map<string, LocalTarget>;
   remote: Map<string, string>;
 }
@@ -48,6 +54,7 @@ export interface SessionDeps {
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly authLimiter: AuthLimiter;
+  readonly sendRate: SendRateLimiter;
   readonly clients: ClientConnections;
   /** what new sessions pin: the context of the generation serving now */
   readonly current: () => ListenerContext;
@@ -56,6 +63,9 @@ export interface SessionDeps {
 }
 
 type Cb = (err?: Error | null) => void;
+
+/** The mailbox of postmaster@ when no user or alias claims it (no user can be named so then). */
+const POSTMASTER_MAILBOX = 'postmaster';
 
 export class SessionHandlers {
   constructor(private readonly d: SessionDeps) {}
@@ -69,7 +79,12 @@ export class SessionHandlers {
     const ip = session.remoteAddress;
     const cur = this.d.current();
     this.d.metrics.smtpConnections.inc({ listener: this.d.listener });
-    if (this.d.authLimiter.isLocked(ip)) return cb(this.refuse(Replies.tooManyFailures()));
+    const trusted = isTrusted(cur.policy, ip);
+    // a locked-out address may still bring mail to our users (mx); submission is closed to it
+    if (cur.spec.role !== 'mx' && !trusted && this.d.authLimiter.isLocked(ip)) {
+      this.d.log.warn('connection refused: client locked out after failed AUTH', { listener: this.d.listener, client: unmapV4(ip) });
+      return cb(this.refuse(Replies.tooManyFailures()));
+    }
     if (this.d.openSessions() > cur.maxConnections || !this.d.clients.acquire(ip, cur.maxConnectionsPerClient)) {
       return cb(this.refuse(Replies.tooManyConnections()));
     }
@@ -77,7 +92,8 @@ export class SessionHandlers {
       policy: cur.policy,
       intake: cur.intake,
       spec: cur.spec,
-      trusted: isTrusted(cur.policy, ip),
+      client: unmapV4(ip),
+      trusted,
       startedAt: Date.now(),
       tls: null,
       user: null,
@@ -85,6 +101,7 @@ export class SessionHandlers {
       accepted: 0,
       ids: [],
       rejected: {},
+      rejectedRecipients: 0,
       local: new Map(),
       remote: new Map(),
     };
@@ -114,14 +131,22 @@ export class SessionHandlers {
   private async authenticate(st: SessionState, auth: SMTPServerAuthentication, ip: string): Promise<string> {
     const { policy } = st;
     const limiter = this.d.authLimiter;
-    if (limiter.isLocked(ip)) throw Replies.tooManyFailures();
+    // on mx the session stays open after a refused AUTH: mail to our users goes on
+    const lockedReply = () => (st.spec.role === 'mx' ? Replies.authLockedOut() : Replies.tooManyFailures());
+    if (!st.trusted && limiter.isLocked(ip)) {
+      this.d.log.warn('AUTH refused: client locked out after failed AUTH', { listener: this.d.listener, client: st.client });
+      throw lockedReply();
+    }
     const login = (auth.username ?? '').trim();
     const authzid = (auth as { authzid?: string }).authzid ?? '';
     const authcid = (auth as { authcid?: string }).authcid ?? '';
     const fail = (reply: SmtpReply): never => {
       this.d.metrics.smtpAuth.inc({ listener: this.d.listener, result: 'failure' });
-      const locked = limiter.recordFailure(ip, login, policy.auth);
-      throw locked ? Replies.tooManyFailures() : reply;
+      this.d.log.warn('AUTH failed', { listener: this.d.listener, client: st.client, method: auth.method });
+      const lockout = limiter.recordFailure(ip, login, policy.auth, st.trusted);
+      if (!lockout) throw reply;
+      this.d.log.warn('AUTH lockout started', { listener: this.d.listener, client: st.client, failures: lockout.failures, lockoutSeconds: Math.round(policy.auth.lockoutMs / 1000) });
+      throw lockedReply();
     };
     if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') return fail(Replies.authFailed());
     if (authzid && authcid && authzid !== authcid) return fail(Replies.authIdentity());
@@ -142,6 +167,8 @@ export class SessionHandlers {
   onMailFrom(address: SMTPServerAddress, session: Session, cb: Cb): void {
     const st = session.mp;
     if (!st) return cb(Replies.storageError());
+    const overRate = this.overRate(st, 1);
+    if (overRate) return cb(this.reject(st, overRate));
     this.mailFrom(st, address).then(
       () => cb(),
       (err: Error) => cb(this.reject(st, err)),
@@ -158,18 +185,61 @@ export class SessionHandlers {
     if (declared > policy.maxMessageSize) throw Replies.tooBig(policy.maxMessageSize);
     if (st.user && address.address) {
       const { local, domain } = splitAddress(address.address);
-      const owned = policy.domains.has(domain) && (await policy.accounts.senderLocalParts(st.user)).includes(local.toLowerCase());
-      if (!owned) throw Replies.senderMismatch(address.address);
+      if (!policy.domains.has(domain)) throw Replies.senderMismatch(address.address);
+      const part = local.toLowerCase();
+      // their own name needs no lookup (and none to fail); an alias asks the account backend
+      if (part !== st.user) {
+        const own = await policy.accounts.senderLocalParts(st.user);
+        if (!own.available) {
+          this.d.log.warn('account backend unavailable during MAIL', { listener: this.d.listener, backend: policy.accounts.kind, detail: own.detail });
+          throw Replies.senderUnavailable();
+        }
+        if (!own.localParts.includes(part)) throw Replies.senderMismatch(address.address);
+      }
     }
   }
 
   onRcptTo(address: SMTPServerAddress, session: Session, cb: Cb): void {
     const st = session.mp;
     if (!st) return cb(Replies.storageError());
+    const overRate = this.overRate(st, st.local.size + st.remote.size + 1);
+    if (overRate) return cb(this.reject(st, overRate));
     this.rcptTo(st, address.address, session.envelope.rcptTo.length).then(
       () => cb(),
-      (err: Error) => cb(this.reject(st, err)),
+      (err: Error) => this.refuseRecipient(st, this.reject(st, err), cb),
     );
+  }
+
+  /**
+   * Directory-harvest defence: refused RCPTs beyond `delayAfter` are answered after a delay
+   * (the server's time: the command timeout does not run), and the one that reaches
+   * `disconnectAfter` gets 421 and closes the session.
+   */
+  private refuseRecipient(st: SessionState, reply: SmtpReply, cb: Cb): void {
+    if (reply.reason !== 'unknown_recipient' && reply.reason !== 'relay_denied') return cb(reply);
+    const limits = st.policy.rejectedRecipients;
+    const n = ++st.rejectedRecipients;
+    if (limits.disconnectAfter > 0 && n >= limits.disconnectAfter) {
+      this.d.log.warn('session closed: too many rejected recipients', { listener: this.d.listener, client: st.client, rejected: n });
+      return cb(this.reject(st, Replies.tooManyRejectedRecipients()));
+    }
+    if (n > limits.delayAfter && limits.delayMs > 0) setTimeout(() => cb(reply), limits.delayMs);
+    else cb(reply);
+  }
+
+  /**
+   * The sending rate of an authenticated user, or of a trusted address without AUTH: whether
+   * one more message with `recipients` recipients would exceed it (the reply, logged), or null.
+   */
+  private overRate(st: SessionState, recipients: number): SmtpReply | null {
+    const key = rateKey(st);
+    if (key === null) return null;
+    const rate = st.policy.sendRate;
+    const over = this.d.sendRate.exceeds(key, rate, recipients);
+    if (!over) return null;
+    const limit = over === 'messages' ? rate.messages : rate.recipients;
+    this.d.log.warn('sending rate limit reached', { listener: this.d.listener, client: st.client, user: st.user ?? undefined, limit: `${limit} ${over} per ${formatDuration(rate.windowMs)}` });
+    return Replies.sendRate(over, limit, formatDuration(rate.windowMs));
   }
 
   private async rcptTo(st: SessionState, address: string, count: number): Promise<void> {
@@ -177,6 +247,17 @@ export class SessionHandlers {
     const key = address.toLowerCase();
     if (count >= policy.maxRecipients && !st.local.has(key) && !st.remote.has(key)) throw Replies.tooManyRecipients();
     const { local, domain, literal } = splitAddress(address);
+    // RFC 5321 §4.5.1: postmaster@ each of our domains is always deliverable. Without a user or
+    // alias of that name (validate warns), it goes to a mailbox of its own: <dataDir>/mail/postmaster.
+    if (!literal && policy.domains.has(domain) && local.toLowerCase() === 'postmaster') {
+      const found = await policy.accounts.findRecipient(local);
+      if (found.found || !found.unavailable) {
+        st.local.set(key, { user: found.found ? found.user : POSTMASTER_MAILBOX, address });
+        return;
+      }
+      this.d.log.warn('account backend unavailable during RCPT', { listener: this.d.listener, backend: policy.accounts.kind, detail: found.detail });
+      throw Replies.recipientUnavailable();
+    }
     if (!literal && policy.domains.has(domain)) {
       const found = await policy.accounts.findRecipient(local);
       if (found.found) {
@@ -216,6 +297,7 @@ export class SessionHandlers {
       clientAddress: session.remoteAddress,
       hostname: policy.hostname,
       esmtp: session.openingCommand === 'EHLO',
+      utf8: !!session.envelope.smtpUtf8,
       tls: st.tls,
       authenticated: !!st.user,
       id,
@@ -237,7 +319,15 @@ export class SessionHandlers {
     });
     stream.on('end', () => {
       if (over) return;
-      const refused = body.tooBig || stream.sizeExceeded ? Replies.tooBig(policy.maxMessageSize) : body.lineTooLong ? Replies.lineTooLong(policy.maxLineLength) : null;
+      const refused =
+        body.tooBig || stream.sizeExceeded
+          ? Replies.tooBig(policy.maxMessageSize)
+          : body.lineTooLong
+            ? Replies.lineTooLong(policy.maxLineLength)
+            : // a loop: with ours, more Received headers than allowed (as the queue counts them)
+              local.length && body.headers.count >= policy.maxReceivedHeaders
+              ? Replies.mailLoop(policy.maxReceivedHeaders)
+              : null;
       if (refused) {
         body.abort();
         this.d.metrics.smtpMessages.inc({ listener: this.d.listener, result: 'rejected' });
@@ -246,7 +336,9 @@ export class SessionHandlers {
       if (body.spooled) this.d.metrics.bodiesSpooled.inc();
       body
         .finish()
-        .then((stored) => this.store(st, id, sender, local, { body: stored, queueOffset, size: body.size }))
+        .then((stored) =>
+          this.store(st, id, sender, local, { body: stored, queueOffset, size: body.size, eightBitMime: session.envelope.bodyType === '8bitmime', smtputf8: !!session.envelope.smtpUtf8 }),
+        )
         .then(
           (accepted) => {
             body.release();
@@ -262,8 +354,10 @@ export class SessionHandlers {
     });
   }
 
-  private async store(st: SessionState, id: string, sender: string, local: LocalTarget[], m: { body: StoredBody; queueOffset: number; size: number }): Promise<string> {
+  private async store(st: SessionState, id: string, sender: string, local: LocalTarget[], m: Pick<IncomingMessage, 'body' | 'queueOffset' | 'size' | 'eightBitMime' | 'smtputf8'>): Promise<string> {
     const result = await st.intake.accept({ id, sender, local, remote: [...st.remote.values()], ...m });
+    const key = rateKey(st);
+    if (key !== null) this.d.sendRate.record(key, st.policy.sendRate, local.length + st.remote.size);
     st.accepted++;
     const metrics = this.d.metrics;
     metrics.smtpMessages.inc({ listener: this.d.listener, result: 'accepted' });
@@ -309,4 +403,9 @@ export class SessionHandlers {
     }
     return reply;
   }
+}
+
+/** Whose sending rate a session counts against: its user, else a trusted client's address. */
+function rateKey(st: SessionState): string | null {
+  return st.user !== null ? `user ${st.user}` : st.trusted ? `client ${st.client}` : null;
 }

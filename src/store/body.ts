@@ -146,6 +146,52 @@ export class LineCheck {
   }
 }
 
+/** 'received:' in lower case, the field name the header scan counts */
+const RECEIVED = Buffer.from('received:');
+
+/**
+ * Counts the Received fields of a message's header section as it streams past (CRLF line ends,
+ * as LineCheck leaves them), for loop detection at the end of DATA. Only the header section is
+ * looked at: the scan stops at the empty line, so the body costs one boolean test per chunk.
+ */
+export class HeaderScan {
+  /** Received fields seen so far */
+  count = 0;
+  /** the empty line that ends the header section has been seen */
+  done = false;
+  /** bytes of 'received:' matched at the start of the current line; -1: not a Received line */
+  private matched = 0;
+
+  feed(chunk: Buffer): void {
+    if (this.done) return;
+    const n = chunk.length;
+    let i = 0;
+    while (i < n) {
+      if (this.matched >= 0) {
+        const b = chunk[i]!;
+        if (this.matched === 0 && (b === CR || b === LF)) {
+          this.done = true;
+          return;
+        }
+        const want = RECEIVED[this.matched]!;
+        if (b === want || (want !== 0x3a && (b | 0x20) === want)) {
+          i++;
+          if (++this.matched === RECEIVED.length) {
+            this.count++;
+            this.matched = -1;
+          }
+          continue;
+        }
+        this.matched = -1;
+      }
+      const lf = chunk.indexOf(LF, i);
+      if (lf < 0) return; // the line goes on in the next chunk
+      i = lf + 1;
+      this.matched = 0;
+    }
+  }
+}
+
 /**
  * One message's body on its way in. `head` is what precedes the body in the stored file (our
  * trace headers). write() returns false when the caller should wait for `drained` before the
@@ -156,6 +202,8 @@ export class BodyWriter {
   size = 0;
   tooBig = false;
   readonly lines = new LineCheck();
+  /** the Received fields of the message's header section (not of `head`) */
+  readonly headers = new HeaderScan();
   private chunks: Buffer[] = [];
   private held = 0;
   private fd = -1;
@@ -199,6 +247,7 @@ export class BodyWriter {
     if (this.size > this.limits.maxSize) this.tooBig = true;
     if (!this.storing) return this.discard();
     const chunk = this.lines.normalize(raw);
+    this.headers.feed(chunk);
     if (!this.storing) return this.discard();
     if (!this.spooled && this.held + chunk.length <= MEMORY_THRESHOLD && this.budget.take(chunk.length)) {
       this.chunks.push(chunk);

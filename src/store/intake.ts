@@ -2,6 +2,7 @@
 // and, for other domains, the outbound queue — before the SMTP reply is 250. A message is one
 // file, written once whatever the number of places: one journal record names them all, so
 // either every destination gets it (as hard links to that file) or none does.
+import { isAscii } from 'node:buffer';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BodyWriter, MemoryBudget, type BodyLimits, type StoredBody } from './body.js';
@@ -29,6 +30,10 @@ export interface IncomingMessage {
   readonly queueOffset: number;
   /** the message as received, in bytes */
   readonly size: number;
+  /** MAIL carried BODY=8BITMIME (RFC 6152): the queue entry remembers it for the next hop */
+  readonly eightBitMime?: boolean;
+  /** MAIL carried SMTPUTF8 (RFC 6531): likewise */
+  readonly smtputf8?: boolean;
 }
 
 export interface IntakeResult {
@@ -115,6 +120,8 @@ export class Intake {
         arrivedAt: now,
         size: msg.size,
         ...(msg.queueOffset ? { bodyOffset: msg.queueOffset } : {}),
+        ...(msg.eightBitMime ? { body: '8BITMIME' as const } : {}),
+        ...(msg.smtputf8 ? { smtputf8: true as const } : {}),
         recipients: msg.remote.map((address) => ({ address, state: 'pending', attempts: 0, lastResponse: null, updatedAt: now })),
         attempts: 0,
         nextAttemptAt: now,
@@ -147,6 +154,19 @@ export class Intake {
     const data = Buffer.allocUnsafeSlow(head.length + m.message.length);
     head.copy(data, 0);
     m.message.copy(data, head.length);
-    return this.accept({ id: m.id, sender: m.sender, local: m.local, remote: m.remote, body: { kind: 'memory', data, length: data.length }, queueOffset, size: m.message.length });
+    // a bounce quotes what failed: 8-bit when an address or a reply was
+    const eightBitMime = !isAscii(m.message);
+    const smtputf8 = [m.sender, ...m.remote].some((a) => !isAscii(Buffer.from(a)));
+    return this.accept({
+      id: m.id,
+      sender: m.sender,
+      local: m.local,
+      remote: m.remote,
+      body: { kind: 'memory', data, length: data.length },
+      queueOffset,
+      size: m.message.length,
+      eightBitMime,
+      smtputf8,
+    });
   }
 }

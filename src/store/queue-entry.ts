@@ -27,6 +27,13 @@ export interface QueueEntry {
    * Delivered-To) lines of the Maildir copies that share the file (hard links). Absent: 0.
    */
   readonly bodyOffset?: number;
+  /**
+   * What the client declared on MAIL, passed on to the next hop: BODY=8BITMIME (RFC 6152) and
+   * SMTPUTF8 (RFC 6531). Absent (entries written before these fields existed too): 7BIT, no
+   * SMTPUTF8.
+   */
+  readonly body?: '8BITMIME';
+  readonly smtputf8?: true;
   recipients: QueueRecipient[];
   attempts: number;
   /** the earliest time any pending recipient is due */

@@ -136,3 +136,22 @@ access to * by dn.exact="${SERVICE.dn}" read by users read by anonymous auth
     if (r.status !== 0) throw new Error(`slapadd failed: ${r.stderr}`);
   }
 }
+
+/** The accounts block for a mailplane config that reads `slapd` (the bind password goes into env.dir). */
+export function ldapAccounts(env: { dir: string }, slapd: Slapd, caFile = slapd.caFile): string {
+  writeFileSync(join(env.dir, 'ldap-bind-password'), `${SERVICE.password}\n`);
+  return `accounts:
+  type: ldap
+  ldap:
+    url: ${slapd.url}
+    startTls: true
+    caFile: ${caFile}
+    bindDn: ${SERVICE.dn}
+    bindPasswordFile: ldap-bind-password
+    userBase: ou=people,dc=example,dc=com
+    userFilter: "(&(objectClass=inetOrgPerson)(uid={user}))"
+    aliasAttributes: [mail]
+    timeout: 1s
+    cacheTtl: 500ms
+`;
+}

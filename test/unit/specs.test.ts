@@ -44,6 +44,7 @@ function expected(path: string, ldap: boolean): Component[] {
   if (path.startsWith('accounts')) return ['accounts'];
   if (path.startsWith('relay')) return ['transport'];
   if (/^delivery\.concurrency$/.test(path)) return ['transport', 'delivery'];
+  if (path === 'delivery.maxReceivedHeaders') return ['policy', 'delivery'];
   if (/^delivery\.(dnsServers|dnsTimeoutMs|mxPort|connectTimeoutMs)/.test(path)) return ['transport'];
   if (path.startsWith('delivery')) return ['delivery'];
   if (path.startsWith('storage')) return ['storage'];
