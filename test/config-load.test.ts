@@ -53,7 +53,7 @@ test('defaults come from the schema and units are parsed', async () => {
   assert.equal(s.smtp.auth.required, true);
   assert.equal(s.smtp.auth.failureWindowMs, 600_000);
   assert.equal(s.storage.dataDir, '/var/lib/mailplane');
-  assert.deepEqual(s.observability, { host: '127.0.0.1', port: 9465, token: null });
+  assert.deepEqual(s.observability, { host: '127.0.0.1', port: 9465, token: null, logAddresses: 'full' });
   assert.equal(s.accounts.type, 'local');
   if (s.accounts.type === 'local') {
     assert.equal(s.accounts.users[0]!.name, 'alice');

@@ -57,8 +57,11 @@ function mailbox(env: Env, user: string): string[] {
   }
 }
 
-/** The parts of a multipart/report DSN, checked for the structure RFC 3464 asks for. */
-function parseDsn(raw: string): { status: Map<string, string>[]; headers: string; human: string } {
+/**
+ * The parts of a multipart/report DSN, checked for the structure RFC 3464 asks for; `headers`
+ * is the third part: the original message (message/rfc822) or its headers (text/rfc822-headers).
+ */
+function parseDsn(raw: string): { status: Map<string, string>[]; headers: string; human: string; returned: 'message' | 'headers' } {
   const text = raw.replace(/\r\n/g, '\n');
   const boundary = text.match(/Content-Type: multipart\/report; report-type=delivery-status; boundary="([^"]+)"/)?.[1];
   assert.ok(boundary, 'multipart/report with a boundary');
@@ -70,7 +73,7 @@ function parseDsn(raw: string): { status: Map<string, string>[]; headers: string
   const [human, status, headers] = parts as [string, string, string];
   assert.match(human, /^Content-Type: text\/plain/);
   assert.match(status, /^Content-Type: message\/delivery-status/);
-  assert.match(headers, /^Content-Type: text\/rfc822-headers/);
+  assert.match(headers, /^Content-Type: (message\/rfc822|text\/rfc822-headers)\n/);
   const groups = status
     .split(/\n\n/)
     .slice(1)
@@ -84,7 +87,7 @@ function parseDsn(raw: string): { status: Map<string, string>[]; headers: string
           .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()] as [string, string]),
       ),
   );
-  return { status: fields.slice(1), headers, human };
+  return { status: fields.slice(1), headers, human, returned: headers.startsWith('Content-Type: message/rfc822') ? 'message' : 'headers' };
 }
 
 test('relay on a STARTTLS port with AUTH: delivered with the queued bytes and envelope, unchanged', async () => {

@@ -49,6 +49,21 @@ test('records decode whole or not at all: every truncation yields a prefix of th
   assert.equal(decode(flipped).length, records.length - 1);
 });
 
+test('records that name spool files decode, however many share one empty data array', () => {
+  // the journal worker gives every body it spools the same EMPTY: once an empty array's buffer
+  // has been wrapped, zlib sees a null pointer, whose CRC must not come out as 0
+  const EMPTY = new Uint8Array(0);
+  const spooled = [1, 2, 3].map((n): JournalRecord => ({ k: 'f', name: `1700000000.M${n}P1Q${n}.host,S=99`, users: ['bob'], queue: null, data: EMPTY, spool: `spool-${n}` }));
+  assert.deepEqual(
+    decode(Buffer.concat(encode(spooled))).map((r) => r.spool),
+    ['spool-1', 'spool-2', 'spool-3'],
+  );
+  assert.deepEqual(
+    decode(Buffer.concat(encode(spooled))).map((r) => r.spool),
+    ['spool-1', 'spool-2', 'spool-3'],
+  );
+});
+
 test('a leftover journal segment is replayed at start-up, without duplicating what is in place; one file, linked', async () => {
   const env = await makeEnv();
   const journal = join(env.dataDir, 'journal');

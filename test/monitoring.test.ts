@@ -75,6 +75,7 @@ test('every alert has unit tests that see it fire and stay quiet', () => {
     'mailplane_accounts_backend_up',
     'mailplane_tls_certificate_expiry_timestamp_seconds',
     'mailplane_smtp_auth_total',
+    'mailplane_local_deliveries_oldest_pending_age_seconds',
   ]) {
     assert.ok(watched(metric).length > 0, `no alert on ${metric}`);
   }
@@ -114,9 +115,12 @@ test('the dashboard: every panel queries the data source variable and filters by
     'mailplane_accounts_backend_up',
     'mailplane_config_last_reload_successful',
     'mailplane_config_generation_info',
+    'mailplane_config_generation',
     'mailplane_config_last_reload_success_timestamp_seconds',
     'mailplane_tls_certificate_expiry_timestamp_seconds',
     'mailplane_reconcile_duration_seconds_bucket',
+    'mailplane_local_deliveries_pending',
+    'mailplane_local_deliveries_oldest_pending_age_seconds',
   ]) {
     assert.ok(used.has(metric), `the dashboard does not show ${metric}`);
   }

@@ -47,6 +47,7 @@ test('valid → invalid → valid: the gauge and generation follow, and the serv
     assert.equal(await mp.metric('mailplane_config_last_reload_successful'), 1);
     const hash1 = (await mp.status()).applied.hash;
     assert.equal(await mp.metric('mailplane_config_generation_info', `hash="${hash1}"`), 1);
+    assert.equal(await mp.metric('mailplane_config_generation'), 1);
     writeFileSync(env.configFile, baseConfig(env).replace('maxMessageSize: "1MB"', 'maxMessageSize: "lots"'));
     await mp.waitFor('invalid reload', async () => (await mp.metric('mailplane_config_last_reload_successful')) === 0);
     const s = await mp.status();
@@ -60,7 +61,8 @@ test('valid → invalid → valid: the gauge and generation follow, and the serv
     assert.equal(await mp.metric('mailplane_config_last_reload_successful'), 1);
     const hash2 = (await mp.status()).applied.hash;
     assert.notEqual(hash2, hash1);
-    assert.equal(await mp.metric('mailplane_config_generation_info', `hash="${hash2}"`), 2);
+    assert.equal(await mp.metric('mailplane_config_generation_info', `hash="${hash2}"`), 1, 'an _info metric: value 1');
+    assert.equal(await mp.metric('mailplane_config_generation'), 2);
     assert.equal(await mp.metric('mailplane_config_generation_info', `hash="${hash1}"`), undefined, 'the old hash series is gone');
     assert.equal(await mp.metric('mailplane_config_reloads_total', 'outcome="invalid"'), 1);
     assert.equal(await mp.metric('mailplane_config_reloads_total', 'outcome="applied"'), 2);

@@ -1,6 +1,7 @@
 // Entry point of the `mailplane` command: dispatches to one command per module.
 import { readFileSync } from 'node:fs';
 import { UsageError, type Command } from './command.js';
+import { dkimCommand } from './dkim.js';
 import { hashPasswordCommand } from './hash-password.js';
 import { planCommand } from './plan.js';
 import { queueCommand } from './queue.js';
@@ -8,7 +9,7 @@ import { runCommand } from './run.js';
 import { unlockCommand } from './unlock.js';
 import { validateCommand } from './validate.js';
 
-const COMMANDS: readonly Command[] = [runCommand, validateCommand, planCommand, queueCommand, unlockCommand, hashPasswordCommand];
+const COMMANDS: readonly Command[] = [runCommand, validateCommand, planCommand, queueCommand, unlockCommand, hashPasswordCommand, dkimCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -54,6 +55,11 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`mailplane ${cmd.name}: ${err.message}\n\n${cmd.usage}\n`);
       return cmd.usageExitCode ?? 2;
+    }
+    // an expected failure of the system (a file that may not be read, a full disk): one line, no stack
+    if (typeof err.code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+      process.stderr.write(`mailplane ${cmd.name}: ${err.message}\n`);
+      return 1;
     }
     throw e;
   }

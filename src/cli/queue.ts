@@ -1,6 +1,9 @@
 // `mailplane queue list|retry|delete`: inspect and steer the outbound queue of a data dir.
 // While a server owns the data dir, changes go to it as requests (only it writes queue
-// state); otherwise they are made on disk directly.
+// state), and `list` asks it which deliveries are in progress; otherwise changes are made on
+// disk directly. Safe under sudo: run as root for a server that runs as a service user, what
+// it writes belongs to the owner of the queue folder. Expected failures (permissions, a
+// server that does not answer) are one line on stderr and a non-zero exit, never a stack.
 import { existsSync, promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,7 +12,7 @@ import { loadConfigFile } from '../config/load.js';
 import { lockOwner } from '../store/lock.js';
 import { DirSyncer } from '../store/durable.js';
 import { QueueStore, type QueueEntry } from '../outbound/queue-store.js';
-import { submitRequest, type QueueRequest } from '../outbound/requests.js';
+import { ownerFor, submitRequest, type DeliveryInProgress, type QueueRequest, type RequestResult } from '../outbound/requests.js';
 import { UsageError, type Command } from './command.js';
 
 export const queueCommand: Command = {
@@ -20,11 +23,13 @@ export const queueCommand: Command = {
        mailplane queue delete ID
 
 The data dir comes from the config (--config FILE, default ./mailserver.yaml) or
---data-dir DIR. Safe while the server runs: retry and delete are handed to it.
+--data-dir DIR. Safe while the server runs: retry and delete are handed to it. Run as
+root for a server that runs as another user, what it writes is given to that user.
 
-  list     every queued message: id, age, sender, next attempt, recipients and their
-           state (pending, delivered, failed) with the last reply
-  retry    attempt now (one message, or all)
+  list     every queued message: id, age, sender, the delivery in progress or the next
+           attempt, recipients and their state (pending, delivered, failed) with the last reply
+  retry    attempt now (one message, or all); a message being delivered is attempted
+           again as soon as that attempt ends
   delete   remove a message for good (no bounce is sent)
 
 Options:
@@ -51,13 +56,20 @@ Options:
       process.stderr.write(`mailplane queue: no queue in ${dataDir} (nothing was ever queued there)\n`);
       return action === 'list' ? 0 : 1;
     }
-    const store = new QueueStore(queueDir, new DirSyncer());
-    if (action === 'list') return list(store, values.format);
-    const req: Exclude<QueueRequest, { op: 'unlock' }> = action === 'retry' ? { op: 'retry', id: id ?? null } : { op: 'delete', id: id! };
-    const owner = await lockOwner(dataDir);
-    const result = owner !== null ? await viaServer(queueDir, req) : await directly(store, req);
-    process.stdout.write(`${result.message}\n`);
-    return result.ok ? 0 : 1;
+    try {
+      const store = new QueueStore(queueDir, new DirSyncer());
+      const owner = await lockOwner(dataDir);
+      if (action === 'list') return await list(store, values.format, owner !== null ? queueDir : null);
+      const req: Exclude<QueueRequest, { op: 'unlock' | 'deliveries' }> = action === 'retry' ? { op: 'retry', id: id ?? null } : { op: 'delete', id: id! };
+      const result = owner !== null ? await viaServer(queueDir, req) : await directly(store, req);
+      (result.ok ? process.stdout : process.stderr).write(`${result.message}\n`);
+      return result.ok ? 0 : 1;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (!err.code || !err.syscall) throw e; // a bug: keep its stack
+      process.stderr.write(`mailplane queue: ${await fsProblem(err, queueDir)}\n`);
+      return 1;
+    }
   },
 };
 
@@ -73,23 +85,53 @@ export async function resolveDataDir(dataDir: string | undefined, config: string
   return r.state.storage.dataDir;
 }
 
+/** A file-system error of a command as one sentence: what failed, and what to do about it. */
+export async function fsProblem(e: NodeJS.ErrnoException, queueDir: string): Promise<string> {
+  const where = e.path ? ` ${e.path}` : '';
+  if (e.code === 'EACCES' || e.code === 'EPERM') {
+    const owner = await fs.stat(queueDir).then(
+      (st) => ` (uid ${st.uid})`,
+      () => '',
+    );
+    return `permission denied: cannot ${verb(e.syscall)}${where}; run this as the user the server runs as${owner}, or as root`;
+  }
+  if (e.code === 'ENOSPC') return `no space left on the device: cannot ${verb(e.syscall)}${where}`;
+  if (e.code === 'EROFS') return `the file system is read-only: cannot ${verb(e.syscall)}${where}`;
+  return `cannot ${verb(e.syscall)}${where}: ${e.message.replace(/^E[A-Z]+: /, '')}`;
+}
+
+function verb(syscall: string | undefined): string {
+  if (syscall === 'open' || syscall === 'read' || syscall === 'scandir' || syscall === 'stat') return 'read';
+  if (syscall === 'mkdir') return 'create the folder';
+  if (syscall === 'unlink') return 'remove';
+  if (syscall === 'chown') return 'give to the server user';
+  return 'write';
+}
+
 /** Hands a request to the server that owns the data dir and waits for its answer. */
-export async function viaServer(queueDir: string, req: QueueRequest): Promise<{ ok: boolean; message: string }> {
-  const path = await submitRequest(queueDir, req);
-  const deadline = Date.now() + 10_000;
+export async function viaServer(queueDir: string, req: QueueRequest, timeoutMs = 10_000): Promise<RequestResult> {
+  let path: string;
+  try {
+    path = await submitRequest(queueDir, req);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (!err.code) throw e;
+    return { ok: false, message: `cannot hand the request to the running server: ${await fsProblem(err, queueDir)}` };
+  }
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     try {
-      const result = JSON.parse(await fs.readFile(`${path}.result`, 'utf8')) as { ok: boolean; message: string };
+      const result = JSON.parse(await fs.readFile(`${path}.result`, 'utf8')) as RequestResult;
       await fs.unlink(`${path}.result`).catch(() => {});
       return result;
     } catch {}
     await new Promise((r) => setTimeout(r, 100));
   }
   await fs.unlink(path).catch(() => {});
-  return { ok: false, message: 'the running server did not answer within 10 s; nothing was changed' };
+  return { ok: false, message: `the running server did not answer within ${Math.round(timeoutMs / 1000)} s; nothing was changed (its log says why: is it still loading the queue?)` };
 }
 
-async function directly(store: QueueStore, req: Exclude<QueueRequest, { op: 'unlock' }>): Promise<{ ok: boolean; message: string }> {
+async function directly(store: QueueStore, req: Exclude<QueueRequest, { op: 'unlock' | 'deliveries' }>): Promise<{ ok: boolean; message: string }> {
   if (req.op === 'delete') {
     if (!(await store.read(req.id))) return { ok: false, message: `no queued message ${req.id}` };
     await store.remove(req.id);
@@ -97,17 +139,27 @@ async function directly(store: QueueStore, req: Exclude<QueueRequest, { op: 'unl
   }
   const entries = req.id ? [await store.read(req.id)].filter((e): e is QueueEntry => e !== null) : await store.list();
   if (req.id && !entries.length) return { ok: false, message: `no queued message ${req.id}` };
+  const owner = await ownerFor(store.dir);
   for (const e of entries) {
     e.nextAttemptAt = Date.now();
     await store.update(e);
+    // written by root: given to the server's user, or the server could not read it
+    if (owner) await fs.chown(join(store.dir, `${e.id}.json`), owner.uid, owner.gid);
   }
   return { ok: true, message: `${entries.length} message${entries.length === 1 ? '' : 's'} will be attempted as soon as the server runs` };
 }
 
-async function list(store: QueueStore, format: string): Promise<number> {
+/** @param serverQueue the queue folder of a running server to ask for the deliveries in progress, or null */
+async function list(store: QueueStore, format: string, serverQueue: string | null): Promise<number> {
   const entries = await store.list();
+  let deliveries: readonly DeliveryInProgress[] = [];
+  if (serverQueue !== null && entries.length) {
+    const r = await viaServer(serverQueue, { op: 'deliveries' }, 3000);
+    if (r.ok) deliveries = r.deliveries ?? [];
+    else process.stderr.write(`mailplane queue: deliveries in progress are not shown: ${r.message}\n`);
+  }
   if (format === 'json') {
-    process.stdout.write(`${JSON.stringify({ messages: entries }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ messages: entries, deliveries }, null, 2)}\n`);
     return 0;
   }
   if (!entries.length) {
@@ -118,13 +170,23 @@ async function list(store: QueueStore, format: string): Promise<number> {
   const deferred = entries.filter((e) => e.attempts > 0).length;
   const out = [`${entries.length} message${entries.length === 1 ? '' : 's'} in the queue (${entries.length - deferred} new, ${deferred} deferred)`, ''];
   for (const e of entries) {
-    const next = e.nextAttemptAt <= now ? 'next attempt now' : `next attempt in ${age(e.nextAttemptAt - now)}`;
+    const running = deliveries.filter((d) => d.id === e.id);
+    const next = running.length
+      ? running.map((d) => `delivering since ${clock(d.since)} (${age(now - d.since)}), attempt ${d.attempt}${d.host ? `, ${d.host}` : ''}`).join('; ')
+      : e.nextAttemptAt <= now
+        ? 'next attempt now'
+        : `next attempt in ${age(e.nextAttemptAt - now)}`;
     out.push(`${e.id}  ${age(now - e.arrivedAt).padStart(6)} old  from <${e.sender}>  ${e.size} bytes  ${next}  (${e.attempts} attempt${e.attempts === 1 ? '' : 's'})`);
     const width = Math.max(...e.recipients.map((r) => r.address.length));
     for (const r of e.recipients) out.push(`    ${r.address.padEnd(width)}  ${r.state.padEnd(9)}  ${r.lastResponse ?? ''}`.trimEnd());
   }
   process.stdout.write(`${out.join('\n')}\n`);
   return 0;
+}
+
+/** A time of day, local: 14:02:03. */
+function clock(t: number): string {
+  return new Date(t).toTimeString().slice(0, 8);
 }
 
 function age(ms: number): string {

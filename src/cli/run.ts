@@ -11,6 +11,7 @@ import { Controller, StartupError, type ConfigProvider } from '../reconcile/cont
 import { ConfigWatcher } from '../reconcile/watch.js';
 import { AuthLimiter, ClientConnections } from '../smtp/limits.js';
 import { SendRateLimiter } from '../smtp/send-rate.js';
+import { MailLog } from '../ops/mail-log.js';
 import { UsageError, type Command } from './command.js';
 
 export const runCommand: Command = {
@@ -70,11 +71,13 @@ Options:
     }
 
     const metrics = new Metrics();
-    const controller = new Controller(provider, { log, metrics, authLimiter: new AuthLimiter(), sendRate: new SendRateLimiter(), clients: new ClientConnections() });
+    const controller = new Controller(provider, { log, metrics, authLimiter: new AuthLimiter(), sendRate: new SendRateLimiter(), clients: new ClientConnections(), mailLog: new MailLog(log) });
     let watcher: ConfigWatcher | null = null;
     const reconcile = async (reason: string) => {
-      const r = await controller.reconcile(reason);
-      if (r.outcome === 'applied' && watcher && controller.applied) await watcher.update(controller.applied.state.watchedFiles);
+      await controller.reconcile(reason);
+      // whatever the outcome: a file the latest load could not read is watched until it comes back
+      const w = controller.watchList();
+      if (watcher) await watcher.update(w.files, w.unread);
     };
 
     // Signals are handled from the first moment, start-up included.
@@ -133,7 +136,8 @@ Options:
       );
     } else {
       watcher = new ConfigWatcher((reason) => void reconcile(reason), log, { debounceMs: 50, recheckMs: recheck * 1000, events: !values['no-watch'] });
-      await watcher.update(gen.state.watchedFiles);
+      const w = controller.watchList();
+      await watcher.update(w.files, w.unread);
     }
     if (stopping) {
       await stopped;

@@ -1,5 +1,6 @@
 // Checks of the smtp block that a schema cannot express: listener uniqueness and
 // addresses, TLS files, trusted ranges.
+import { createHash, createPublicKey } from 'node:crypto';
 import { isIP } from 'node:net';
 import { readTlsMaterial, certCovers, TlsError } from '../tls/material.js';
 import { coverage, coversMappedV4, formatCidr, isNonPublic, MAX_PUBLIC_V4, openRelayFindings, parseCidr, type Cidr, type OpenRelayFinding } from './cidr.js';
@@ -8,6 +9,37 @@ import type { TlsFiles } from './desired-state.js';
 import type { ListenerConfig, SmtpConfig } from './types.generated.js';
 
 const EXPIRY_WARNING_MS = 30 * 86400_000;
+
+/**
+ * SHA-256 of the public key (SPKI) of examples/tls/dev.key, the private key published with
+ * mailplane for its examples: TLS with it protects nothing.
+ */
+export const EXAMPLE_KEY_SPKI_SHA256 = '8abfb2c38c5ae9a392c5db838fed139d5e5452801f749a3ca5c7c9aec71ee3ad';
+
+/** Names reserved for documentation and tests (RFC 2606, RFC 6761): a config with one is an example, not a server. */
+export function isReservedName(host: string): boolean {
+  return /(^|\.)(localhost|example|test|invalid)$/i.test(host) || /(^|\.)example\.(com|net|org)$/i.test(host);
+}
+
+function spkiSha256(keyPem: string): string {
+  return createHash('sha256')
+    .update(createPublicKey(keyPem).export({ type: 'spki', format: 'der' }))
+    .digest('hex');
+}
+
+/** A submission listener without TLS never offers AUTH: with auth.required, nobody can send through it but trusted clients. */
+export function checkSubmissionLogin(ctx: LoadContext, smtp: SmtpConfig, broken: (prefix: string) => boolean): void {
+  if (smtp.enabled === false || smtp.auth?.required === false) return;
+  const listeners = Array.isArray(smtp.listeners) ? smtp.listeners : [];
+  listeners.forEach((l, i) => {
+    if (broken(`smtp.listeners[${i}]`) || l.role !== 'submission' || l.tls !== 'none') return;
+    ctx.warn(
+      'MP_SUBMISSION_NO_TLS',
+      ['smtp', 'listeners', i, 'tls'],
+      `submission listener '${l.name}' has no TLS while smtp.auth.required is true: AUTH is offered only inside TLS, so nobody can log in here (only exemptClients and LAN-bypassed clients can send); use tls: starttls or implicit`,
+    );
+  });
+}
 
 export function checkListeners(ctx: LoadContext, listeners: readonly ListenerConfig[], broken: (prefix: string) => boolean): void {
   const names = new Map<string, number>();
@@ -63,6 +95,13 @@ export function checkTls(ctx: LoadContext, smtp: SmtpConfig, hostname: string): 
     }
     if (!certCovers(material.names, hostname)) {
       ctx.warn('MP_TLS_NAME', ['smtp', 'tls', 'certFile'], `certificate names (${material.names.join(', ') || 'none'}) do not include hostname ${hostname}`);
+    }
+    if (!isReservedName(hostname) && spkiSha256(keyPem) === EXAMPLE_KEY_SPKI_SHA256) {
+      ctx.warn(
+        'MP_TLS_EXAMPLE_KEY',
+        ['smtp', 'tls', 'keyFile'],
+        `this is the example key published with mailplane (examples/tls/dev.key): anyone can read or impersonate this server's TLS; use a key of your own (Let's Encrypt, cert-manager)`,
+      );
     }
     return { certFile: ctx.resolvePath(smtp.tls.certFile), keyFile: ctx.resolvePath(smtp.tls.keyFile), material };
   } catch (e) {

@@ -14,6 +14,12 @@ export const ISSUE_CODES = {
   MP_TLS_EXPIRED: 'The certificate has expired or is not yet valid.',
   MP_TLS_EXPIRING: 'The certificate expires within 30 days (warning).',
   MP_TLS_NAME: 'The certificate does not cover `hostname` (warning).',
+  MP_TLS_EXAMPLE_KEY:
+    'The private key in `smtp.tls.keyFile` is the example key published with mailplane (`examples/tls/dev.key`), with a `hostname` that is not a reserved example or test name: TLS with it protects nothing (warning).',
+  MP_DKIM_KEY:
+    'A DKIM private key (`dkim.keys[].privateKeyFile`) cannot be used: not a PEM private key, encrypted, a key type other than RSA or Ed25519, an RSA key under 1024 bits (RFC 8301: verifiers ignore its signatures), or an RSA key with a known weakness: primes close enough to factor it (CVE-2022-26320), the ROCA fingerprint (CVE-2017-15361), a broken public exponent, or parts that do not fit together.',
+  MP_DKIM_KEY_WEAK: 'A DKIM RSA key has 1024 to 2047 bits: accepted, but 2048 is recommended (warning).',
+  MP_DKIM_DOMAIN: 'A DKIM key names a domain that is not one of `domains`: mailplane signs only mail from its own domains.',
   MP_CIDR: 'An IP address or CIDR range cannot be parsed.',
   MP_OPEN_RELAY:
     'The trusted ranges (`smtp.auth.exemptClients`, and `lanNetworks` when `lanBypass` is on), alone or together, cover all of IPv4 or all of IPv6 (IPv4-mapped `::ffff:0:0/96` counts as IPv4), more than a /8 of public IPv4 (16,777,216 addresses, the largest block one organisation holds) or more than a /32 of public IPv6 (a whole ISP): that would make an open relay.',
@@ -27,7 +33,9 @@ export const ISSUE_CODES = {
   MP_LDAP: 'The LDAP settings are inconsistent.',
   MP_ADDRESS: 'An IP address or listen address is malformed.',
   MP_PORT_CONFLICT: 'Two sockets of this config would bind the same address and port.',
+  MP_SUBMISSION_NO_TLS: 'A submission listener has `tls: none` while `smtp.auth.required` is true: AUTH is offered only inside TLS, so nobody can log in there (warning).',
   MP_OPS_TOKEN: 'The operations endpoint listens beyond loopback without `observability.tokenFile`, or the token is too short.',
+  MP_MAILBOX_GROUP: '`storage.mailboxGroup` names no group in /etc/group, or (when run) mailplane is neither root nor a member of it; or (warning) `storage.mailboxMode` gives that group no access.',
 } as const;
 
 export type IssueCode = keyof typeof ISSUE_CODES;

@@ -4,6 +4,7 @@ import type { Cidr } from './cidr.js';
 import type { HashScheme } from './hashes.js';
 import type { Secret } from './secret.js';
 import type { TlsMaterial } from '../tls/material.js';
+import type { DkimKeyMaterial } from '../dkim/key.js';
 
 export type ListenerRole = 'mx' | 'submission';
 export type ListenerTls = 'none' | 'starttls' | 'implicit';
@@ -124,6 +125,32 @@ export interface DeliveryState {
   readonly connectTimeoutMs: number;
 }
 
+/** storage.mailboxGroup: as written (a name, or null for a number) and resolved */
+export interface MailboxGroup {
+  readonly name: string | null;
+  readonly gid: number;
+}
+
+export interface StorageState {
+  readonly dataDir: string;
+  /** body bytes held in memory across sessions */
+  readonly memoryBudget: number;
+  /** the group Maildir folders and files are given to; null = mailplane's own */
+  readonly mailboxGroup: MailboxGroup | null;
+  /** modes of Maildir files and folders, four octal digits ("0640", "2770") */
+  readonly mailboxMode: { readonly files: string; readonly folders: string };
+}
+
+export interface DkimKey {
+  /** one of domains: the From: domain it signs for (d=) */
+  readonly domain: string;
+  /** lower case (s=) */
+  readonly selector: string;
+  /** absolute; where the key came from */
+  readonly keyFile: string;
+  readonly material: DkimKeyMaterial;
+}
+
 export interface DesiredState {
   /** sha256 over everything the state means, secrets as per-process keyed digests: "did anything change?" */
   readonly hash: string;
@@ -137,9 +164,11 @@ export interface DesiredState {
   readonly accounts: AccountsState;
   readonly relay: RelayState;
   readonly delivery: DeliveryState;
-  readonly storage: { readonly dataDir: string; /** body bytes held in memory across sessions */ readonly memoryBudget: number };
+  readonly storage: StorageState;
   /** the ops endpoint; token: what /status and /-/reload need (null: open, loopback only) */
-  readonly observability: { readonly host: string; readonly port: number; readonly token: Secret | null };
+  readonly observability: { readonly host: string; readonly port: number; readonly token: Secret | null; readonly logAddresses: 'full' | 'redact' };
+  /** DKIM keys outbound mail from our domains is signed with (several per domain: several signatures) */
+  readonly dkim: { readonly keys: readonly DkimKey[] };
   /** every file the state depends on, absolute; watched for changes */
   readonly watchedFiles: readonly string[];
 }

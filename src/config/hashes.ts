@@ -22,6 +22,7 @@ const REFUSED: readonly [RegExp, string][] = [
 export type HashCheck = { ok: true; scheme: HashScheme } | { ok: false; plaintext: boolean; message: string };
 
 export function classifyHash(hash: string): HashCheck {
+  if (hash === '') return { ok: false, plaintext: false, message: `the password hash is empty; ${HINT}` };
   for (const [scheme, re] of SUPPORTED) if (re.test(hash)) return { ok: true, scheme };
   for (const [re, why] of REFUSED) if (re.test(hash)) return { ok: false, plaintext: false, message: `${why}; ${HINT}` };
   if (!hash.startsWith('$')) {

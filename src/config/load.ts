@@ -10,10 +10,12 @@
 import { readFile as readFileAsync } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { checkLdap, checkLocalUsers } from './check-accounts.js';
+import { checkDkim } from './check-dkim.js';
 import { checkDomains, checkHostname } from './check-names.js';
 import { checkPlaintextPasswords } from './check-plaintext.js';
 import { checkDelivery, checkListen, checkRelay } from './check-relay.js';
-import { checkListeners, checkRanges, checkTls, checkTrusted, overlaps } from './check-smtp.js';
+import { checkListeners, checkRanges, checkSubmissionLogin, checkTls, checkTrusted, overlaps } from './check-smtp.js';
+import { checkStorage } from './check-storage.js';
 import { LoadContext, readFilesAsync, type FileRead } from './context.js';
 import type { DesiredState } from './desired-state.js';
 import { issue, sortIssues, type ConfigIssue } from './issues.js';
@@ -39,6 +41,16 @@ export interface LoadResult {
   readonly unreadable: boolean;
   /** the exact text that was loaded */
   readonly text: string | null;
+  /** every file this load read or tried to read, the config first: what a watcher polls */
+  readonly files?: readonly string[];
+  /** those of `files` that could not be read */
+  readonly unread?: readonly string[];
+  /**
+   * The load failed only in ways a write in progress explains — a file missing (deleted or
+   * renamed away, about to come back), a certificate without its new key yet (or the other way
+   * round), an empty config: worth another look a moment later before it counts as invalid.
+   */
+  readonly settle?: boolean;
 }
 
 /** Reads and loads a config file without blocking the event loop: what a running server uses. */
@@ -47,7 +59,7 @@ export async function loadConfigFile(file: string, opts: LoadOptions = {}): Prom
   try {
     text = await readFileAsync(file, 'utf8');
   } catch (e) {
-    return unreadable(file, e);
+    return { ...unreadable(file, e), files: [resolve(file)], unread: [resolve(file)], settle: (e as NodeJS.ErrnoException).code === 'ENOENT' };
   }
   return loadConfigText(file, text, opts);
 }
@@ -56,7 +68,7 @@ export async function loadConfigFile(file: string, opts: LoadOptions = {}): Prom
 export async function loadConfigText(file: string, text: string, opts: LoadOptions = {}): Promise<LoadResult> {
   await prepareSchema();
   const parsed = parse(file, text, opts);
-  if ('result' in parsed) return parsed.result;
+  if ('result' in parsed) return { ...parsed.result, files: [resolve(file)], unread: [], settle: text.trim() === '' };
   const reads = new Map<string, FileRead>();
   for (;;) {
     const pass = check(parsed, reads, opts);
@@ -64,7 +76,14 @@ export async function loadConfigText(file: string, text: string, opts: LoadOptio
       await readFilesAsync(pass.ctx.missing, reads); // every missing path gets an entry: this ends
       continue;
     }
-    return finish(parsed, pass);
+    const result = finish(parsed, pass);
+    const unread = [...reads].filter(([, r]) => 'error' in r);
+    // a missing file, a certificate pair or a DKIM key in the middle of a renewal; anything else is what it says
+    const settle =
+      result.errors.length > 0 &&
+      result.errors.every((i) => i.code === 'MP_TLS_FILE' || i.code === 'MP_DKIM_KEY' || i.code === 'MP_FILE_UNREADABLE') &&
+      unread.every(([, r]) => 'error' in r && (r.error as NodeJS.ErrnoException).code === 'ENOENT');
+    return { ...result, files: [resolve(file), ...reads.keys()], unread: unread.map(([p]) => p), settle };
   }
 }
 
@@ -125,6 +144,7 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
   const domains = broken('domains') ? [] : checkDomains(ctx, list(cfg.domains));
   const hostname = broken('hostname') || typeof cfg.hostname !== 'string' ? '' : checkHostname(ctx, cfg.hostname);
   checkListeners(ctx, list(smtp.listeners), brokenOne);
+  if (!broken('smtp.auth.required')) checkSubmissionLogin(ctx, smtp, brokenOne);
   const tls = broken('smtp.tls', 'smtp.listeners', 'hostname') ? null : checkTls(ctx, smtp, hostname);
   const auth = map(smtp.auth) as NonNullable<typeof smtp.auth>;
   const exemptEntries = checkRanges(ctx, 'exemptClients', list(auth.exemptClients), brokenOne);
@@ -138,6 +158,8 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
   const ldap = !broken('accounts') && accounts.type === 'ldap' && accounts.ldap ? checkLdap(ctx, accounts.ldap) : null;
   const relay = broken('relay') ? null : checkRelay(ctx, cfg.relay ?? {}, { forRun: opts.forRun ?? false });
   const delivery = broken('delivery') ? null : checkDelivery(ctx, cfg.delivery ?? {});
+  const mailboxGroup = checkStorage(ctx, map(cfg.storage), { forRun: opts.forRun ?? false }, brokenOne);
+  const dkim = checkDkim(ctx, map(cfg.dkim), broken('domains') ? null : domains, brokenOne);
   const listen = broken('observability') ? null : checkListen(ctx, cfg.observability?.listen ?? '', cfg.observability?.tokenFile);
   if (listen && !broken('smtp.listeners')) {
     list(smtp.listeners).forEach((l, i) => {
@@ -165,6 +187,8 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
       delivery,
       listen,
       dataDir: ctx.resolvePath(cfg.storage!.dataDir!),
+      mailboxGroup,
+      dkim,
       files: ctx.files,
     },
   };

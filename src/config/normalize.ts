@@ -3,8 +3,8 @@
 import { createHash } from 'node:crypto';
 import { canonical, type SecretMode } from './canonical.js';
 import type { Cidr } from './cidr.js';
-import type { AccountsState, DeliveryState, DesiredState, LdapSettings, LocalUser, RelayState, TlsFiles } from './desired-state.js';
-import type { MailserverConfig } from './types.generated.js';
+import type { AccountsState, DeliveryState, DesiredState, DkimKey, LdapSettings, LocalUser, MailboxGroup, RelayState, StorageState, TlsFiles } from './desired-state.js';
+import type { MailserverConfig, StorageConfig } from './types.generated.js';
 import type { Secret } from './secret.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -21,6 +21,9 @@ export interface Resolved {
   readonly delivery: DeliveryState;
   readonly listen: { host: string; port: number; token: Secret | null };
   readonly dataDir: string;
+  /** storage.mailboxGroup resolved to its gid */
+  readonly mailboxGroup: MailboxGroup | null;
+  readonly dkim: readonly DkimKey[];
   /** absolute path → content of every referenced file */
   readonly files: ReadonlyMap<string, string>;
 }
@@ -75,12 +78,25 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
     accounts,
     relay: r.relay,
     delivery: r.delivery,
-    storage: { dataDir: r.dataDir, memoryBudget: parseSize(cfg.storage!.memoryBudget!) },
-    observability: r.listen,
+    storage: storageState(cfg.storage!, r),
+    observability: { ...r.listen, logAddresses: cfg.observability!.logAddresses! },
+    dkim: { keys: r.dkim },
     watchedFiles: [r.configPath, ...[...r.files.keys()].sort()],
   };
   const { configPath: _c, watchedFiles: _w, ...meaning } = body;
   return deepFreeze({ hash: contentHash(meaning, 'digest'), publicHash: contentHash(meaning, 'presence'), ...body });
+}
+
+/** Modes default to mailplane's private ones, or to group access when there is a group. */
+function storageState(s: StorageConfig, r: Resolved): StorageState {
+  const group = r.mailboxGroup;
+  const mode = (v: string | undefined, plain: string, shared: string) => (parseInt(v ?? (group ? shared : plain), 8) & 0o7777).toString(8).padStart(4, '0');
+  return {
+    dataDir: r.dataDir,
+    memoryBudget: parseSize(s.memoryBudget!),
+    mailboxGroup: group,
+    mailboxMode: { files: mode(s.mailboxMode?.files, '0600', '0640'), folders: mode(s.mailboxMode?.folders, '0700', '2770') },
+  };
 }
 
 /**

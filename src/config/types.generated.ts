@@ -24,6 +24,7 @@ export interface MailserverConfig {
   relay?: RelayConfig;
   delivery?: DeliveryConfig;
   storage?: StorageConfig;
+  dkim?: DkimConfig;
   observability?: ObservabilityConfig;
 }
 /**
@@ -388,6 +389,47 @@ export interface StorageConfig {
    * Message bodies held in memory, across all sessions, while they are received: a message up to 1 MiB stays in memory while this budget allows, anything else streams into a spool file under dataDir/spool/ as it arrives. Bytes or a size with a unit (KB, MB, KiB, MiB…).
    */
   memoryBudget?: number | string;
+  /**
+   * The group every Maildir folder and message file mailplane creates is given to, so that an IMAP server running as another user in this group (Dovecot's `mail_gid`) can read and manage the mail; `dataDir/mail` itself is given to it too. A group name (looked up in /etc/group when the config is loaded: an unknown name is an error) or a numeric gid (for groups from a directory service). mailplane must run as root or as a member of the group. Unset: files and folders keep mailplane's own group. See docs/install.md.
+   */
+  mailboxGroup?: string | number;
+  mailboxMode?: MailboxModeConfig;
+}
+/**
+ * Permission bits of the Maildir folders and message files mailplane creates, as octal strings in quotes (YAML reads 0640 without quotes as the number 640). mailplane keeps full access for itself. Folders and files made before a change keep their mode.
+ */
+export interface MailboxModeConfig {
+  /**
+   * Mode of message files. Default "0600", or "0640" (the group reads) with mailboxGroup. The owner must be able to read and write.
+   */
+  files?: string;
+  /**
+   * Mode of Maildir folders (`<user>/`, `tmp/`, `new/`, `cur/`, and `dataDir/mail` with mailboxGroup). Default "0700", or "2770" with mailboxGroup: the group may also move, flag and delete mail (what an IMAP server does), and the setgid bit (2) gives what it creates the group too. "2750" lets the group only read (Dovecot then needs INDEX and CONTROL elsewhere). The owner must have full access.
+   */
+  folders?: string;
+}
+/**
+ * DKIM signing of outbound mail (RFC 6376). Every message that leaves through the relay or direct to MX and whose From: header domain has keys here is signed with each of them (relaxed/relaxed, the header fields RFC 6376 recommends, From signed once more than it occurs so no From can be added); mail from any other domain (forwarded, bounced) is not. Key files are read and checked like TLS files and swapped on reload; `mailplane dkim keygen` makes a key and prints the DNS record to publish.
+ */
+export interface DkimConfig {
+  /**
+   * The signing keys. Several keys for one domain (an RSA and an Ed25519 key, or the old and the new selector during a rotation) give several signatures.
+   */
+  keys?: DkimKeyConfig[];
+}
+export interface DkimKeyConfig {
+  /**
+   * The From: domain whose mail this key signs (d=); must be one of `domains`.
+   */
+  domain: string;
+  /**
+   * The selector (s=): the public key is published as a TXT record at `<selector>._domainkey.<domain>`. Letters, digits and hyphens, dot-separated labels (RFC 6376).
+   */
+  selector: string;
+  /**
+   * PEM private key: RSA (at least 1024 bits, 2048 recommended; under 2048 is a warning) or Ed25519. A secret: never printed; watched, and swapped on reload (a key that does not load keeps the previous one and reports why).
+   */
+  privateKeyFile: string;
 }
 /**
  * The operations HTTP listener.
@@ -401,4 +443,8 @@ export interface ObservabilityConfig {
    * File holding the bearer token (at least 16 characters, trailing newline ignored) that GET /status and POST /-/reload require as `Authorization: Bearer TOKEN`. Required when `listen` is not a loopback address; when set, required on loopback too. /metrics, /healthz and /readyz stay open. Watched like other referenced files.
    */
   tokenFile?: string;
+  /**
+   * How mail addresses appear in the log lines of accepted messages, recipient outcomes and refusals: `full`, or `redact` (the domain and a keyed hash of the local part, the same for the same address, so lines still join up; the key is `<dataDir>/log-redact.key`).
+   */
+  logAddresses?: 'full' | 'redact';
 }

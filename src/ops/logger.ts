@@ -59,7 +59,7 @@ export function createLogger(opts: LoggerOptions = {}, bound: Fields = {}): Logg
         .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${typeof v === 'string' && !/[\s"]/.test(v) ? v : JSON.stringify(v, replacer)}`)
         .join(' ');
-      write(`${now().toISOString().slice(11, 19)} ${level.toUpperCase().padEnd(5)} ${msg}${extra ? `  ${extra}` : ''}\n`);
+      write(`${textTime(now())} ${level.toUpperCase().padEnd(5)} ${msg}${extra ? `  ${extra}` : ''}\n`);
     }
   };
   return {
@@ -69,6 +69,11 @@ export function createLogger(opts: LoggerOptions = {}, bound: Fields = {}): Logg
     error: (m, f) => emit('error', m, f),
     child: (f) => createLogger(opts, { ...bound, ...f }),
   };
+}
+
+/** "2026-11-29 14:03:07.512Z": the date and the time (UTC, as the JSON lines), for people. */
+function textTime(d: Date): string {
+  return d.toISOString().replace('T', ' ');
 }
 
 function replacer(_key: string, value: unknown): unknown {

@@ -129,6 +129,23 @@ export class Metrics {
       this.queueOldestAge.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
     },
   });
+  /** set by the serving generation: accepted mail not written into its Maildir yet */
+  localDeliverySource: (() => { count: number; oldest: number | null }) | null = null;
+  readonly localDeliveriesPending: Gauge = new Gauge({
+    name: 'mailplane_local_deliveries_pending',
+    help: 'Copies of accepted messages not written into their Maildir yet (a mailbox that cannot be written): they wait in the journal and are retried with backoff.',
+    registers: [this.registry],
+    collect: (): void => this.localDeliveriesPending.set(this.localDeliverySource?.().count ?? 0),
+  });
+  readonly localDeliveriesOldestAge: Gauge = new Gauge({
+    name: 'mailplane_local_deliveries_oldest_pending_age_seconds',
+    help: 'How long the oldest copy waiting to be written into its Maildir has waited (0 when none waits).',
+    registers: [this.registry],
+    collect: (): void => {
+      const oldest = this.localDeliverySource?.().oldest ?? null;
+      this.localDeliveriesOldestAge.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+    },
+  });
   readonly deliveryDuration = new Histogram({
     name: 'mailplane_delivery_duration_seconds',
     help: 'Time of one delivery attempt through a transport (relay, mx).',
@@ -192,8 +209,13 @@ export class Metrics {
   });
   readonly configGenerationInfo = new Gauge({
     name: 'mailplane_config_generation_info',
-    help: 'The applied config generation: value is the generation number, label its content hash.',
+    help: 'The content hash of the applied config, as the label hash (value 1).',
     labelNames: ['hash'] as const,
+    registers: [this.registry],
+  });
+  readonly configGeneration = new Gauge({
+    name: 'mailplane_config_generation',
+    help: 'The applied config generation: 1 at start-up, one more for every applied change.',
     registers: [this.registry],
   });
   readonly listenerUp = new Gauge({
@@ -206,6 +228,18 @@ export class Metrics {
     name: 'mailplane_tls_certificate_expiry_timestamp_seconds',
     help: 'Expiry of the certificate a TLS listener serves, in seconds since the epoch.',
     labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+  /** the domain label is only ever one of dkim.keys[].domain (ours, configured): bounded */
+  readonly dkimSignatures = new Counter({
+    name: 'mailplane_dkim_signatures_total',
+    help: 'Outbound messages signed with DKIM (with every key of their From: domain), by signing domain.',
+    labelNames: ['domain'] as const,
+    registers: [this.registry],
+  });
+  readonly dkimSigningFailures = new Counter({
+    name: 'mailplane_dkim_signing_failures_total',
+    help: 'DKIM signatures that could not be made (one per key that failed); the message leaves without that signature.',
     registers: [this.registry],
   });
 
@@ -225,7 +259,8 @@ export class Metrics {
   /** One series for the applied generation: the old hash's series goes away. */
   setGeneration(number: number, hash: string): void {
     this.configGenerationInfo.reset();
-    this.configGenerationInfo.set({ hash }, number);
+    this.configGenerationInfo.set({ hash }, 1);
+    this.configGeneration.set(number);
   }
 
   /** Removes every series of a listener that no longer exists. */

@@ -38,7 +38,7 @@ export class MxResolver {
       if (code === 'ENOTFOUND') return { kind: 'none', status: '5.1.2', reason: `domain ${domain} does not exist` };
       if (code === 'ENODATA')
         mx = [{ exchange: domain, priority: 0 }]; // implicit MX
-      else throw new TemporaryDnsError(`MX lookup for ${domain} failed: ${code ?? (e as Error).message}`);
+      else throw new TemporaryDnsError(`the MX lookup for ${domain} failed: ${dnsFailure(code, e as Error)}`);
     }
     if (mx.some((r) => r.exchange === '' || r.exchange === '.')) {
       return { kind: 'none', status: '5.1.10', reason: `domain ${domain} does not accept mail (null MX)` };
@@ -66,10 +66,29 @@ export class MxResolver {
     const [v4, v6] = await Promise.allSettled([this.resolver.resolve4(name), this.resolver.resolve6(name)]);
     const out = [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
     if (!out.length) {
-      const codes = [v4, v6].map((r) => (r.status === 'rejected' ? (r.reason as NodeJS.ErrnoException).code : 'ok'));
-      if (codes.some((c) => c !== 'ENODATA' && c !== 'ENOTFOUND' && c !== 'ok')) throw new TemporaryDnsError(`address lookup for ${name} failed: ${codes.join('/')}`);
+      const failed = [v4, v6].find((r) => r.status === 'rejected' && !['ENODATA', 'ENOTFOUND'].includes((r.reason as NodeJS.ErrnoException).code ?? ''));
+      if (failed?.status === 'rejected') throw new TemporaryDnsError(`the address lookup for ${name} failed: ${dnsFailure((failed.reason as NodeJS.ErrnoException).code, failed.reason as Error)}`);
     }
     return out;
+  }
+}
+
+/** Why a lookup failed, in words (c-ares codes as Node reports them). */
+function dnsFailure(code: string | undefined, e: Error): string {
+  switch (code) {
+    case 'ETIMEOUT':
+      return 'no DNS server answered in time';
+    case 'ECONNREFUSED':
+      return 'the DNS server refused the connection (is it running?)';
+    case 'ESERVFAIL':
+      return 'the DNS server could not answer (SERVFAIL)';
+    case 'EREFUSED':
+      return 'the DNS server refused the query (REFUSED)';
+    case 'EBADRESP':
+    case 'EFORMERR':
+      return 'the DNS answer was malformed';
+    default:
+      return code ?? e.message;
   }
 }
 

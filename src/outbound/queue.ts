@@ -2,12 +2,16 @@
 // arrival, and per recipient domain a job with its due time: scheduler.ts); its state is read
 // from disk when one of its jobs runs, and kept only while some job of it runs (the active
 // window). Each attempt goes through the transport of the generation serving now; every
-// recipient's fate is written durably as soon as it is known; temporary failures retry with
-// exponential backoff and jitter; what failed is bounced (one DSN per message, never to the
-// null sender); an entry is removed only when nothing is pending. A destination that could not
-// be reached at all is suspended until that attempt's retry: its other messages are deferred
-// without connecting (as Postfix does with a dead destination).
+// recipient's fate is written durably as soon as it is known (record(), and outcome() for what
+// people and metrics see of it); temporary failures retry with exponential backoff and jitter;
+// what failed is bounced after the attempt that failed it (one DSN per attempt with failures,
+// never to the null sender); an entry is removed only when nothing is pending. A destination
+// that could not be reached at all is suspended until that attempt's retry: its other messages
+// are deferred without connecting (as Postfix does with a dead destination). An operator's
+// requests (requests.ts) are answered here; a retry of a message being delivered makes it due
+// again as soon as that attempt ends.
 import { createReadStream, promises as fs } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { AccountBackend } from '../accounts/backend.js';
 import type { DeliveryState } from '../config/desired-state.js';
@@ -16,13 +20,14 @@ import { receivedHeader } from '../mail/received.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { Intake } from '../store/intake.js';
-import { newQueueId, QUEUE_ID_SALT, type QueueEntry } from '../store/queue-entry.js';
-import { buildBounce, receivedCount } from './bounce.js';
+import { newQueueId, QUEUE_ID_SALT, type QueueEntry, type QueueRecipient } from '../store/queue-entry.js';
+import { buildBounce, ORIGINAL_LIMIT, receivedCount, type Original } from './bounce.js';
 import { domainOf, dueOf, pendingGroups } from './queue-entries.js';
 import { QueueIndex } from './queue-index.js';
 import type { FromLoader, ToLoader } from './queue-loader-worker.js';
 import type { QueueStore } from './queue-store.js';
-import { takeRequests, type QueueRequest } from './requests.js';
+import { takeRequests, type DeliveryInProgress, type QueueRequest, type RequestResult, type Taken } from './requests.js';
+import type { MailLog } from '../ops/mail-log.js';
 import { Scheduler } from './scheduler.js';
 import type { MessageSource, RecipientResult, Transport } from './transports.js';
 
@@ -32,6 +37,8 @@ export interface DeliveryContext {
   readonly hostname: string;
   readonly domains: ReadonlySet<string>;
   readonly accounts: AccountBackend;
+  /** where recipient outcomes are logged */
+  readonly mailLog: MailLog;
   /** operator requests that are not about the queue (`mailplane unlock`) */
   readonly unlock: (address: string | null) => { ok: boolean; message: string };
 }
@@ -55,6 +62,12 @@ interface Open {
   deleted: boolean;
 }
 
+/** How a recipient ended, or paused (Postfix's status=sent|deferred|bounced, plus ours). */
+export type Fate = 'delivered' | 'deferred' | 'bounced' | 'expired' | 'deleted';
+
+/** A failed recipient whose sender has not been told yet (entries written before per-recipient reports: `bounced`). */
+const unreported = (e: QueueEntry, r: QueueRecipient) => r.state === 'failed' && !r.notified && !e.bounced;
+
 const REQUEST_POLL_MS = 300;
 const PROGRESS_LOG_MS = 5000;
 /** How long one batch of the loader may hold the event loop. */
@@ -62,6 +75,9 @@ const BATCH_MS = 2;
 /** A queue still loading after this long no longer holds back readiness (mail intake needs none of it). */
 const READY_WHILE_LOADING_AFTER_MS = 2000;
 const LOADER_URL = new URL(`./queue-loader-worker.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url);
+
+/** The status code a recipient line carries when the reply gave none (RFC 3463). */
+const DEFAULT_DSN: Record<Fate, string> = { delivered: '2.0.0', deferred: '4.0.0', bounced: '5.0.0', expired: '4.4.7', deleted: '5.0.0' };
 
 export class OutboundQueue {
   private readonly index = new QueueIndex();
@@ -74,6 +90,16 @@ export class OutboundQueue {
   private holdsFor: Transport | null = null;
   private readonly transportUse = new Map<Transport, number>();
   private requestTimer: NodeJS.Timeout | null = null;
+  /** why the requests folder could not be read (logged once, until it can be again) */
+  private requestsProblem: string | null = null;
+  /** requests done but not removable (a folder the server may not write): never applied twice */
+  private readonly stuck = new Set<string>();
+  /** the attempts running now, by job: what `queue list` and /status show */
+  private readonly delivering = new Map<number, DeliveryInProgress & { host: string | null }>();
+  /** running jobs an operator asked to retry: due again at once when the attempt ends */
+  private readonly retryAsked = new Set<number>();
+  /** DSNs being made, per message: one at a time, so no failure is reported twice */
+  private readonly reporting = new Map<string, Promise<boolean>>();
   private ctx: (() => DeliveryContext) | null = null;
   private stopping = false;
   private idle: (() => void) | null = null;
@@ -143,18 +169,30 @@ export class OutboundQueue {
     return { jobs: this.scheduler.size, running: this.scheduler.running, destinations: this.scheduler.destinations, suspended: [...this.holds.values()].filter((h) => h.until > now).length };
   }
 
+  /** The delivery attempts running now, oldest first. */
+  deliveries(): DeliveryInProgress[] {
+    return [...this.delivering.values()].map((d) => ({ ...d })).sort((a, b) => a.since - b.since);
+  }
+
   /** Sends in flight on a transport (a retired transport is closed when this reaches 0). */
   usersOf(t: Transport): number {
     return this.transportUse.get(t) ?? 0;
   }
 
-  /** Makes one message, or all, due now; lifts every suspension. */
+  /**
+   * Makes one message, or all, due now; lifts every suspension. A job running now is due again
+   * as soon as its attempt ends (if that attempt leaves anything pending).
+   */
   retry(id: string | null): number {
     this.holds.clear();
+    const expedite = (jobs: number[]) => {
+      for (const job of jobs) if (this.scheduler.isRunning(job)) this.retryAsked.add(job);
+      this.scheduler.expedite(jobs);
+    };
     if (id !== null) {
       const row = this.index.find(id);
       if (row < 0) return 0;
-      this.scheduler.expedite(this.jobsOf(row));
+      expedite(this.jobsOf(row));
       return 1;
     }
     // in slices, so that a huge queue never holds the event loop
@@ -164,12 +202,12 @@ export class OutboundQueue {
       for (let r = rows.next(); !r.done; r = rows.next()) {
         jobs.push(...this.jobsOf(r.value));
         if (jobs.length >= 5000) {
-          this.scheduler.expedite(jobs);
+          expedite(jobs);
           setImmediate(slice);
           return;
         }
       }
-      this.scheduler.expedite(jobs);
+      expedite(jobs);
     };
     const n = this.index.size;
     slice();
@@ -179,9 +217,13 @@ export class OutboundQueue {
   async remove(id: string): Promise<boolean> {
     const row = this.index.find(id);
     if (row < 0) return false;
-    this.drop(row, this.window.get(id));
+    const open = this.window.get(id);
+    this.drop(row, open);
+    const entry = await (open ? open.entry : this.store.read(id)).catch(() => null);
     await this.writes.get(id)?.catch(() => {});
     await this.store.remove(id);
+    const kind = this.ctx?.().transport.kind ?? 'queue';
+    for (const r of entry?.recipients ?? []) if (r.state === 'pending') this.outcome(entry!, r, 'deleted', kind);
     return true;
   }
 
@@ -316,6 +358,10 @@ export class OutboundQueue {
       next = Date.now() + ctx.settings.minRetryDelayMs;
     }
     this.transportUse.set(t, (this.transportUse.get(t) ?? 1) - 1);
+    // failed recipients are reported after the attempt that failed them, not when the message is done
+    if (entry && !open.deleted && entry.recipients.some((r) => unreported(entry, r))) {
+      await this.report(open, entry, ctx).catch((err: Error) => this.log.error('could not store a bounce, will retry', { id, error: err }));
+    }
     let live = !open.deleted && this.index.isLive(row);
     if (live) this.index.jobEnded(row);
     // The last job of a message to finish settles it: bounce what failed, then remove it.
@@ -333,6 +379,7 @@ export class OutboundQueue {
     }
     this.release(id);
     if (!live) next = null;
+    if (this.retryAsked.delete(job) && next !== null) next = Math.min(next, Date.now()); // asked while it ran
     if (next === null && live) this.unlink(row, job);
     this.scheduler.done(job, next);
     if (this.stopping && this.scheduler.running === 0) this.idle?.();
@@ -352,7 +399,7 @@ export class OutboundQueue {
     const key = ctx.transport.kind === 'relay' ? '*' : domain;
     const hold = this.holds.get(key);
     if (Date.now() - entry.arrivedAt > s.maxLifetimeMs) {
-      await this.record(open, entry, fail(`4.4.7 delivery time expired; last error: ${mine[0]!.lastResponse ?? 'none'}`), ctx);
+      await this.record(open, entry, fail(`4.4.7 delivery time expired; last error: ${mine[0]!.lastResponse ?? 'none'}`), ctx, 'expired');
     } else if (receivedCount(await this.store.readHeader(entry.id, entry.bodyOffset ?? 0)) > s.maxReceivedHeaders) {
       await this.record(open, entry, fail(`5.4.6 mail loop: more than ${s.maxReceivedHeaders} Received headers`), ctx);
     } else if (hold && hold.until > Date.now()) {
@@ -364,13 +411,23 @@ export class OutboundQueue {
       );
     } else {
       const started = performance.now();
-      const { reached } = await ctx.transport.send(
-        { from: entry.sender, to: mine.map((r) => r.address), eightBitMime: entry.body === '8BITMIME', smtputf8: entry.smtputf8 === true },
-        this.source(entry),
-        (results) => this.record(open, entry, results, ctx),
-      );
+      const now = Date.now();
+      const delivery = { id: entry.id, destination: key === '*' ? 'relay' : domain, since: now, attempt: entry.attempts + 1, host: null as string | null };
+      this.delivering.set(job, delivery);
+      let reached: boolean;
+      try {
+        ({ reached } = await ctx.transport.send(
+          { from: entry.sender, to: mine.map((r) => r.address), eightBitMime: entry.body === '8BITMIME', smtputf8: entry.smtputf8 === true },
+          this.source(entry),
+          (results) => this.record(open, entry, results, ctx),
+          (host) => (delivery.host = host),
+        ));
+      } finally {
+        this.delivering.delete(job);
+      }
       this.metrics.deliveryDuration.observe({ transport: ctx.transport.kind }, (performance.now() - started) / 1000);
-      if (reached) this.holds.delete(key);
+      if (reached || this.retryAsked.has(job))
+        this.holds.delete(key); // an operator's retry lifts the suspension this attempt would set
       else {
         const reason = mine[0]!.lastResponse ?? 'unreachable';
         this.holds.set(key, { until: Date.now() + s.minRetryDelayMs, reason });
@@ -384,7 +441,7 @@ export class OutboundQueue {
     if (still.length) {
       const attempts = still.reduce((n, r) => Math.max(n, r.attempts), 1);
       const backoff = Math.min(s.maxRetryDelayMs, s.minRetryDelayMs * 2 ** Math.max(0, attempts - 1));
-      next = Date.now() + Math.round(backoff * (0.8 + Math.random() * 0.4));
+      next = this.retryAsked.has(job) ? Date.now() : Date.now() + Math.round(backoff * (0.8 + Math.random() * 0.4));
       for (const r of still) r.retryAt = next;
       const h = this.holds.get(key);
       if (h && h.until > next) h.until = next;
@@ -400,7 +457,7 @@ export class OutboundQueue {
    * again when the bounce could not be made durable yet (the entry stays), else null.
    */
   private async settle(row: number, open: Open, entry: QueueEntry, ctx: DeliveryContext): Promise<number | null> {
-    if (!(await this.bounceIfNeeded(entry, ctx))) {
+    if (!(await this.report(open, entry, ctx))) {
       entry.nextAttemptAt = Date.now() + ctx.settings.minRetryDelayMs;
       await this.persist(open, entry);
       return entry.nextAttemptAt;
@@ -434,8 +491,11 @@ export class OutboundQueue {
     if (w && --w.refs <= 0) this.window.delete(id);
   }
 
-  /** Applies results and makes them durable before anything else happens. */
-  private async record(open: Open, entry: QueueEntry, results: readonly RecipientResult[], ctx: DeliveryContext): Promise<void> {
+  /**
+   * Applies results and makes them durable before anything else happens: the one place an
+   * attempt's outcome for a recipient (delivered, deferred, bounced, expired) is recorded.
+   */
+  private async record(open: Open, entry: QueueEntry, results: readonly RecipientResult[], ctx: DeliveryContext, failure: 'bounced' | 'expired' = 'bounced'): Promise<void> {
     if (open.deleted) return;
     const now = Date.now();
     for (const res of results) {
@@ -445,14 +505,35 @@ export class OutboundQueue {
       r.lastResponse = res.response;
       r.updatedAt = now;
       if (res.outcome === 'delivered') r.state = 'delivered';
-      if (res.outcome === 'failed') r.state = 'failed';
+      if (res.outcome === 'failed') {
+        r.state = 'failed';
+        r.notified = false; // reported to the sender after this attempt (report())
+      }
       r.remote = res.remote;
-      const result = res.outcome === 'failed' ? 'bounced' : res.outcome;
-      this.metrics.delivery.inc({ transport: ctx.transport.kind, result });
-      this.log.info(`recipient ${res.outcome}`, { id: entry.id, transport: ctx.transport.kind, remote: res.remote ?? undefined, response: res.response });
+      this.outcome(entry, r, res.outcome === 'failed' ? failure : res.outcome, ctx.transport.kind);
     }
     entry.lastError = results.find((x) => x.outcome !== 'delivered')?.response ?? entry.lastError;
     await this.persist(open, entry);
+  }
+
+  /**
+   * What people and metrics see of a recipient's outcome: from record() for each attempt's
+   * result, from remove() for a recipient still pending when an operator deletes its message.
+   */
+  private outcome(entry: QueueEntry, r: QueueRecipient, fate: Fate, transport: string): void {
+    if (fate !== 'deleted') this.metrics.delivery.inc({ transport, result: fate === 'expired' ? 'bounced' : fate });
+    const reply = r.lastResponse ?? undefined;
+    this.ctx!().mailLog.recipient({
+      id: entry.id,
+      from: entry.sender,
+      to: r.address,
+      transport,
+      relay: r.remote ?? undefined,
+      delay: (Date.now() - entry.arrivedAt) / 1000,
+      dsn: /\b[245]\.\d{1,3}\.\d{1,3}\b/.exec(reply ?? '')?.[0] ?? DEFAULT_DSN[fate],
+      status: fate,
+      reply: fate === 'deleted' ? 'deleted by an operator' : reply,
+    });
   }
 
   /** Updates of one entry are written in order (its jobs and transports report concurrently). */
@@ -468,19 +549,70 @@ export class OutboundQueue {
     return next;
   }
 
-  /** True when nothing (more) needs bouncing. */
-  private async bounceIfNeeded(entry: QueueEntry, ctx: DeliveryContext): Promise<boolean> {
-    const failed = entry.recipients.filter((r) => r.state === 'failed');
-    if (!failed.length || entry.bounced) return true;
+  /**
+   * Tells the sender about the failed recipients not reported yet (one DSN for them), one call
+   * per message at a time. True when none is left unreported, false when the DSN could not be
+   * stored yet (tried again after the next attempt, or when the message is done).
+   */
+  private report(open: Open, entry: QueueEntry, ctx: DeliveryContext): Promise<boolean> {
+    const prev = this.reporting.get(entry.id) ?? Promise.resolve(true);
+    const next = prev
+      .catch(() => false)
+      .then(async () => {
+        const failed = entry.recipients.filter((r) => unreported(entry, r));
+        if (!failed.length || open.deleted) return true;
+        let sent: boolean;
+        try {
+          sent = await this.bounce(entry, failed, ctx);
+        } catch (err) {
+          this.log.error('could not store a bounce, will retry', { id: entry.id, error: err as Error });
+          sent = false;
+        }
+        if (!sent) return false;
+        for (const r of failed) r.notified = true;
+        await this.persist(open, entry);
+        return true;
+      });
+    this.reporting.set(entry.id, next);
+    void next
+      .finally(() => {
+        if (this.reporting.get(entry.id) === next) this.reporting.delete(entry.id);
+      })
+      .catch(() => {});
+    return next;
+  }
+
+  /** What of the message goes back in a DSN: all of it up to ORIGINAL_LIMIT, else its headers. */
+  private async original(entry: QueueEntry): Promise<Original> {
+    const offset = entry.bodyOffset ?? 0;
+    const size = (await fs.stat(this.store.messagePath(entry.id))).size - offset;
+    if (size > ORIGINAL_LIMIT) return { kind: 'headers', headers: await this.store.readHeader(entry.id, offset), size };
+    const fh = await fs.open(this.store.messagePath(entry.id), 'r');
+    try {
+      const data = Buffer.allocUnsafe(size);
+      let got = 0;
+      while (got < size) {
+        const { bytesRead } = await fh.read(data, got, size - got, offset + got);
+        if (!bytesRead) break;
+        got += bytesRead;
+      }
+      return { kind: 'message', data: data.subarray(0, got) };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** One DSN for these failed recipients. True when it is stored (or needs none), false to try again later. */
+  private async bounce(entry: QueueEntry, failed: readonly QueueRecipient[], ctx: DeliveryContext): Promise<boolean> {
     if (entry.sender === '') {
       this.log.warn('undeliverable message from the null sender dropped', { id: entry.id, failed: failed.length });
       return true;
     }
-    let originalHeaders: string;
+    let original: Original;
     try {
-      originalHeaders = await this.store.readHeader(entry.id, entry.bodyOffset ?? 0);
+      original = await this.original(entry);
     } catch {
-      return true;
+      return true; // the message file is gone: nothing to return
     }
     const dsn = buildBounce({
       hostname: ctx.hostname,
@@ -488,7 +620,8 @@ export class OutboundQueue {
       sender: entry.sender,
       arrivedAt: entry.arrivedAt,
       failed: failed.map((r) => ({ address: r.address, diagnostic: r.lastResponse ?? 'failed', remote: r.remote ?? null })),
-      originalHeaders,
+      original,
+      stillPending: entry.recipients.filter((r) => r.state === 'pending').length,
     });
     const id = newQueueId();
     const received = receivedHeader({
@@ -521,25 +654,77 @@ export class OutboundQueue {
       this.log.error('could not store a bounce, will retry', { id: entry.id, error: e as Error });
       return false;
     }
-    entry.bounced = true;
-    this.log.info('bounce sent', { id: entry.id, bounce: id, failed: failed.length });
+    this.log.info('bounce sent', { id: entry.id, bounce: id, failed: failed.length, original: original.kind });
     return true;
   }
 
+  /**
+   * Answers the operators' requests. A folder that cannot be read is logged once (and once more
+   * when it can be again); a request that cannot be read is logged and answered with why.
+   */
   private async handleRequests(): Promise<void> {
-    for (const { path, req } of await takeRequests(this.store.dir)) {
-      if (!this.loaded && req.op !== 'unlock') continue; // queue requests wait until every entry is known
-      const result = await this.apply(req).catch((e: Error) => ({ ok: false, message: e.message }));
-      await fs.writeFile(`${path}.result`, JSON.stringify(result)).catch(() => {});
-      await fs.unlink(path).catch(() => {});
+    let taken: Taken[];
+    try {
+      taken = await takeRequests(this.store.dir);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const problem = `${err.code ?? 'error'}`;
+      if (this.requestsProblem !== problem) {
+        this.requestsProblem = problem;
+        const dir = join(this.store.dir, 'requests');
+        this.log.error(`cannot read operator requests in ${dir}: mailplane queue and unlock commands go unanswered until it is readable by uid ${process.getuid?.()}`, {
+          error: err.message,
+          code: err.code,
+        });
+      }
+      return;
+    }
+    if (this.requestsProblem !== null) {
+      this.requestsProblem = null;
+      this.log.info('operator requests can be read again');
+    }
+    for (const p of this.stuck) if (!taken.some((t) => t.path === p)) this.stuck.delete(p);
+    for (const t of taken) {
+      if (this.stuck.has(t.path)) continue;
+      let result: RequestResult;
+      if ('problem' in t) {
+        this.log.warn('operator request refused', { request: t.path, reason: t.problem });
+        result = { ok: false, message: t.problem };
+      } else {
+        if (!this.loaded && t.req.op !== 'unlock' && t.req.op !== 'deliveries') continue; // queue requests wait until every entry is known
+        result = await this.apply(t.req).catch((e: Error) => ({ ok: false, message: e.message }));
+      }
+      await this.answer(t.path, result);
     }
   }
 
-  private async apply(req: QueueRequest): Promise<{ ok: boolean; message: string }> {
+  /** Writes a request's result next to it (atomically), then removes the request. */
+  private async answer(path: string, result: RequestResult): Promise<void> {
+    const tmp = join(dirname(path), `.${basename(path)}.result`);
+    try {
+      await fs.writeFile(tmp, JSON.stringify(result));
+      await fs.rename(tmp, `${path}.result`);
+    } catch (e) {
+      this.log.error('cannot answer an operator request', { request: path, error: (e as Error).message });
+    }
+    await fs.unlink(path).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return;
+      this.stuck.add(path);
+      this.log.error('cannot remove an operator request: it is not applied again', { request: path, error: e.message });
+    });
+  }
+
+  private async apply(req: QueueRequest): Promise<RequestResult> {
     if (req.op === 'unlock') return this.ctx!().unlock(req.address);
+    if (req.op === 'deliveries') {
+      const deliveries = this.deliveries();
+      return { ok: true, message: `${deliveries.length} deliver${deliveries.length === 1 ? 'y' : 'ies'} in progress`, deliveries };
+    }
     if (req.op === 'retry') {
       const n = this.retry(req.id);
-      return req.id !== null && n === 0 ? { ok: false, message: `no queued message ${req.id}` } : { ok: true, message: `retrying ${n} message${n === 1 ? '' : 's'} now` };
+      if (req.id !== null && n === 0) return { ok: false, message: `no queued message ${req.id}` };
+      const running = req.id !== null && this.deliveries().some((d) => d.id === req.id);
+      return { ok: true, message: running ? `${req.id} is being delivered now: it will be attempted again as soon as that attempt ends` : `retrying ${n} message${n === 1 ? '' : 's'} now` };
     }
     return (await this.remove(req.id)) ? { ok: true, message: `deleted ${req.id}` } : { ok: false, message: `no queued message ${req.id}` };
   }

@@ -9,7 +9,7 @@
 // content; no MIME downgrade) or 5.6.7/5.6.9 (UTF-8 addresses/headers), and is bounced.
 import { isAscii } from 'node:buffer';
 import { isIP } from 'node:net';
-import type { Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import nodemailer from 'nodemailer';
 import SMTPConnection, { type SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
@@ -44,10 +44,11 @@ export interface MessageSource {
 export interface Transport {
   readonly kind: 'relay' | 'mx';
   /**
-   * Sends; onResults is called as groups of recipients finish (persist them at once). Resolves
+   * Sends; onResults is called as groups of recipients finish (persist them at once), onHost
+   * each time a host is tried (for the deliveries in progress that `queue list` shows). Resolves
    * with reached: false when no host of the destination answered (connection, TLS, greeting, DNS).
    */
-  send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>): Promise<{ reached: boolean }>;
+  send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>, onHost?: (remote: string) => void): Promise<{ reached: boolean }>;
   health(): { up: boolean | null; lastError: string | null };
   /** Checks reachability and credentials in the background (relay only). */
   verify?(): Promise<void>;
@@ -56,6 +57,9 @@ export interface Transport {
 
 interface MailError extends Error {
   code?: string;
+  /** the system or TLS error under nodemailer's own code (ECONNREFUSED, ERR_SSL_WRONG_VERSION_NUMBER …) */
+  originalCode?: string;
+  reason?: string;
   command?: string;
   responseCode?: number;
   response?: string;
@@ -81,6 +85,19 @@ interface Attempt {
   readonly results: RecipientResult[];
   /** false when the remote end never answered the transaction (connection, TLS or greeting failure) */
   readonly reached: boolean;
+  /** the relay refused our credentials (the mail stays queued: fixing the password delivers it) */
+  readonly authRefused?: boolean;
+}
+
+/** The host a send talks to, as delivery errors name it. */
+interface Peer {
+  /** host[ip]:port or host:port, for results and bounces */
+  readonly remote: string;
+  /** how sentences name it: "the relay smtp.example.net:587", "mx1.example.net[192.0.2.1]:25" */
+  readonly name: string;
+  /** the relay's settings (hints name them); null for an MX host */
+  readonly relay: RelaySpec | null;
+  readonly connectTimeoutMs: number;
 }
 
 /** How long what a hop advertised is trusted before it is learned again. */
@@ -206,7 +223,8 @@ async function refusalFor(envelope: Envelope, exts: ReadonlySet<string>, message
 }
 
 /** Turns one nodemailer send (success, partial or error) into per-recipient results. */
-async function sendVia(hop: NextHop, envelope: Envelope, message: MessageSource, remote: string, treatAsTemporary: (e: MailError) => boolean): Promise<Attempt> {
+async function sendVia(hop: NextHop, envelope: Envelope, message: MessageSource, peer: Peer, treatAsTemporary: (e: MailError) => boolean): Promise<Attempt> {
+  const { remote } = peer;
   let use8BitMime = false;
   if (envelope.eightBitMime || envelope.smtputf8 || [envelope.from, ...envelope.to].some(needsUtf8)) {
     let exts: ReadonlySet<string>;
@@ -215,16 +233,16 @@ async function sendVia(hop: NextHop, envelope: Envelope, message: MessageSource,
     } catch (err) {
       const e = err as MailError;
       const outcome: Outcome = isPermanent(e, treatAsTemporary) ? 'failed' : 'deferred';
-      return { results: envelope.to.map((to) => ({ address: to, outcome, response: errorText(e), remote })), reached: false };
+      return { results: envelope.to.map((to) => ({ address: to, outcome, response: explain(e, peer), remote })), reached: false, authRefused: e.code === 'EAUTH' };
     }
     const refusal = await refusalFor(envelope, exts, message, remote);
     if (refusal) return { results: envelope.to.map((to) => ({ address: to, outcome: 'failed', response: refusal, remote: null })), reached: true };
     use8BitMime = !!envelope.eightBitMime && exts.has('8BITMIME');
   }
   const raw = message.open();
-  const results = await sendResults(hop, { from: envelope.from, to: [...envelope.to], use8BitMime }, envelope, raw, remote, treatAsTemporary);
+  const results = await sendResults(hop, { from: envelope.from, to: [...envelope.to], use8BitMime }, envelope, raw, peer, treatAsTemporary);
   raw.destroy(); // unread when the transaction failed before DATA
-  return { results: results.list, reached: results.reached };
+  return results;
 }
 
 async function sendResults(
@@ -232,32 +250,33 @@ async function sendResults(
   mailEnvelope: { from: string; to: string[]; use8BitMime: boolean },
   envelope: Envelope,
   raw: Readable,
-  remote: string,
+  peer: Peer,
   treatAsTemporary: (e: MailError) => boolean,
-): Promise<{ list: RecipientResult[]; reached: boolean }> {
+): Promise<Attempt> {
+  const { remote } = peer;
   try {
     const info = (await hop.mailer.sendMail({ envelope: mailEnvelope, raw })) as SendInfo;
     hop.learn(info.ehlo);
     const rejected = new Map((info.rejectedErrors ?? []).map((e) => [(e as { recipient?: string }).recipient?.toLowerCase() ?? '', e]));
     const accepted = new Set((info.accepted ?? []).map(addr));
-    const list = envelope.to.map((to): RecipientResult => {
+    const results = envelope.to.map((to): RecipientResult => {
       if (accepted.has(to.toLowerCase())) return { address: to, outcome: 'delivered', response: info.response ?? '250 accepted', remote };
       const e = rejected.get(to.toLowerCase());
-      return { address: to, outcome: e && isPermanent(e, treatAsTemporary) ? 'failed' : 'deferred', response: errorText(e), remote };
+      return { address: to, outcome: e && isPermanent(e, treatAsTemporary) ? 'failed' : 'deferred', response: e ? explain(e, peer) : `${peer.name} did not accept the recipient`, remote };
     });
-    return { list, reached: true };
+    return { results, reached: true };
   } catch (err) {
     const e = err as MailError;
     if (e.rejectedErrors?.length) {
       const byRcpt = new Map(e.rejectedErrors.map((x) => [(x as { recipient?: string }).recipient?.toLowerCase() ?? '', x]));
-      const list = envelope.to.map((to): RecipientResult => {
+      const results = envelope.to.map((to): RecipientResult => {
         const x = byRcpt.get(to.toLowerCase()) ?? e;
-        return { address: to, outcome: isPermanent(x, treatAsTemporary) ? 'failed' : 'deferred', response: errorText(x), remote };
+        return { address: to, outcome: isPermanent(x, treatAsTemporary) ? 'failed' : 'deferred', response: explain(x, peer), remote };
       });
-      return { list, reached: true };
+      return { results, reached: true };
     }
     const outcome: Outcome = isPermanent(e, treatAsTemporary) ? 'failed' : 'deferred';
-    return { list: envelope.to.map((to) => ({ address: to, outcome, response: errorText(e), remote })), reached: inTransaction(e) };
+    return { results: envelope.to.map((to) => ({ address: to, outcome, response: explain(e, peer), remote })), reached: inTransaction(e), authRefused: e.code === 'EAUTH' };
   }
 }
 
@@ -274,19 +293,81 @@ function isPermanent(e: MailError, treatAsTemporary: (e: MailError) => boolean):
   return !!e.permanent && /^(MAIL FROM|RCPT TO|DATA)/.test(e.command ?? '') && !treatAsTemporary(e);
 }
 
-function errorText(e: MailError | undefined): string {
-  if (!e) return 'rejected';
-  const during = e.command && !/^(MAIL FROM|RCPT TO|DATA)/.test(e.command) ? `${e.command}: ` : '';
-  if (e.response) return `${during}${e.response.split('\n')[0]!.trim()}`;
-  return `${during}${e.code ?? 'error'}: ${e.message}`.slice(0, 300);
+/** Why a connection or socket failed, by the system error under nodemailer's code. */
+const SOCKET_ERRORS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'refused the connection (nothing listens on that port)',
+  ECONNRESET: 'reset the connection',
+  EPIPE: 'closed the connection while we were writing',
+  EHOSTUNREACH: 'cannot be reached (no route to the host)',
+  ENETUNREACH: 'cannot be reached (no route to its network)',
+  EADDRNOTAVAIL: 'cannot be reached from here (address not available)',
+  ENOTFOUND: 'does not resolve: no such host name',
+  EAI_AGAIN: 'could not be resolved: the DNS lookup failed for now',
+};
+
+/** Why a certificate was refused, in words (Node's codes of certificate verification). */
+function certificateProblem(code: string, e: MailError): string | null {
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `presented a certificate for another name (${e.reason ?? e.message})`;
+  if (code === 'CERT_HAS_EXPIRED') return 'presented an expired certificate';
+  if (code === 'CERT_NOT_YET_VALID') return 'presented a certificate that is not valid yet';
+  if (/SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY_LEAF|CERT_UNTRUSTED|CERT_CHAIN_TOO_LONG|INVALID_CA/.test(code)) return `presented a certificate that is not trusted (${e.message.trim()})`;
+  return null;
+}
+
+/**
+ * A delivery error as a sentence an operator (or a sender reading a bounce) can act on, naming
+ * the host and, for the relay, the setting involved. A reply to MAIL, RCPT or DATA is the
+ * remote's own words and is kept as it is (it goes into DSNs as the Diagnostic-Code).
+ */
+function explain(e: MailError, peer: Peer): string {
+  const reply = e.response ? e.response.split('\n')[0]!.trim() : null;
+  const command = e.command ?? '';
+  const who = peer.name;
+  const relay = peer.relay;
+  if (reply && /^(MAIL FROM|RCPT TO|DATA)/.test(command)) return reply;
+  if (e.code === 'EAUTH') {
+    const account = relay?.auth ? ` (${relay.auth.username})` : '';
+    return reply ? `${who} refused the credentials of relay.auth${account}: ${reply}` : `${who}: logging in failed (${e.message.trim()})`;
+  }
+  if (command === 'STARTTLS') {
+    if (relay?.secure) return `${who} does not offer STARTTLS, and relay.secure requires it${reply ? ` (it answered STARTTLS with ${reply})` : ''}`;
+    return `${who} offered STARTTLS but the upgrade failed${reply ? `: ${reply}` : ''}`;
+  }
+  const code = e.originalCode ?? '';
+  const seconds = `${Math.round(peer.connectTimeoutMs / 100) / 10} s`;
+  const cert = certificateProblem(code, e);
+  if (cert) return `${who} ${cert}${relay ? '; give the CA that signed it in relay.caFile, or fix the certificate' : ''}`;
+  if (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|UNKNOWN_PROTOCOL|HTTP_REQUEST/.test(code) || /wrong version number|packet length too long/.test(e.message)) {
+    return relay?.implicitTls
+      ? `${who} does not speak TLS at once on port ${relay.port} (relay.implicitTls); on a STARTTLS port such as 587 set relay.implicitTls: false`
+      : `the TLS handshake with ${who} failed: it does not speak TLS there`;
+  }
+  if (e.code === 'ETLS' || /^ERR_SSL_|^ERR_TLS_/.test(code)) return `the TLS handshake with ${who} failed: ${(e.reason ?? e.message).replace(/^Error initiating TLS - /, '').trim()}`;
+  if (SOCKET_ERRORS[code]) return `${who} ${SOCKET_ERRORS[code]}`;
+  if (e.code === 'ETIMEDOUT') {
+    if (/greeting/i.test(e.message)) {
+      const hint = relay && !relay.implicitTls ? '; if it expects TLS at once (as on port 465), set relay.implicitTls: true' : '';
+      return `${who} did not answer within ${seconds} (no connection, or no greeting)${hint}`;
+    }
+    if (/connection timeout/i.test(e.message)) return `${who} did not accept the connection within ${seconds}`;
+    return `${who} stopped answering in the middle of the session`;
+  }
+  if (e.code === 'EPROTOCOL' && command === 'CONN' && reply) return `${who} refused the connection: ${reply}`;
+  if (e.code === 'ECONNECTION') return `${who} closed the connection${command === 'CONN' ? ' unexpectedly' : ` after ${command}`}${reply ? `: ${reply}` : ''}`;
+  if (reply) return `${who} refused ${command || 'the session'}: ${reply}`;
+  return `${who}: ${e.message.trim()}`.slice(0, 300);
 }
 
 export class RelayTransport implements Transport {
   readonly kind = 'relay' as const;
   private readonly mailer: Mailer;
   private readonly hop: NextHop;
+  private readonly peer: Peer;
   private up: boolean | null = null;
   private lastError: string | null = null;
+  /** sends in flight, and when the last of them last made progress (started, read message bytes, ended) */
+  private sending = 0;
+  private progressAt = 0;
 
   constructor(
     readonly relay: RelaySpec,
@@ -318,20 +399,54 @@ export class RelayTransport implements Transport {
       auth: relay.auth ? { user: relay.auth.username, pass: relay.auth.password.reveal() } : undefined,
     } as Parameters<typeof nodemailer.createTransport>[0]);
     this.hop = new NextHop(this.mailer, connect);
+    const remote = `${relay.host}:${relay.port}`;
+    this.peer = { remote, name: `the relay ${remote}`, relay, connectTimeoutMs: delivery.connectTimeoutMs };
   }
 
-  async send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>): Promise<{ reached: boolean }> {
-    const remote = `${this.relay.host}:${this.relay.port}`;
-    // Refused relay credentials keep the mail queued: fixing the password must deliver it.
-    const { results, reached } = await sendVia(this.hop, envelope, message, remote, (e) => e.code === 'EAUTH');
-    const authRefused = results.length > 0 && results.every((r) => r.outcome !== 'delivered' && /^AUTH /.test(r.response));
-    this.up = reached && !authRefused;
+  async send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>, onHost?: (remote: string) => void): Promise<{ reached: boolean }> {
+    onHost?.(this.peer.remote);
+    this.sending++;
+    this.progressAt = Date.now();
+    const watched: MessageSource = {
+      open: () => this.progressing(message.open()),
+    };
+    let attempt: Attempt;
+    try {
+      // Refused relay credentials keep the mail queued: fixing the password must deliver it.
+      attempt = await sendVia(this.hop, envelope, watched, this.peer, (e) => e.code === 'EAUTH');
+    } finally {
+      this.sending--;
+      this.progressAt = Date.now();
+    }
+    const { results, reached } = attempt;
+    this.up = reached && !attempt.authRefused;
     this.lastError = this.up ? null : (results[0]?.response ?? null);
     await onResults(results);
     return { reached };
   }
 
+  /** The message as the connection reads it, each chunk noted as progress of the send. */
+  private progressing(stream: Readable): Readable {
+    const noted = new Transform({
+      transform: (chunk: Buffer, _encoding, done) => {
+        this.progressAt = Date.now();
+        done(null, chunk);
+      },
+    });
+    pipeline(stream, noted, () => {}); // destroying what is read destroys the file stream too
+    return noted;
+  }
+
+  /**
+   * Up when the last attempt reached the relay and was not refused its credentials — and not
+   * while an attempt has waited longer than the connect timeout without any progress (a relay
+   * that accepted the connection and then hangs is not up).
+   */
   health(): { up: boolean | null; lastError: string | null } {
+    const silent = Date.now() - this.progressAt;
+    if (this.sending > 0 && silent > this.peer.connectTimeoutMs) {
+      return { up: false, lastError: `${this.peer.name} has not answered for ${Math.round(silent / 1000)} s: a delivery is waiting for its reply` };
+    }
     return { up: this.up, lastError: this.lastError };
   }
 
@@ -342,7 +457,7 @@ export class RelayTransport implements Transport {
     } catch (e) {
       if (this.up === null) {
         this.up = false;
-        this.lastError = errorText(e as MailError);
+        this.lastError = explain(e as MailError, this.peer);
       }
     }
   }
@@ -371,7 +486,7 @@ export class MxTransport implements Transport {
   }
 
   /** Recipients at several domains (entries queued before jobs were per domain) go to each in turn. */
-  async send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>): Promise<{ reached: boolean }> {
+  async send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>, onHost?: (remote: string) => void): Promise<{ reached: boolean }> {
     const byDomain = new Map<string, string[]>();
     for (const to of envelope.to) {
       const domain = to.slice(to.lastIndexOf('@') + 1).toLowerCase();
@@ -379,14 +494,14 @@ export class MxTransport implements Transport {
     }
     let reached = false;
     for (const [domain, rcpts] of byDomain) {
-      const r = await this.toDomain(domain, { ...envelope, to: rcpts }, message);
+      const r = await this.toDomain(domain, { ...envelope, to: rcpts }, message, onHost);
       reached ||= r.reached;
       await onResults(r.results);
     }
     return { reached };
   }
 
-  private async toDomain(domain: string, envelope: Envelope, message: MessageSource): Promise<{ results: RecipientResult[]; reached: boolean }> {
+  private async toDomain(domain: string, envelope: Envelope, message: MessageSource, onHost?: (remote: string) => void): Promise<{ results: RecipientResult[]; reached: boolean }> {
     const all = (outcome: Outcome, response: string, remote: string | null = null) => ({
       results: envelope.to.map((address) => ({ address, outcome, response, remote })),
       reached: false,
@@ -396,20 +511,28 @@ export class MxTransport implements Transport {
       route = await this.resolver.route(domain);
     } catch (e) {
       this.lastError = (e as Error).message;
-      return all('deferred', e instanceof TemporaryDnsError ? e.message : `DNS: ${(e as Error).message}`);
+      return all('deferred', e instanceof TemporaryDnsError ? e.message : `the DNS lookup for ${domain} failed: ${(e as Error).message}`);
     }
     if (route.kind === 'none') return { ...all('failed', `${route.status} ${route.reason}`), reached: true };
-    let last = 'no mail exchanger could be reached';
+    // every host tried, each with its own error: the deferral names them all
+    const tried: string[] = [];
     for (const host of route.hosts) {
       for (const ip of host.addresses) {
         const remote = `${host.name}[${ip}]:${this.delivery.mxPort}`;
-        const { results, reached } = await sendVia(this.pool(host.name, ip), envelope, message, remote, () => false);
+        onHost?.(remote);
+        const peer: Peer = { remote, name: remote, relay: null, connectTimeoutMs: this.delivery.connectTimeoutMs };
+        const { results, reached } = await sendVia(this.pool(host.name, ip), envelope, message, peer, () => false);
         // The next host is tried only when this one never answered the transaction.
         if (reached) return { results, reached };
-        last = `${remote}: ${results[0]!.response}`;
-        this.lastError = last;
+        tried.push(results[0]!.response);
       }
     }
+    const last = !tried.length
+      ? `no mail exchanger of ${domain} has an address to connect to`
+      : tried.length === 1
+        ? `the mail exchanger of ${domain} could not be reached: ${tried[0]}`
+        : `none of the ${tried.length} mail exchangers of ${domain} could be reached: ${tried.map((t, i) => `(${i + 1}) ${t}`).join('; ')}`;
+    this.lastError = last;
     return all('deferred', last);
   }
 

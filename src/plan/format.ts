@@ -43,6 +43,8 @@ export function describe(a: Action): { title: string; details: readonly string[]
       return { title: `move observability endpoint ${a.from} → ${a.to}: binds a new socket`, details: [] };
     case 'observability.update':
       return { title: 'update access to /status and /-/reload: applies to the next request', details: a.changes };
+    case 'signing.update':
+      return { title: 'update DKIM signing keys: swapped in place, the next message signed uses them', details: a.changes };
   }
 }
 
@@ -64,13 +66,7 @@ export function formatPlan(plan: Plan): string {
     for (const x of d.details) lines.push(`    ${x}`);
   }
   const sockets = plan.actions.filter(touchesSockets).length;
-  return [
-    `Plan: ${plan.actions.length} change${plan.actions.length === 1 ? '' : 's'}, ${sockets} binding or closing sockets or draining sessions.`,
-    '',
-    ...lines,
-    '',
-    '! binds or closes a socket, or drains open sessions',
-    '~ applied in place to new sessions; nothing is closed',
-    '',
-  ].join('\n');
+  // the legend explains the marks the report uses, and only those
+  const legend = [...(sockets > 0 ? ['! binds or closes a socket, or drains open sessions'] : []), ...(sockets < plan.actions.length ? ['~ applied in place to new sessions; nothing is closed'] : [])];
+  return [`Plan: ${plan.actions.length} change${plan.actions.length === 1 ? '' : 's'}, ${sockets} binding or closing sockets or draining sessions.`, '', ...lines, '', ...legend, ''].join('\n');
 }

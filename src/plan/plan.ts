@@ -28,7 +28,9 @@ export type Action =
   | { readonly kind: 'delivery.update'; readonly changes: readonly string[] }
   | { readonly kind: 'storage.update'; readonly changes: readonly string[] }
   | { readonly kind: 'observability.rebind'; readonly from: string; readonly to: string }
-  | { readonly kind: 'observability.update'; readonly changes: readonly string[] };
+  | { readonly kind: 'observability.update'; readonly changes: readonly string[] }
+  /** DKIM keys added, removed or replaced: the signer is swapped in place */
+  | { readonly kind: 'signing.update'; readonly changes: readonly string[] };
 
 export interface Plan {
   readonly from: string | null; // public hash of the applied state
@@ -136,8 +138,30 @@ export function diff(applied: SpecView | null, desired: SpecView): Plan {
   push(actions, 'delivery.update', [...new Set(delivery)]);
   push(actions, 'storage.update', describeChanges(a.storage, b.storage));
   if (!sameJson(a.ops, b.ops)) actions.push({ kind: 'observability.rebind', from: hostPortOf(a.ops), to: hostPortOf(b.ops) });
-  if (!sameJson(a.opsAccess, b.opsAccess)) actions.push({ kind: 'observability.update', changes: describeChanges(a.opsAccess, b.opsAccess, 'observability') });
+  const observability = [...describeChanges(a.opsAccess, b.opsAccess, 'observability'), ...describeChanges(a.logging ?? null, b.logging ?? null, 'observability.logging')];
+  if (observability.length) actions.push({ kind: 'observability.update', changes: observability });
+  const signing = signingChanges(a.signing ?? null, b.signing ?? null);
+  if (signing.length) actions.push({ kind: 'signing.update', changes: signing });
   return { from: applied.hash, to: desired.hash, actions };
+}
+
+type SigningKeyJson = { domain: string; selector: string; algorithm: string; fingerprint: string; privateKey: Json };
+
+/** DKIM keys by domain and selector: added, removed, replaced (by public fingerprint; the key itself never shows). */
+function signingChanges(a: Json, b: Json): string[] {
+  const keys = (v: Json) => new Map(((v as { keys?: SigningKeyJson[] } | null)?.keys ?? []).map((k) => [`${k.domain} selector ${k.selector}`, k]));
+  const [before, after] = [keys(a), keys(b)];
+  const fp = (k: SigningKeyJson) => `${k.fingerprint.slice(0, 'sha256:'.length + 16)}…`;
+  const out: string[] = [];
+  for (const [id, k] of after) {
+    const old = before.get(id);
+    if (!old) out.push(`add key ${id} (${k.algorithm}, ${fp(k)})`);
+    else if (old.fingerprint !== k.fingerprint) out.push(`replace key ${id}: ${fp(old)} → ${fp(k)} (${k.algorithm})`);
+    else if (old.algorithm !== k.algorithm) out.push(`key ${id}: algorithm ${old.algorithm} → ${k.algorithm}`);
+    else if (!sameJson(old.privateKey, k.privateKey)) out.push(`key ${id}: file content changed, same key`);
+  }
+  for (const [id] of before) if (!after.has(id)) out.push(`remove key ${id}`);
+  return out;
 }
 
 function push(actions: Action[], kind: 'policy.update' | 'accounts.update' | 'relay.update' | 'delivery.update' | 'storage.update', changes: string[]): void {

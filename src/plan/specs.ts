@@ -3,8 +3,9 @@
 // the transaction's rebuild decisions both come from comparing these specs, and every factory
 // takes its spec, so a field a component reads is a field whose change rebuilds it.
 import { formatCidr } from '../config/cidr.js';
-import type { AuthPolicy, DeliveryState, DesiredState, LdapSettings, ListenerRole, ListenerTls, LocalUser, RelayState, SmtpLimits } from '../config/desired-state.js';
+import type { AuthPolicy, DeliveryState, DesiredState, LdapSettings, ListenerRole, ListenerTls, LocalUser, RelayState, SmtpLimits, StorageState } from '../config/desired-state.js';
 import type { Secret } from '../config/secret.js';
+import type { DkimAlgorithm } from '../dkim/key.js';
 import type { TlsMaterial } from '../tls/material.js';
 
 /** The socket a listener owns: a change needs a new socket (or a new server on it). */
@@ -54,6 +55,20 @@ export interface TransportSpec {
 /** What the queue reads at every attempt (applied in place). */
 export type DeliverySpec = Pick<DeliveryState, 'minRetryDelayMs' | 'maxRetryDelayMs' | 'maxLifetimeMs' | 'maxReceivedHeaders' | 'concurrency' | 'destinationConcurrency'>;
 
+/** One DKIM key as the signer uses it: the key (a Secret) and, for people, its public fingerprint. */
+export interface SigningKeySpec {
+  readonly domain: string;
+  readonly selector: string;
+  readonly algorithm: DkimAlgorithm;
+  readonly fingerprint: string;
+  readonly privateKey: Secret;
+}
+
+/** The DKIM signer: every key, by domain then selector (the order of the config is no change). */
+export interface SigningSpec {
+  readonly keys: readonly SigningKeySpec[];
+}
+
 export interface Specs {
   /** active listeners only (none while smtp.enabled is false), by name */
   readonly listeners: Readonly<Record<string, ListenerComponent>>;
@@ -63,16 +78,20 @@ export interface Specs {
   readonly accounts: AccountsSpec;
   readonly transport: TransportSpec;
   readonly delivery: DeliverySpec;
-  /** reopening the data dir; the memory budget is applied in place */
-  readonly storage: { readonly dataDir: string; readonly memoryBudget: number };
+  /** reopening the data dir; the memory budget and the Maildir group and modes are applied in place (to what is created next) */
+  readonly storage: StorageState;
   readonly ops: { readonly host: string; readonly port: number };
   /** who may read /status and reload (applied in place: read at every request) */
   readonly opsAccess: { readonly token: Secret | null };
+  /** how the mail log writes addresses (applied in place) */
+  readonly logging: { readonly addresses: 'full' | 'redact' };
+  /** DKIM signing of outbound mail (swapped in place: the next message is signed with it) */
+  readonly signing: SigningSpec;
 }
 
 export type Component = keyof Specs;
 
-export const COMPONENTS: readonly Component[] = ['listeners', 'tls', 'policy', 'accounts', 'transport', 'delivery', 'storage', 'ops', 'opsAccess'];
+export const COMPONENTS: readonly Component[] = ['listeners', 'tls', 'policy', 'accounts', 'transport', 'delivery', 'storage', 'ops', 'opsAccess', 'logging', 'signing'];
 
 export function specsOf(s: DesiredState): Specs {
   const a = s.smtp.auth;
@@ -113,9 +132,15 @@ export function specsOf(s: DesiredState): Specs {
       concurrency: d.concurrency,
       destinationConcurrency: d.destinationConcurrency,
     },
-    storage: { dataDir: s.storage.dataDir, memoryBudget: s.storage.memoryBudget },
+    storage: { dataDir: s.storage.dataDir, memoryBudget: s.storage.memoryBudget, mailboxGroup: s.storage.mailboxGroup, mailboxMode: s.storage.mailboxMode },
     ops: { host: s.observability.host, port: s.observability.port },
     opsAccess: { token: s.observability.token },
+    logging: { addresses: s.observability.logAddresses },
+    signing: {
+      keys: [...s.dkim.keys]
+        .sort((x, y) => (x.domain === y.domain ? (x.selector < y.selector ? -1 : 1) : x.domain < y.domain ? -1 : 1))
+        .map((k) => ({ domain: k.domain, selector: k.selector, algorithm: k.material.algorithm, fingerprint: k.material.fingerprint, privateKey: k.material.privateKey })),
+    },
   };
 }
 

@@ -13,10 +13,16 @@ import { summarize } from '../plan/format.js';
 import type { Listener } from '../smtp/listener.js';
 import type { AuthLimiter, ClientConnections } from '../smtp/limits.js';
 import type { SendRateLimiter } from '../smtp/send-rate.js';
+import type { MailLog } from '../ops/mail-log.js';
 import { abort, commit, planFor, prepare, type Generation, type Prepared, type Runtime, type TransactionDeps } from './transaction.js';
 import { buildStatus, type LastAttempt, type ReloadOutcome } from './status.js';
+import { PERIODIC } from './watch.js';
 
 export type { ReloadOutcome };
+
+/** how long a load that may be a write in progress is looked at again before it counts as invalid */
+const SETTLE_MS = 1000;
+const SETTLE_POLL_MS = 100;
 
 export interface ReloadResult {
   readonly outcome: ReloadOutcome;
@@ -40,6 +46,7 @@ export interface ControllerDeps {
   readonly authLimiter: AuthLimiter;
   readonly sendRate: SendRateLimiter;
   readonly clients: ClientConnections;
+  readonly mailLog: MailLog;
 }
 
 export class StartupError extends Error {
@@ -56,6 +63,12 @@ export class Controller {
   private queued: Promise<ReloadResult> | null = null;
   private nextNumber = 1;
   private stopping = false;
+  /** what the latest load read (its files are watched, its warnings logged) */
+  private lastLoaded: LoadResult | null = null;
+  /** when the reloads started failing (null while they succeed) */
+  private failingSince: number | null = null;
+  /** certificates whose expiry warning was logged: once per certificate, not on every reload */
+  private readonly expiryWarned = new Set<string>();
   /** the worst event-loop delays, for /status and metrics */
   readonly eventLoop: EventLoopMonitor;
   private readonly tx: TransactionDeps;
@@ -69,7 +82,7 @@ export class Controller {
     this.tx = {
       log: d.log,
       metrics: d.metrics,
-      sessionDeps: { metrics: d.metrics, log: d.log, authLimiter: d.authLimiter, sendRate: d.sendRate, clients: d.clients },
+      sessionDeps: { metrics: d.metrics, log: d.log, authLimiter: d.authLimiter, sendRate: d.sendRate, clients: d.clients, mailLog: d.mailLog },
       makeOps: (host, port) =>
         new OpsServer(host, port, {
           ready: () => this.ready(),
@@ -158,6 +171,7 @@ export class Controller {
       hostname: gen.state.hostname,
       domains: gen.policy.domains,
       accounts: gen.accounts,
+      mailLog: this.d.mailLog,
       unlock: (address) => this.unlock(address),
     };
   }
@@ -172,7 +186,7 @@ export class Controller {
 
   private async runOnce(reason: string): Promise<ReloadResult> {
     const t0 = performance.now();
-    const loaded = await this.provider.load();
+    const loaded = await this.load(reason);
     const warnings = loaded.warnings.map(formatIssue);
     if (!loaded.state) {
       const errors = loaded.errors.map(formatIssue);
@@ -184,15 +198,42 @@ export class Controller {
     try {
       prepared = await prepare(this.tx, this.rt, desired, this.nextNumber);
     } catch (e) {
-      return this.finish(reason, this.result('rolled_back', [`apply failed, previous generation kept: ${(e as Error).message}`], warnings, planFor(this.rt, desired).plan, t0));
+      return this.finish(
+        reason,
+        this.result('rolled_back', [`apply failed${this.applied ? ', previous generation kept' : ''}: ${(e as Error).message}`], warnings, planFor(this.rt, desired).plan, t0),
+      );
     }
     if (this.stopping) {
       await abort(prepared.created);
       return this.result('unchanged', [], warnings, prepared.plan, t0);
     }
     this.nextNumber++;
+    this.d.mailLog.configure(desired.observability.logAddresses, desired.storage.dataDir);
     commit(this.tx, this.rt, prepared);
     return this.finish(reason, this.result('applied', [], warnings, prepared.plan, t0));
+  }
+
+  /**
+   * Loads the config. A load that fails only the way a write in progress does (a file gone for
+   * a moment, a certificate whose new key is not written yet) is looked at again for up to
+   * SETTLE_MS before it counts; a real mismatch is still invalid after that. Not at start-up.
+   */
+  private async load(reason: string): Promise<LoadResult> {
+    let loaded = await this.provider.load();
+    const until = performance.now() + SETTLE_MS;
+    while (!loaded.state && loaded.settle && this.applied && !this.stopping && performance.now() < until) {
+      await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
+      loaded = await this.provider.load();
+    }
+    if (!loaded.state && loaded.settle && this.applied) this.d.log.debug('config still invalid after settling', { reason, settleMs: SETTLE_MS });
+    this.lastLoaded = loaded;
+    return loaded;
+  }
+
+  /** The files to watch: those of the serving generation and those the latest load asked for (read or not). */
+  watchList(): { files: string[]; unread: string[] } {
+    const files = new Set([...(this.applied?.state.watchedFiles ?? []), ...(this.lastLoaded?.files ?? [])]);
+    return { files: [...files], unread: [...(this.lastLoaded?.unread ?? [])] };
   }
 
   private async httpReload(): Promise<{ httpStatus: number; body: unknown }> {
@@ -226,13 +267,35 @@ export class Controller {
     this.lastAttempt = { time: Date.now(), reason, outcome: r.outcome, errors: r.errors, warnings: r.warnings };
     const fields = { reason, outcome: r.outcome, generation: r.generation, durationMs: r.durationMs, plan: r.plan ? summarize(r.plan) : undefined };
     if (r.outcome === 'invalid' || r.outcome === 'rolled_back') {
-      this.d.log.error(r.outcome === 'invalid' ? 'config invalid, keeping the previous generation' : 'apply failed, previous generation kept', { ...fields, errors: r.errors });
-    } else if (r.outcome === 'applied') {
-      this.d.log.info('config applied', fields);
+      const kept = r.generation !== null;
+      const msg = r.outcome === 'invalid' ? `config invalid${kept ? ', keeping the previous generation' : ''}` : `apply failed${kept ? ', previous generation kept' : ''}`;
+      this.d.log.error(msg, { ...fields, errors: r.errors });
+      this.failingSince ??= Date.now();
     } else {
-      this.d.log.debug('config unchanged', fields);
+      if (r.outcome === 'applied') this.d.log.info('config applied', fields);
+      // asked for (SIGHUP, POST /-/reload) or caused by a file event: say so; the periodic check stays quiet
+      else if (reason === PERIODIC) this.d.log.debug('config unchanged', fields);
+      else this.d.log.info('config unchanged', fields);
+      if (this.failingSince !== null) {
+        this.d.log.info('config recovered: the file is good again', { reason, outcome: r.outcome, failingSince: new Date(this.failingSince).toISOString() });
+        this.failingSince = null;
+      }
     }
-    for (const w of r.warnings) if (r.outcome === 'applied') this.d.log.warn('config warning', { warning: w });
+    this.logWarnings(r);
     return r;
+  }
+
+  /** Warnings of an applied config; a certificate's expiry warning once per certificate, whatever the outcome. */
+  private logWarnings(r: ReloadResult): void {
+    const loaded = this.lastLoaded;
+    if (!loaded) return;
+    const cert = loaded.state?.smtp.tls?.material.fingerprint256 ?? null;
+    for (const w of loaded.warnings) {
+      if (w.code === 'MP_TLS_EXPIRING') {
+        if (cert === null || this.expiryWarned.has(cert)) continue;
+        this.expiryWarned.add(cert);
+      } else if (r.outcome !== 'applied') continue;
+      this.d.log.warn('config warning', { warning: formatIssue(w) });
+    }
   }
 }

@@ -4,6 +4,7 @@ import { specView } from '../plan/plan.js';
 import type { LoadProgress } from '../outbound/queue.js';
 import type { EventLoopMonitor } from '../ops/event-loop.js';
 import type { Lockout } from '../smtp/limits.js';
+import type { Storage } from './storage.js';
 import type { Runtime } from './transaction.js';
 
 export type ReloadOutcome = 'applied' | 'unchanged' | 'invalid' | 'rolled_back';
@@ -55,6 +56,15 @@ export function buildStatus(c: StatusSource): unknown {
     lastAttempt: c.lastAttempt ? { ...c.lastAttempt, time: iso(c.lastAttempt.time) } : null,
     listeners,
     tls: tls ? { certFile: tls.certFile, fingerprint256: tls.material.fingerprint256, subject: tls.material.subject, notAfter: iso(tls.material.notAfter) } : null,
+    /** the DKIM keys signing now: selectors and public-key fingerprints, never key bytes */
+    dkim: gen
+      ? {
+          keys: gen.signer.spec.keys.map((k) => {
+            const m = gen.state.dkim.keys.find((x) => x.domain === k.domain && x.selector === k.selector)?.material;
+            return { domain: k.domain, selector: k.selector, algorithm: k.algorithm, bits: m?.bits ?? null, fingerprint: k.fingerprint, record: `${k.selector}._domainkey.${k.domain}` };
+          }),
+        }
+      : null,
     accounts: accounts
       ? {
           backend: accounts.kind,
@@ -73,8 +83,22 @@ export function buildStatus(c: StatusSource): unknown {
         }
       : null,
     delivery: gen ? { transport: gen.transport.kind, ...(gen.transport.kind === 'mx' ? { lastError: gen.transport.health().lastError } : {}) } : null,
-    queue: gen ? { ...queueStatus(gen.storage.stats()), load: loadStatus(gen.storage.outbound.progress), schedule: gen.storage.outbound.schedule() } : null,
-    storage: gen ? { dataDir: gen.state.storage.dataDir, messageMemory: { usedBytes: gen.storage.intake.budget.used, budgetBytes: gen.storage.intake.budget.limit } } : null,
+    queue: gen
+      ? {
+          ...queueStatus(gen.storage.stats()),
+          load: loadStatus(gen.storage.outbound.progress),
+          schedule: gen.storage.outbound.schedule(),
+          /** the attempts running now: message, destination, since when, which attempt, the host being tried */
+          deliveries: gen.storage.outbound.deliveries().map((d) => ({ ...d, since: iso(d.since) })),
+        }
+      : null,
+    storage: gen
+      ? {
+          dataDir: gen.state.storage.dataDir,
+          messageMemory: { usedBytes: gen.storage.intake.budget.used, budgetBytes: gen.storage.intake.budget.limit },
+          unwritten: unwrittenStatus(gen.storage.journal.unwritten()),
+        }
+      : null,
     /** client addresses refused AUTH and submission after too many failed AUTH attempts */
     authLockouts: c.lockouts.map((l) => ({ address: l.address, failures: l.failures, since: iso(l.since), until: iso(l.until) })),
     eventLoop: { worstDelayMs: round(c.eventLoop.worstMs), lastSecondWorstDelayMs: round(c.eventLoop.lastSecondMs) },
@@ -82,6 +106,15 @@ export function buildStatus(c: StatusSource): unknown {
 }
 
 const round = (ms: number) => Math.round(ms * 10) / 10;
+
+/** Accepted mail not written into its Maildir (or the queue) yet: how much, and why, per destination. */
+function unwrittenStatus(u: ReturnType<Storage['journal']['unwritten']>) {
+  return {
+    count: u.count,
+    oldestAgeSeconds: u.oldest === null ? null : Math.round((Date.now() - u.oldest) / 1000),
+    destinations: u.destinations.map((d) => ({ destination: d.destination, count: d.count, since: iso(d.since), error: d.error })),
+  };
+}
 
 /** How far loading the queue from disk got (and why it failed, if it did). */
 function loadStatus(p: LoadProgress | null) {

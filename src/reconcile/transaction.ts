@@ -9,6 +9,7 @@ import { instrumented } from '../accounts/instrumented.js';
 import { LdapAccounts } from '../accounts/ldap.js';
 import { LocalAccounts } from '../accounts/local.js';
 import type { DesiredState, ListenerSpec } from '../config/desired-state.js';
+import { DkimSigner } from '../dkim/signer.js';
 import type { DeliveryContext } from '../outbound/queue.js';
 import { MxTransport, RelayTransport, type Transport } from '../outbound/transports.js';
 import type { Logger } from '../ops/logger.js';
@@ -34,6 +35,8 @@ export interface Generation {
   /** how queued mail leaves: the relay, or direct to MX */
   readonly transport: Transport;
   readonly tlsContext: SecureContext | null;
+  /** DKIM signing of outbound mail: the same instance until the signing spec changes */
+  readonly signer: DkimSigner;
   /** listener name → the instance serving it */
   readonly listeners: ReadonlyMap<string, Listener>;
 }
@@ -105,10 +108,14 @@ export async function prepare(d: TransactionDeps, rt: Runtime, desired: DesiredS
     // cheap: built anew on every apply, so they can never be stale
     const tlsContext = specs.tls ? secureContextOf(specs.tls) : null;
     const accounts = rebuild('accounts') ? (created.accounts = instrumented(createAccounts(specs.accounts), d.metrics)) : prev!.accounts;
-    const storage = prev && prev.storage.dataDir === specs.storage.dataDir ? prev.storage : (created.storage = await Storage.open(specs.storage.dataDir, specs.storage.memoryBudget, d.log, d.metrics));
+    const storage =
+      prev && prev.storage.dataDir === specs.storage.dataDir
+        ? prev.storage
+        : (created.storage = await Storage.open(specs.storage.dataDir, specs.storage.memoryBudget, d.log, d.metrics, specs.storage));
     const transport = rebuild('transport') ? (created.transport = createTransport(specs.transport)) : prev!.transport;
     const policy = buildPolicy(specs.policy, number, accounts);
-    const gen: Generation = { number, state: desired, view, policy, accounts, storage, transport, tlsContext, listeners: new Map() };
+    const signer = rebuild('signing') ? new DkimSigner(specs.signing, { metrics: d.metrics, log: d.log }) : prev!.signer;
+    const gen: Generation = { number, state: desired, view, policy, accounts, storage, transport, tlsContext, signer, listeners: new Map() };
 
     const listeners = gen.listeners as Map<string, Listener>;
     const targets = new Map<string, Listener>();
@@ -197,10 +204,12 @@ export function commit(d: TransactionDeps, rt: Runtime, p: Prepared): void {
   m.setGeneration(gen.number, gen.state.publicHash);
   m.accountsSource = () => ({ backend: rt.applied!.accounts.kind, up: rt.applied!.accounts.health().up });
   gen.storage.intake.budget.limit = gen.state.storage.memoryBudget;
+  gen.storage.setMailbox(gen.state.storage);
   if (!prev || prev.storage !== gen.storage) {
     if (prev) rt.oldStorages.push(prev.storage);
     m.queueSource = () => gen.storage.stats();
     m.bodyMemorySource = () => gen.storage.intake.budget;
+    m.localDeliverySource = () => gen.storage.journal.unwritten();
     void gen.storage.outbound.start(d.deliveryContext).catch((e: Error) => d.log.error('cannot start the outbound queue', { error: e }));
   } else {
     gen.storage.outbound.reconfigure();

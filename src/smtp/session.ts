@@ -11,6 +11,7 @@ import type { Metrics } from '../ops/metrics.js';
 import { splitAddress } from '../mail/addresses.js';
 import type { AuthLimiter, ClientConnections } from './limits.js';
 import type { SendRateLimiter } from './send-rate.js';
+import type { MailLog } from '../ops/mail-log.js';
 import { unmapV4 } from '../config/cidr.js';
 import { formatDuration } from '../config/units.js';
 import { isTrusted, type SessionPolicy } from './policy.js';
@@ -55,6 +56,7 @@ export interface SessionDeps {
   readonly log: Logger;
   readonly authLimiter: AuthLimiter;
   readonly sendRate: SendRateLimiter;
+  readonly mailLog: MailLog;
   readonly clients: ClientConnections;
   /** what new sessions pin: the context of the generation serving now */
   readonly current: () => ListenerContext;
@@ -167,11 +169,12 @@ export class SessionHandlers {
   onMailFrom(address: SMTPServerAddress, session: Session, cb: Cb): void {
     const st = session.mp;
     if (!st) return cb(Replies.storageError());
+    const refused = (err: Error) => this.reject(st, err, { command: 'MAIL', address: address.address });
     const overRate = this.overRate(st, 1);
-    if (overRate) return cb(this.reject(st, overRate));
+    if (overRate) return cb(refused(overRate));
     this.mailFrom(st, address).then(
       () => cb(),
-      (err: Error) => cb(this.reject(st, err)),
+      (err: Error) => cb(refused(err)),
     );
   }
 
@@ -202,11 +205,12 @@ export class SessionHandlers {
   onRcptTo(address: SMTPServerAddress, session: Session, cb: Cb): void {
     const st = session.mp;
     if (!st) return cb(Replies.storageError());
+    const refused = (err: Error) => this.reject(st, err, { command: 'RCPT', address: address.address });
     const overRate = this.overRate(st, st.local.size + st.remote.size + 1);
-    if (overRate) return cb(this.reject(st, overRate));
+    if (overRate) return cb(refused(overRate));
     this.rcptTo(st, address.address, session.envelope.rcptTo.length).then(
       () => cb(),
-      (err: Error) => this.refuseRecipient(st, this.reject(st, err), cb),
+      (err: Error) => this.refuseRecipient(st, refused(err), cb, address.address),
     );
   }
 
@@ -215,13 +219,13 @@ export class SessionHandlers {
    * (the server's time: the command timeout does not run), and the one that reaches
    * `disconnectAfter` gets 421 and closes the session.
    */
-  private refuseRecipient(st: SessionState, reply: SmtpReply, cb: Cb): void {
+  private refuseRecipient(st: SessionState, reply: SmtpReply, cb: Cb, address: string): void {
     if (reply.reason !== 'unknown_recipient' && reply.reason !== 'relay_denied') return cb(reply);
     const limits = st.policy.rejectedRecipients;
     const n = ++st.rejectedRecipients;
     if (limits.disconnectAfter > 0 && n >= limits.disconnectAfter) {
       this.d.log.warn('session closed: too many rejected recipients', { listener: this.d.listener, client: st.client, rejected: n });
-      return cb(this.reject(st, Replies.tooManyRejectedRecipients()));
+      return cb(this.reject(st, Replies.tooManyRejectedRecipients(), { command: 'RCPT', address }));
     }
     if (n > limits.delayAfter && limits.delayMs > 0) setTimeout(() => cb(reply), limits.delayMs);
     else cb(reply);
@@ -290,6 +294,7 @@ export class SessionHandlers {
     }
     const { policy } = st;
     const id = newQueueId();
+    const startedAt = Date.now();
     const local = [...st.local.values()];
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const received = receivedHeader({
@@ -337,7 +342,7 @@ export class SessionHandlers {
       body
         .finish()
         .then((stored) =>
-          this.store(st, id, sender, local, { body: stored, queueOffset, size: body.size, eightBitMime: session.envelope.bodyType === '8bitmime', smtputf8: !!session.envelope.smtpUtf8 }),
+          this.store(st, id, sender, local, startedAt, { body: stored, queueOffset, size: body.size, eightBitMime: session.envelope.bodyType === '8bitmime', smtputf8: !!session.envelope.smtpUtf8 }),
         )
         .then(
           (accepted) => {
@@ -354,7 +359,14 @@ export class SessionHandlers {
     });
   }
 
-  private async store(st: SessionState, id: string, sender: string, local: LocalTarget[], m: Pick<IncomingMessage, 'body' | 'queueOffset' | 'size' | 'eightBitMime' | 'smtputf8'>): Promise<string> {
+  private async store(
+    st: SessionState,
+    id: string,
+    sender: string,
+    local: LocalTarget[],
+    startedAt: number,
+    m: Pick<IncomingMessage, 'body' | 'queueOffset' | 'size' | 'eightBitMime' | 'smtputf8'>,
+  ): Promise<string> {
     const result = await st.intake.accept({ id, sender, local, remote: [...st.remote.values()], ...m });
     const key = rateKey(st);
     if (key !== null) this.d.sendRate.record(key, st.policy.sendRate, local.length + st.remote.size);
@@ -364,6 +376,13 @@ export class SessionHandlers {
     metrics.smtpMessageSize.observe({ listener: this.d.listener }, m.size);
     if (result.mailboxes.length) metrics.delivery.inc({ transport: 'local', result: 'delivered' }, result.mailboxes.length);
     st.ids.push(id);
+    const log = this.d.mailLog;
+    log.accepted({ listener: this.d.listener, id, from: sender, size: m.size, recipients: local.length + st.remote.size, client: st.client, user: st.user });
+    const delay = (Date.now() - startedAt) / 1000;
+    for (const t of local) {
+      const to = `${t.user}@${splitAddress(t.address).domain}`;
+      log.recipient({ id, from: sender, to, origTo: to === t.address.toLowerCase() ? undefined : t.address, transport: 'local', relay: `maildir ${t.user}`, delay, dsn: '2.0.0', status: 'delivered' });
+    }
     return id;
   }
 
@@ -393,14 +412,18 @@ export class SessionHandlers {
     return reply;
   }
 
-  /** Counts and logs a refused command; unexpected errors become a temporary failure. */
-  reject(st: SessionState, err: Error): SmtpReply {
+  /**
+   * Counts a refused command, and logs it with the client and the address refused when there is
+   * one (MAIL, RCPT); unexpected errors become a temporary failure.
+   */
+  reject(st: SessionState, err: Error, about?: { command: 'MAIL' | 'RCPT'; address: string }): SmtpReply {
     const reply = err instanceof SmtpReply ? err : Replies.storageError();
     if (!(err instanceof SmtpReply)) this.d.log.error('policy check failed', { listener: this.d.listener, error: err });
     if (reply.reason) {
       this.d.metrics.smtpRejections.inc({ listener: this.d.listener, reason: reply.reason });
       st.rejected[reply.reason] = (st.rejected[reply.reason] ?? 0) + 1;
     }
+    if (about) this.d.mailLog.refused({ listener: this.d.listener, client: st.client, ...about, reason: reply.reason ?? 'error', reply: `${reply.responseCode} ${reply.message}` });
     return reply;
   }
 }

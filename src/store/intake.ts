@@ -3,11 +3,11 @@
 // file, written once whatever the number of places: one journal record names them all, so
 // either every destination gets it (as hard links to that file) or none does.
 import { isAscii } from 'node:buffer';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BodyWriter, MemoryBudget, type BodyLimits, type StoredBody } from './body.js';
 import type { Journal } from './journal.js';
 import type { FileRecord } from './journal-format.js';
+import { DEFAULT_MAILBOX_ACCESS, ensureMaildir, type MailboxAccess } from './mailbox-access.js';
 import { maildirName } from './maildir.js';
 import type { QueueEntry } from './queue-entry.js';
 
@@ -62,6 +62,8 @@ export class Intake {
   /** body bytes held in memory by all sessions writing into this data dir */
   readonly budget: MemoryBudget;
   readonly spoolDir: string;
+  /** the group and modes of the Maildir folders created here (storage.mailboxGroup/mailboxMode) */
+  access: MailboxAccess = DEFAULT_MAILBOX_ACCESS;
 
   constructor(
     private readonly journal: Journal,
@@ -92,8 +94,7 @@ export class Intake {
    */
   private async ensureMaildir(user: string): Promise<void> {
     if (this.maildirs.has(user)) return;
-    const dir = join(this.dataDir, 'mail', user);
-    for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+    await ensureMaildir(join(this.dataDir, 'mail', user), this.access);
     this.maildirs.add(user);
   }
 

@@ -23,10 +23,15 @@ export type JournalRecord = FileRecord;
 
 const MAGIC = 0x4d504a31; // "MPJ1"
 
-/** CRC-32 over several parts (zlib's, native). */
+/**
+ * CRC-32 over several parts (zlib's, native). Empty parts are skipped: an empty array whose
+ * buffer was ever wrapped (Buffer.from(arrayBuffer)) reaches zlib as a null pointer, and zlib's
+ * crc32 of a null pointer is 0, not the CRC so far (the same EMPTY framed twice got CRC 0, and
+ * recovery stopped at that record).
+ */
 export function crc32(parts: readonly Uint8Array[]): number {
   let c = 0;
-  for (const p of parts) c = zlibCrc32(p, c);
+  for (const p of parts) if (p.length) c = zlibCrc32(p, c);
   return c >>> 0;
 }
 

@@ -12,25 +12,37 @@
 // it is needed): a batch overwrites blocks that already exist, so its fdatasync writes the data
 // and flushes, without also writing the inode and allocation metadata (half the latency on
 // ext4). Recovery stops at the zeros after the last record, as at any torn tail.
-// A file that cannot be written (disk full) is retried from the record: it is safe in the journal.
+// A file that cannot be written (disk full, a Maildir without permissions) is retried from the
+// record, destination by destination, with backoff (1 s doubling up to a minute): it is safe in
+// the journal, and then in journal/backlog.wal (backlog.ts) once its segment is dropped, so a
+// broken mailbox never holds up the checkpoint, the other destinations or delivery. The main
+// thread hears of the backlog (what waits, since when, why) whenever it changes.
 // At start-up, before anything else, the worker replays the segments a crash left behind and
 // empties the spool (recovery.ts), then answers 'ready'.
 import fs, { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, statfsSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { advance, call } from './durable.js';
+import { acceptedAt, destinationOf, placeEach, spooled, spoolsOf, writeBacklog } from './backlog.js';
 import { encode, type JournalRecord } from './journal-format.js';
+import type { MailboxAccess } from './mailbox-access.js';
 import { discard, fsyncPathSync, layout, place, prepare, type Placement } from './materialize.js';
 import { recover } from './recovery.js';
 import { SyncfsHelper } from './syncfs-helper.js';
 
-export type ToWorker = { type: 'batch'; id: number; records: JournalRecord[]; release: string[] } | { type: 'close' };
+export type ToWorker =
+  | { type: 'batch'; id: number; records: JournalRecord[]; release: string[] }
+  /** the Maildir group and modes for every file and folder written from here on */
+  | { type: 'access'; access: MailboxAccess }
+  | { type: 'close' };
 export type FromWorker =
-  | { type: 'ready'; recovered: number; useSyncfs: boolean }
+  | { type: 'ready'; recovered: number; useSyncfs: boolean; waiting: BacklogState[] }
   | { type: 'done'; ids: number[] }
   | { type: 'failed'; ids: number[]; message: string; code?: string }
   | { type: 'durable'; release: string[] }
   | { type: 'error'; message: string; code?: string }
+  /** what could not be written yet, per destination (a mailbox, or 'queue'): sent whenever it changes */
+  | { type: 'backlog'; waiting: BacklogState[] }
   | { type: 'fatal'; message: string; code?: string }
   | { type: 'closed' };
 
@@ -45,6 +57,29 @@ const zeros = Buffer.alloc(SEGMENT_CHUNK);
 // zeros must never take the room the mail itself needs.
 const PREALLOCATE_MIN_FREE = 64 * 1024 * 1024;
 
+/** What waits to be written into one destination. */
+export interface BacklogState {
+  /** a mailbox (Maildir name), or 'queue' */
+  readonly destination: string;
+  readonly count: number;
+  /** when the oldest of them was acknowledged (about: when it first failed) */
+  readonly since: number;
+  /** why the last try failed */
+  readonly error: string;
+  readonly code?: string | undefined;
+}
+
+/** A destination of a journaled record whose file could not be written yet. */
+interface Waiting {
+  readonly r: JournalRecord;
+  readonly since: number;
+  message: string;
+  code?: string | undefined;
+}
+
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+
 interface Segment {
   readonly n: number;
   readonly fd: number;
@@ -58,7 +93,8 @@ interface Segment {
   readonly spools: string[];
 }
 
-const { dataDir, journalDir } = workerData as { dataDir: string; journalDir: string };
+const { dataDir, journalDir, access: initialAccess } = workerData as { dataDir: string; journalDir: string; access: MailboxAccess };
+let access = initialAccess;
 const l = layout(dataDir);
 const syncfsHelper = new SyncfsHelper(dataDir); // started now, while the process is small
 let useSyncfs = true;
@@ -67,7 +103,12 @@ let segment: Segment | null = null;
 let spare: Segment | null = null; // the next segment, zero-filled and named durably in advance
 let nextSegment = 1;
 const rotated: Segment[] = []; // closed segments whose files are not durable yet
-const backlog: JournalRecord[] = []; // journaled records whose files could not be written yet
+const backlog: Waiting[] = []; // destinations of journaled records whose files could not be written yet
+let backlogSaved = true; // journal/backlog.wal holds the backlog (and is gone when it is empty)
+let retryDelay = RETRY_MIN_MS;
+let drainTimer: NodeJS.Timeout | null = null;
+const placedQueue: string[] = []; // queue entries placed from the backlog: released after the next checkpoint
+const heldSpools = new Set<string>(); // spool files of retired segments the backlog still needs
 const dirty = new Set<string>(); // folders to fsync at the checkpoint (without syncfs)
 let syncing = false;
 let closing = false;
@@ -203,13 +244,13 @@ function rmQuiet(path: string): void {
 function batch(ids: number[], records: JournalRecord[], release: string[]): void {
   const files: { r: JournalRecord; p: Placement }[] = [];
   const spools = records.flatMap((r) => (r.spool !== null ? [r.spool] : []));
+  const unwritten: JournalRecord[] = []; // tried again destination by destination once journaled
   for (const r of records) {
     try {
-      const p = prepare(r, l, { recovery: false, fsyncEach });
+      const p = prepare(r, l, { recovery: false, fsyncEach, access });
       if (p) files.push({ r, p });
-    } catch (e) {
-      report(e);
-      backlog.push(r);
+    } catch {
+      unwritten.push(r);
     }
   }
   let start = segment?.size ?? 0;
@@ -241,20 +282,18 @@ function batch(ids: number[], records: JournalRecord[], release: string[]): void
       }
     }
     for (const f of files) discard(f.p);
-    backlog.splice(0, backlog.length, ...backlog.filter((r) => !records.includes(r)));
     post({ type: 'failed', ids, ...errorOf(e) });
     return;
   }
   for (const f of files) {
     try {
       for (const d of place(f.p)) dirty.add(d);
-    } catch (e) {
-      report(e);
+    } catch {
       discard(f.p);
-      backlog.push(f.r);
+      unwritten.push(f.r);
     }
   }
-  drain();
+  for (const r of unwritten) defer(r);
   segment!.release.push(...release);
   segment!.spools.push(...spools);
   // in place, or in the backlog to retry: either way the batch is safe in the journal
@@ -262,23 +301,82 @@ function batch(ids: number[], records: JournalRecord[], release: string[]): void
   if (segment!.size > ROTATE_AFTER_BYTES || Date.now() - segment!.firstAt > ROTATE_AFTER_MS) rotate();
 }
 
-/** Writes what could not be written before; false (and a retry armed) while that still fails. */
-function drain(): boolean {
-  while (backlog.length) {
-    try {
-      const p = prepare(backlog[0]!, l, { recovery: true, fsyncEach });
-      if (p) for (const d of place(p)) dirty.add(d);
-      backlog.shift();
-    } catch (e) {
-      report(e);
-      retryTimer ??= setTimeout(() => {
-        retryTimer = null;
-        if (drain()) checkpoint();
-      }, 1000);
-      return false;
-    }
+const noteDirs = (_files: string[], dirs: string[]) => {
+  for (const d of dirs) dirty.add(d);
+};
+
+/** Into the backlog with what it could not write: a body held in memory goes to a spool file, so backlog.wal only names it. */
+function hold(r: JournalRecord, error: unknown, since: number): void {
+  let kept = r;
+  try {
+    kept = spooled(r, l);
+  } catch {} // kept in memory (and written into backlog.wal) when even the spool cannot be written
+  if (kept.spool !== null) heldSpools.add(kept.spool);
+  backlog.push({ r: kept, since, ...errorOf(error) });
+  backlogSaved = false;
+}
+
+/** A journaled record that could not be written: the destinations that can be written are, the others wait in the backlog. */
+function defer(r: JournalRecord): void {
+  const now = Date.now();
+  for (const u of placeEach(r, l, { recovery: true, fsyncEach, access }, noteDirs)) hold(u.r, u.error, now);
+  changed();
+  arm();
+}
+
+/** Tries the backlog again: what can be written now is; the rest waits for the next try (backoff). */
+function drain(): void {
+  drainTimer = null;
+  if (!backlog.length || closing) return;
+  if (syncing) {
+    // what it places must be covered by the checkpoint after the running one
+    drainTimer = setTimeout(drain, 100);
+    return;
   }
-  return true;
+  let placed = 0;
+  for (let i = 0; i < backlog.length;) {
+    const w = backlog[i]!;
+    const [failed] = placeEach(w.r, l, { recovery: true, fsyncEach, access }, noteDirs);
+    if (failed) {
+      Object.assign(w, errorOf(failed.error));
+      i++;
+      continue;
+    }
+    backlog.splice(i, 1);
+    placed++;
+    if (w.r.queue) placedQueue.push(w.r.queue.id);
+  }
+  retryDelay = backlog.length ? Math.min(RETRY_MAX_MS, retryDelay * 2) : RETRY_MIN_MS;
+  if (placed) {
+    backlogSaved = false;
+    checkpoint();
+  }
+  changed();
+  arm();
+}
+
+function arm(): void {
+  if (backlog.length && !drainTimer && !closing) drainTimer = setTimeout(drain, retryDelay);
+}
+
+/** Tells the main thread what waits, per destination. */
+function changed(): void {
+  post({ type: 'backlog', waiting: waitingNow() });
+}
+
+function waitingNow(): BacklogState[] {
+  const by = new Map<string, { count: number; since: number; error: string; code?: string | undefined }>();
+  for (const w of backlog) {
+    const d = destinationOf(w.r);
+    const g = by.get(d);
+    if (g) {
+      g.count++;
+      g.since = Math.min(g.since, w.since);
+      g.error = w.message;
+      g.code = w.code;
+    } else by.set(d, { count: 1, since: w.since, error: w.message, code: w.code });
+  }
+  return [...by].map(([destination, g]) => ({ destination, ...g }));
 }
 
 function rotate(): void {
@@ -294,9 +392,9 @@ function rotate(): void {
   checkpoint();
 }
 
-/** Makes the files of every rotated segment durable, then retires the segments. */
+/** Makes the files of every rotated segment (and what the backlog placed) durable, then retires the segments. */
 function checkpoint(): void {
-  if (syncing || !rotated.length || !drain()) return;
+  if (syncing || (!rotated.length && backlogSaved && !placedQueue.length)) return;
   try {
     if (fsyncEach) for (const d of dirty) fsyncPathSync(d);
     dirty.clear();
@@ -309,22 +407,44 @@ function checkpoint(): void {
     return;
   }
   const segs = rotated.splice(0);
-  if (!useSyncfs) return retire(segs);
+  const placed = placedQueue.splice(0);
+  if (!useSyncfs) return retire(segs, placed);
   syncing = true;
   syncfsHelper.sync((err) => {
     syncing = false;
     if (err) {
       report(new Error(`syncfs failed, retrying the checkpoint: ${err.message}`));
       rotated.unshift(...segs);
+      placedQueue.unshift(...placed);
       setTimeout(checkpoint, 1000);
       return;
     }
-    retire(segs);
+    retire(segs, placed);
     checkpoint();
   });
 }
 
-function retire(segs: Segment[]): void {
+/** @param placed queue entries the backlog placed before this checkpoint's sync: released now */
+function retire(segs: Segment[], placed: string[] = []): void {
+  // what waits in the backlog must be in backlog.wal before the segments naming it go
+  if (!backlogSaved) {
+    try {
+      writeBacklog(
+        journalDir,
+        backlog.map((w) => w.r),
+      );
+      backlogSaved = true;
+    } catch (e) {
+      report(e);
+      rotated.unshift(...segs);
+      placedQueue.unshift(...placed);
+      retryTimer ??= setTimeout(() => {
+        retryTimer = null;
+        checkpoint();
+      }, 1000);
+      return;
+    }
+  }
   for (const s of segs) {
     try {
       unlinkSync(segmentPath(s.n));
@@ -333,13 +453,21 @@ function retire(segs: Segment[]): void {
   try {
     fsyncPathSync(journalDir);
   } catch {}
-  // only now: a segment that survived a crash may still need its spool files
-  for (const name of segs.flatMap((s) => s.spools)) {
+  // only now: a segment that survived a crash may still need its spool files (and the backlog may, longer)
+  const needed = spoolsOf(backlog.map((w) => w.r));
+  for (const name of [...heldSpools, ...segs.flatMap((s) => s.spools)]) {
+    if (needed.has(name)) {
+      heldSpools.add(name);
+      continue;
+    }
+    heldSpools.delete(name);
     try {
       unlinkSync(join(l.spool, name));
     } catch {}
   }
-  const release = segs.flatMap((s) => s.release);
+  // a queue entry whose files wait in the backlog goes to delivery once they are placed (placed)
+  const waiting = new Set(backlog.flatMap((w) => (w.r.queue ? [w.r.queue.id] : [])));
+  const release = [...segs.flatMap((s) => s.release).filter((id) => !waiting.has(id)), ...placed];
   if (release.length) post({ type: 'durable', release });
   maybeClosed();
 }
@@ -364,6 +492,10 @@ function close(): void {
 }
 
 parentPort!.on('message', (m: ToWorker) => {
+  if (m.type === 'access') {
+    access = m.access; // batches are written after this message is handled: they use it
+    return;
+  }
   if (m.type === 'batch') queued.push(m);
   else closing = true;
   if (!scheduled) {
@@ -378,10 +510,22 @@ async function start(): Promise<void> {
   fsyncEach = !useSyncfs;
   if (!useSyncfs) syncfsHelper.close();
   const sync = useSyncfs ? () => new Promise<Error | null>((resolve) => syncfsHelper.sync(resolve)) : null;
-  const { files, lastSegment } = await recover(l, journalDir, sync);
+  const { files, lastSegment } = await recover(l, journalDir, sync, access, (unwritten) => {
+    // what still cannot be written waits in the backlog (kept in backlog.wal before the segments go)
+    const now = Date.now();
+    for (const u of unwritten) hold(u.r, u.error, acceptedAt(u.r, now));
+    writeBacklog(
+      journalDir,
+      backlog.map((w) => w.r),
+    );
+    backlogSaved = true;
+    for (const name of spoolsOf(backlog.map((w) => w.r))) heldSpools.add(name);
+    return heldSpools;
+  });
   nextSegment = lastSegment + 1; // new segments are numbered after the replayed ones: a name never comes back
   ready = true;
-  post({ type: 'ready', recovered: files, useSyncfs });
+  post({ type: 'ready', recovered: files, useSyncfs, waiting: waitingNow() });
+  arm();
   prepareSpare();
   if (queued.length && !scheduled) {
     scheduled = true;

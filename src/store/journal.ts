@@ -11,8 +11,9 @@ import { promises as fs, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../ops/logger.js';
-import type { FromWorker, ToWorker } from './journal-worker.js';
+import type { BacklogState, FromWorker, ToWorker } from './journal-worker.js';
 import type { JournalRecord } from './journal-format.js';
+import { DEFAULT_MAILBOX_ACCESS, type MailboxAccess } from './mailbox-access.js';
 
 interface Pending {
   readonly records: JournalRecord[];
@@ -31,6 +32,8 @@ export class Journal {
   private broken: Error | null = null;
   private onClosed: (() => void) | null = null;
   private onIdle: (() => void) | null = null;
+  /** what the worker could not write yet, per destination (a mailbox, or 'queue') */
+  private waiting: readonly BacklogState[] = [];
 
   private constructor(
     private readonly worker: Worker,
@@ -44,11 +47,11 @@ export class Journal {
   }
 
   /** Starts the writer, which replays what a crash left before it takes anything new. */
-  static async open(dataDir: string, onDurable: (released: readonly string[]) => void, log: Logger): Promise<Journal> {
+  static async open(dataDir: string, onDurable: (released: readonly string[]) => void, log: Logger, access: MailboxAccess = DEFAULT_MAILBOX_ACCESS): Promise<Journal> {
     const journalDir = join(dataDir, 'journal');
     await fs.mkdir(journalDir, { recursive: true, mode: 0o700 });
     await fs.mkdir(join(dataDir, 'spool'), { recursive: true, mode: 0o700 });
-    const worker = new Worker(WORKER_URL, { workerData: { dataDir, journalDir } });
+    const worker = new Worker(WORKER_URL, { workerData: { dataDir, journalDir, access: { ...access } } });
     const listeners: { message?: (m: FromWorker) => void; error?: (e: Error) => void; exit?: () => void } = {};
     const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((resolve, reject) => {
       listeners.message = (m) => {
@@ -69,7 +72,46 @@ export class Journal {
       });
     if (ready.recovered) log.warn('recovered messages from the journal after an unclean stop', { files: ready.recovered });
     if (!ready.useSyncfs) log.warn("`sync -f` is not available: every mail file is fsync'ed on its own (slower)");
-    return new Journal(worker, onDurable, log);
+    const journal = new Journal(worker, onDurable, log);
+    journal.backlog(ready.waiting);
+    return journal;
+  }
+
+  /**
+   * Mail acknowledged but not written into its place yet (a Maildir that cannot be written),
+   * per destination; it waits in the journal and is retried with backoff.
+   */
+  unwritten(): { readonly count: number; readonly oldest: number | null; readonly destinations: readonly BacklogState[] } {
+    const count = this.waiting.reduce((n, w) => n + w.count, 0);
+    return { count, oldest: count ? Math.min(...this.waiting.map((w) => w.since)) : null, destinations: this.waiting };
+  }
+
+  /** Logs each destination once when it starts failing and once when it has recovered. */
+  private backlog(now: readonly BacklogState[]): void {
+    const before = new Map(this.waiting.map((w) => [w.destination, w]));
+    const after = new Map(now.map((w) => [w.destination, w]));
+    for (const w of now) {
+      if (before.has(w.destination)) continue;
+      const what = w.destination === 'queue' ? 'writing queue entries' : `local delivery to mailbox ${w.destination}`;
+      this.log.error(`${what} is failing: the mail waits in the journal and is retried, backing off up to a minute`, {
+        destination: w.destination,
+        error: w.error,
+        code: w.code,
+        waiting: w.count,
+      });
+    }
+    for (const w of this.waiting) {
+      if (after.has(w.destination)) continue;
+      const what = w.destination === 'queue' ? 'writing queue entries' : `local delivery to mailbox ${w.destination}`;
+      this.log.info(`${what} has recovered: what waited is in place`, { destination: w.destination, seconds: Math.round((Date.now() - w.since) / 1000) });
+    }
+    this.waiting = now;
+  }
+
+  /** The Maildir group and modes for the files and folders of every batch handed over after this. */
+  setAccess(access: MailboxAccess): void {
+    if (this.broken || this.closed) return;
+    this.worker.postMessage({ type: 'access', access: { ...access } } satisfies ToWorker);
   }
 
   /**
@@ -126,6 +168,9 @@ export class Journal {
         return;
       case 'error':
         this.log.error('writing mail files failed, will retry (the messages are safe in the journal)', { error: m.message, code: m.code });
+        return;
+      case 'backlog':
+        this.backlog(m.waiting);
         return;
       case 'closed':
         this.onClosed?.();

@@ -3,10 +3,13 @@
 // (into the first destination's tmp/, or already in its spool file), then hard-linked into every
 // other destination — each mailbox's new/ and the queue's <id>.eml — and renamed into the first.
 // Idempotent in recovery mode: a Maildir copy already in new/ or cur/, or a queue entry already
-// present, is left alone.
+// present, is left alone. A file that goes into Maildirs gets the mailbox group and file mode
+// (storage.mailboxGroup/mailboxMode: mailbox-access.ts) before it is linked anywhere, so every
+// link of it — each mailbox's and the queue's — is one inode with one owner, group and mode.
 import { closeSync, copyFileSync, existsSync, fdatasyncSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { JournalRecord } from './journal-format.js';
+import { applyToFd, applyToPath, ensureMaildirSync, type MailboxAccess } from './mailbox-access.js';
 
 const SAFE_USER = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const SAFE_NAME = /^[\w.,=-]{1,255}$/;
@@ -23,16 +26,20 @@ export function layout(dataDir: string): Layout {
 }
 
 const ensured = new Set<string>();
-function ensureMaildir(dir: string): void {
+function ensureMaildir(dir: string, access: MailboxAccess): void {
   if (ensured.has(dir)) return;
-  for (const sub of ['tmp', 'new', 'cur']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
+  ensureMaildirSync(dir, access);
   ensured.add(dir);
 }
 
-/** Writes a new file (fdatasync'ed when asked); a file that could not be written whole is removed. */
-function writeNew(path: string, data: Uint8Array, fsyncEach: boolean): void {
+/**
+ * Writes a new file (fdatasync'ed when asked), with the mailbox group and mode when it goes into
+ * Maildirs; a file that could not be written whole is removed.
+ */
+function writeNew(path: string, data: Uint8Array, fsyncEach: boolean, access: MailboxAccess | null = null): void {
   const fd = openSync(path, 'w', 0o600);
   try {
+    if (access) applyToFd(fd, access);
     let off = 0;
     while (off < data.length) off += writeSync(fd, data, off, data.length - off);
     if (fsyncEach) fdatasyncSync(fd);
@@ -60,23 +67,28 @@ export interface Placement {
   readonly targets: readonly Target[];
   /** the queue entry's state, written under a tmp name; renamed after its .eml is in place */
   readonly json: Target | null;
+  /** what a copy made instead of a link gets (null: the file goes to no Maildir) */
+  readonly access: MailboxAccess | null;
 }
 
-interface PrepareOptions {
+export interface PrepareOptions {
   readonly recovery: boolean;
   readonly fsyncEach: boolean;
+  /** the group and modes of Maildir folders and files (storage.mailboxGroup/mailboxMode) */
+  readonly access: MailboxAccess;
 }
 
 /** Every destination of a record; in recovery mode only those not in place yet. */
-function targets(r: JournalRecord, l: Layout, recovery: boolean, size: number): { files: Target[]; json: Target | null } {
+function targets(r: JournalRecord, l: Layout, recovery: boolean, size: number, access: MailboxAccess): { files: Target[]; json: Target | null; mailboxes: number } {
   const files: Target[] = [];
   for (const user of r.users) {
     if (!SAFE_USER.test(user) || !SAFE_NAME.test(r.name)) continue;
     const dir = join(l.mail, user);
-    ensureMaildir(dir);
+    ensureMaildir(dir, access);
     if (recovery && (sameSize(join(dir, 'new', r.name), size) || inCur(dir, r.name))) continue;
     files.push({ tmp: join(dir, 'tmp', r.name), final: join(dir, 'new', r.name) });
   }
+  const mailboxes = files.length;
   let json: Target | null = null;
   if (r.queue && SAFE_NAME.test(r.queue.id)) {
     const { id } = r.queue;
@@ -88,7 +100,7 @@ function targets(r: JournalRecord, l: Layout, recovery: boolean, size: number): 
       json = { tmp: join(l.queue, 'tmp', `${id}.json`), final };
     }
   }
-  return { files, json };
+  return { files, json, mailboxes };
 }
 
 /**
@@ -101,15 +113,17 @@ export function prepare(r: JournalRecord, l: Layout, o: PrepareOptions): Placeme
   const spoolPath = r.spool !== null && SAFE_NAME.test(r.spool) ? join(l.spool, r.spool) : null;
   if (r.spool !== null && (!spoolPath || (o.recovery && !existsSync(spoolPath)))) return null;
   const size = spoolPath ? statSync(spoolPath).size : r.data.length;
-  const { files, json } = targets(r, l, o.recovery, size);
+  const { files, json, mailboxes } = targets(r, l, o.recovery, size, o.access);
   if (!files.length && !json) return null;
+  const access = mailboxes ? o.access : null;
   let written = false;
   let source: string;
   if (spoolPath) {
     source = spoolPath;
+    if (access && files.length) applyToPath(source, access);
   } else if (files.length) {
     source = files[0]!.tmp;
-    writeNew(source, r.data, o.fsyncEach);
+    writeNew(source, r.data, o.fsyncEach, access);
     written = true;
   } else {
     source = '';
@@ -120,7 +134,7 @@ export function prepare(r: JournalRecord, l: Layout, o: PrepareOptions): Placeme
     if (written) discardFile(source);
     throw e;
   }
-  return { source, written, targets: files, json };
+  return { source, written, targets: files, json, access };
 }
 
 /**
@@ -131,7 +145,7 @@ export function place(p: Placement): string[] {
   const dirs: string[] = [];
   const [first, ...rest] = p.targets;
   for (const t of p.written ? rest : p.targets) {
-    linkInto(p.source, t);
+    linkInto(p.source, t, p.access);
     dirs.push(dirname(t.final));
   }
   if (p.written && first) {
@@ -164,7 +178,7 @@ export function materialize(r: JournalRecord, l: Layout, o: PrepareOptions): str
  * many links already: written under the tmp name, fdatasync'ed and renamed, its folder fsync'ed
  * at once (a checkpoint's syncfs covers only the data dir's own file system).
  */
-function linkInto(source: string, t: Target): void {
+function linkInto(source: string, t: Target, access: MailboxAccess | null): void {
   try {
     linkSync(source, t.final);
     return;
@@ -174,6 +188,7 @@ function linkInto(source: string, t: Target): void {
     if (code !== 'EXDEV' && code !== 'EMLINK' && code !== 'EPERM') throw e;
   }
   copyFileSync(source, t.tmp);
+  if (access) applyToPath(t.tmp, access); // a copy has the mode, not the group
   fsyncPathSync(t.tmp);
   renameSync(t.tmp, t.final);
   fsyncPathSync(dirname(t.final));

@@ -14,6 +14,8 @@ export interface QueueRecipient {
   updatedAt: number;
   /** when this recipient is due again (absent: the entry's nextAttemptAt) */
   retryAt?: number;
+  /** a failed recipient: whether its sender has been sent a DSN about it (absent: see `bounced`) */
+  notified?: boolean;
 }
 
 export interface QueueEntry {
@@ -39,7 +41,11 @@ export interface QueueEntry {
   /** the earliest time any pending recipient is due */
   nextAttemptAt: number;
   lastError: string | null;
-  /** set once a bounce for the failed recipients has been queued or delivered */
+  /**
+   * Written by versions that bounced a message only once it was done: set once a bounce for its
+   * failed recipients had been sent. Now failed recipients are reported one attempt at a time
+   * (QueueRecipient.notified) and this stays false.
+   */
   bounced: boolean;
 }
 

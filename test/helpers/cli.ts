@@ -11,9 +11,10 @@ export interface CliResult {
   stderr: string;
 }
 
-export function mailplane(args: string[], opts: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+/** Runs `mailplane ARGS`; `user` runs it as another uid/gid (the test runs as root). */
+export function mailplane(args: string[], opts: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv; user?: { uid: number; gid: number } } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], ...(opts.user ?? {}) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -1,15 +1,18 @@
 // A tiny authoritative DNS server on loopback UDP for MX delivery tests: answers MX, A and
-// AAAA from a table, NXDOMAIN for names it does not know. Nothing leaves the machine.
+// AAAA (and TXT, for DKIM keys) from a table, NXDOMAIN for names it does not know. Nothing
+// leaves the machine.
 import { createSocket, type Socket } from 'node:dgram';
 
 export interface Zone {
   mx?: Record<string, { priority: number; exchange: string }[]>;
   a?: Record<string, string[]>;
+  /** per name, its TXT records, each a list of character-strings (at most 255 bytes each) */
+  txt?: Record<string, string[][]>;
   /** names that exist but have no record of the asked type answer NODATA */
   exists?: string[];
 }
 
-const TYPE = { A: 1, MX: 15, AAAA: 28 } as const;
+const TYPE = { A: 1, MX: 15, TXT: 16, AAAA: 28 } as const;
 
 export class TestDns {
   private socket: Socket | null = null;
@@ -56,7 +59,7 @@ export class TestDns {
     const name = labels.join('.').toLowerCase();
     this.queries.push(`${name}/${qtype}`);
     const answers: Buffer[] = [];
-    const known = !!(this.zone.mx?.[name] || this.zone.a?.[name] || this.zone.exists?.includes(name));
+    const known = !!(this.zone.mx?.[name] || this.zone.a?.[name] || this.zone.txt?.[name] || this.zone.exists?.includes(name));
     if (qtype === TYPE.MX) {
       for (const r of this.zone.mx?.[name] ?? []) {
         const ex = encodeName(r.exchange);
@@ -67,6 +70,11 @@ export class TestDns {
       for (const ip of this.zone.a?.[name] ?? []) {
         const rdata = Buffer.from(ip.split('.').map(Number));
         answers.push(Buffer.concat([u16(0xc00c), u16(TYPE.A), u16(1), u32(60), u16(4), rdata]));
+      }
+    } else if (qtype === TYPE.TXT) {
+      for (const strings of this.zone.txt?.[name] ?? []) {
+        const rdata = Buffer.concat(strings.map((s) => Buffer.concat([Buffer.from([Buffer.byteLength(s)]), Buffer.from(s)])));
+        answers.push(Buffer.concat([u16(0xc00c), u16(TYPE.TXT), u16(1), u32(60), u16(rdata.length), rdata]));
       }
     }
     const rcode = known ? 0 : 3; // NXDOMAIN

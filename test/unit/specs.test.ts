@@ -3,6 +3,7 @@
 // exactly those — unless the leaf is a documented no-op (derived from another leaf, or only
 // where something came from). Checked over a local-accounts state and an LDAP one.
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -26,6 +27,8 @@ const NO_OPS: [RegExp, string][] = [
   [/^accounts\.usersFile$/, 'content-addressed: the users it holds are compared'],
   [/^accounts\.ldap\.(caFile|bindPasswordFile)$/, 'content-addressed: caPem and bindPassword are compared'],
   [/^relay\.auth\.source$/, 'where the password came from; the password is compared'],
+  [/^dkim\.keys\.\d+\.keyFile$/, 'content-addressed: the key in material is compared'],
+  [/^dkim\.keys\.\d+\.material\.(bits|publicKey)$/, 'derived from the private key (its fingerprint is compared)'],
 ];
 
 /**
@@ -49,7 +52,9 @@ function expected(path: string, ldap: boolean): Component[] {
   if (path.startsWith('delivery')) return ['delivery'];
   if (path.startsWith('storage')) return ['storage'];
   if (path === 'observability.token') return ['opsAccess'];
+  if (path === 'observability.logAddresses') return ['logging'];
   if (path.startsWith('observability')) return ['ops'];
+  if (path.startsWith('dkim')) return ['signing'];
   return [];
 }
 
@@ -83,6 +88,8 @@ async function configs(): Promise<{ local: DesiredState; ldap: DesiredState }> {
   writeFileSync(join(dir, 'secrets', 'relay'), 'relay-password\n');
   writeFileSync(join(dir, 'secrets', 'bind'), 'bind-password\n');
   writeFileSync(join(dir, 'secrets', 'users'), `carol:${USERS.bob.hash}\n`);
+  writeFileSync(join(dir, 'secrets', 'dkim-rsa'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(join(dir, 'secrets', 'dkim-ed'), generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
   const common = `version: 1
 hostname: mail.example.com
 domains: [example.com, example.org]
@@ -100,6 +107,10 @@ relay:
 delivery:
   dns: { servers: [127.0.0.1:53] }
 storage: { dataDir: ${join(dir, 'data')} }
+dkim:
+  keys:
+    - { domain: example.com, selector: mp2026a, privateKeyFile: secrets/dkim-rsa }
+    - { domain: example.com, selector: mp2026e, privateKeyFile: secrets/dkim-ed }
 `;
   const local = await loadConfigText(
     join(dir, 'local.yaml'),
@@ -155,7 +166,10 @@ test('a secret shows in an in-process plan as changed, never as its value; a pub
   const plan = diff(specView(local, 'digest'), specView(changed, 'digest'));
   assert.deepEqual(plan.actions, [{ kind: 'relay.update', changes: ['relay.auth.password: changed'] }]);
   const published = JSON.stringify(specView(local, 'presence'));
-  for (const secret of ['relay-password', 'bind-password', USERS.alice.hash, local.smtp.tls!.material.keyPem.reveal()]) assert.ok(!published.includes(secret));
+  for (const secret of ['relay-password', 'bind-password', USERS.alice.hash, local.smtp.tls!.material.keyPem.reveal(), ...local.dkim.keys.map((k) => k.material.privateKey.reveal())]) {
+    assert.ok(!published.includes(secret));
+  }
+  assert.match(published, /"signing":\{"keys":\[\{"domain":"example\.com","selector":"mp2026a","algorithm":"rsa-sha256","fingerprint":"sha256:[0-9a-f]{64}","privateKey":\{"secret":"set"\}\}/);
   assert.match(published, /"password":\{"secret":"set"\}/);
   assert.ok(!published.includes(local.relay.auth!.password.digest()), 'not even the keyed digest leaves');
   assert.deepEqual(
