@@ -173,7 +173,7 @@ test('a failed recipient is bounced after its attempt, with the message; other r
     const id = await submit(env, 'alice@example.com', ['fail-1@remote.example', 'defer-1@remote.example'], 'small one', 'Body line, returned whole.\r\n');
     await mp.waitFor('the bounce', () => bounces(env, 'alice').length === 1);
     const dsn = bounces(env, 'alice')[0]!;
-    assert.equal((await mp.status()).queue.deferred, 1, 'defer-1 is still queued');
+    await mp.waitFor('defer-1 still queued, deferred', async () => (await mp.status()).queue.deferred === 1);
     assert.match(dsn, /Your message could not be delivered to one or more recipients\. It's attached below\./);
     assert.match(dsn, /Delivery to the other recipient of this message is still being tried; you will be told if it fails too\./);
     assert.match(dsn, /Final-Recipient: rfc822; fail-1@remote\.example/);
