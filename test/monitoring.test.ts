@@ -4,6 +4,7 @@
 // server answers every dashboard panel with data and evaluates every rule without error.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -76,6 +77,7 @@ test('every alert has unit tests that see it fire and stay quiet', () => {
     'mailplane_tls_certificate_expiry_timestamp_seconds',
     'mailplane_smtp_auth_total',
     'mailplane_local_deliveries_oldest_pending_age_seconds',
+    'mailplane_dkim_signing_failures_total',
   ]) {
     assert.ok(watched(metric).length > 0, `no alert on ${metric}`);
   }
@@ -121,6 +123,8 @@ test('the dashboard: every panel queries the data source variable and filters by
     'mailplane_reconcile_duration_seconds_bucket',
     'mailplane_local_deliveries_pending',
     'mailplane_local_deliveries_oldest_pending_age_seconds',
+    'mailplane_dkim_signatures_total',
+    'mailplane_dkim_signing_failures_total',
   ]) {
     assert.ok(used.has(metric), `the dashboard does not show ${metric}`);
   }
@@ -139,9 +143,11 @@ before(async () => {
   relay = await new TestRelay({ port: await freePort(), mode: 'starttls', account: ACCOUNT }).start();
   writeFileSync(join(env.dir, 'ca.pem'), testCa().certPem);
   writeFileSync(join(env.dir, 'relay-password'), `${ACCOUNT.pass}\n`);
-  const config = baseConfig(env, {
+  // a DKIM key: its domain's series start at 0 (what the DKIM panel and alert read)
+  writeFileSync(join(env.dir, 'dkim.key'), generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const config = `${baseConfig(env, {
     relay: `relay:\n  enabled: true\n  host: 127.0.0.1\n  port: ${relay.o.port}\n  caFile: ca.pem\n  auth: { username: ${ACCOUNT.user}, passwordFile: relay-password }\n`,
-  });
+  })}dkim:\n  keys:\n    - { domain: example.com, selector: mon1, privateKeyFile: dkim.key }\n`;
   mp = await startMailplane(env, config);
   // traffic of every kind the queries look at: AUTH failure and success, a local and a relayed
   // message, refusals, and a refused config reload

@@ -152,9 +152,10 @@ export class DkimSigner {
    * mailplane_dkim_signing_failures_total and logged; never the key). Prepending the result
    * changes nothing that was signed, so the same bytes can be sent on every attempt. A Readable
    * is read to its end, but only when the domain has keys (see signsFor); if reading it fails,
-   * sign() rejects with that error. Signing itself never throws.
+   * sign() rejects with that error. Signing itself never throws. `logFields` (the queue id) go
+   * into the log line of a failure.
    */
-  async sign(message: Buffer | string | Readable, fromDomain: string): Promise<string> {
+  async sign(message: Buffer | string | Readable, fromDomain: string, logFields: Readonly<Record<string, unknown>> = {}): Promise<string> {
     const domain = normalize(fromDomain);
     const keys = domain ? this.#byDomain.get(domain) : undefined;
     if (!keys?.length) return '';
@@ -169,12 +170,15 @@ export class DkimSigner {
       if (e instanceof InputError) throw e.cause;
       // mailauth itself failed: no signature at all
       this.deps.metrics?.dkimSigningFailures.inc(keys.length);
-      this.deps.log?.error('DKIM signing failed', { domain, error: (e as Error).message });
+      this.deps.log?.error('DKIM signing failed', { ...logFields, domain, error: (e as Error).message });
       return '';
     }
-    for (const e of signer.errors) {
-      this.deps.metrics?.dkimSigningFailures.inc();
-      this.deps.log?.error('DKIM signing failed', { domain: e.signingDomain ?? domain, selector: e.selector, error: e.err.message });
+    if (signer.errors.length) {
+      // counted per signature, logged once per message
+      this.deps.metrics?.dkimSigningFailures.inc(signer.errors.length);
+      const selectors = [...new Set(signer.errors.flatMap((e) => (e.selector ? [e.selector] : [])))];
+      const error = [...new Set(signer.errors.map((e) => e.err.message))].join('; ');
+      this.deps.log?.error('DKIM signing failed', { ...logFields, domain, ...(selectors.length ? { selector: selectors.join(', ') } : {}), error });
     }
     const headers = signer.signatureHeaders;
     if (headers.length) this.deps.metrics?.dkimSignatures.inc({ domain: domain! });

@@ -37,6 +37,7 @@ export function wellFormed(e: QueueEntry, id: string): boolean {
     (e.bodyOffset === undefined || (Number.isInteger(e.bodyOffset) && e.bodyOffset >= 0)) &&
     (e.body === undefined || e.body === '8BITMIME') &&
     (e.smtputf8 === undefined || e.smtputf8 === true) &&
+    (e.dkim === undefined || typeof e.dkim === 'string') &&
     Array.isArray(e.recipients) &&
     e.recipients.every((r) => r && typeof r.address === 'string' && ['pending', 'delivered', 'failed'].includes(r.state) && (r.retryAt === undefined || typeof r.retryAt === 'number'))
   );

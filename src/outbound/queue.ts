@@ -10,11 +10,17 @@
 // are deferred without connecting (as Postfix does with a dead destination). An operator's
 // requests (requests.ts) are answered here; a retry of a message being delivered makes it due
 // again as soon as that attempt ends.
+//
+// DKIM: before a message's first attempt its signature header fields are made (signMessage) and
+// kept in its state (QueueEntry.dkim); every attempt sends them in front of the queued bytes,
+// which are never rewritten (Maildir copies share the file). DSNs are signed when they are made.
 import { createReadStream, promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import type { AccountBackend } from '../accounts/backend.js';
 import type { DeliveryState } from '../config/desired-state.js';
+import { fromDomainOf, type DkimSigner } from '../dkim/signer.js';
 import { splitAddress } from '../mail/addresses.js';
 import { receivedHeader } from '../mail/received.js';
 import type { Logger } from '../ops/logger.js';
@@ -37,6 +43,8 @@ export interface DeliveryContext {
   readonly hostname: string;
   readonly domains: ReadonlySet<string>;
   readonly accounts: AccountBackend;
+  /** DKIM signing of what leaves (the serving generation's keys) */
+  readonly signer: DkimSigner;
   /** where recipient outcomes are logged */
   readonly mailLog: MailLog;
   /** operator requests that are not about the queue (`mailplane unlock`) */
@@ -60,6 +68,8 @@ interface Open {
   refs: number;
   /** removed by an operator while a job of it ran: results are dropped */
   deleted: boolean;
+  /** its DKIM header fields being made (once, whichever of its jobs asks first) */
+  signing?: Promise<string>;
 }
 
 /** How a recipient ended, or paused (Postfix's status=sent|deferred|bounced, plus ours). */
@@ -398,9 +408,12 @@ export class OutboundQueue {
     }
     const key = ctx.transport.kind === 'relay' ? '*' : domain;
     const hold = this.holds.get(key);
+    // the header block, read once: for loop detection, and for the From: domain when signing
+    let header: Promise<string> | null = null;
+    const headerOf = () => (header ??= this.store.readHeader(entry.id, entry.bodyOffset ?? 0));
     if (Date.now() - entry.arrivedAt > s.maxLifetimeMs) {
       await this.record(open, entry, fail(`4.4.7 delivery time expired; last error: ${mine[0]!.lastResponse ?? 'none'}`), ctx, 'expired');
-    } else if (receivedCount(await this.store.readHeader(entry.id, entry.bodyOffset ?? 0)) > s.maxReceivedHeaders) {
+    } else if (receivedCount(await headerOf()) > s.maxReceivedHeaders) {
       await this.record(open, entry, fail(`5.4.6 mail loop: more than ${s.maxReceivedHeaders} Received headers`), ctx);
     } else if (hold && hold.until > Date.now()) {
       await this.record(
@@ -416,9 +429,10 @@ export class OutboundQueue {
       this.delivering.set(job, delivery);
       let reached: boolean;
       try {
+        const dkim = await this.dkimOf(open, entry, ctx, headerOf);
         ({ reached } = await ctx.transport.send(
           { from: entry.sender, to: mine.map((r) => r.address), eightBitMime: entry.body === '8BITMIME', smtputf8: entry.smtputf8 === true },
-          this.source(entry),
+          this.source(entry, dkim),
           (results) => this.record(open, entry, results, ctx),
           (host) => (delivery.host = host),
         ));
@@ -468,11 +482,61 @@ export class OutboundQueue {
     return null;
   }
 
-  /** The queued file, past the lines only Maildir copies carry; opened anew for every host tried. */
-  private source(entry: QueueEntry): MessageSource {
+  /**
+   * The queued file, past the lines only Maildir copies carry, with the DKIM header fields in
+   * front (streamed, never read whole); opened anew for every host tried.
+   */
+  private source(entry: QueueEntry, dkim = ''): MessageSource {
     const path = this.store.messagePath(entry.id);
     const start = entry.bodyOffset ?? 0;
-    return { open: () => createReadStream(path, { start, highWaterMark: 64 * 1024 }) };
+    const file = () => createReadStream(path, { start, highWaterMark: 64 * 1024 });
+    if (!dkim) return { open: file };
+    const head = Buffer.from(dkim, 'latin1');
+    return { open: () => prepend(head, file()) };
+  }
+
+  /**
+   * The DKIM header fields this message is sent with: made before its first attempt (once, for
+   * all its jobs), then the same on every retry. A message whose state has none yet (queued
+   * before signing existed, or a crash before they were written) gets them now.
+   */
+  private dkimOf(open: Open, entry: QueueEntry, ctx: DeliveryContext, header: () => Promise<string>): Promise<string> {
+    if (entry.dkim !== undefined) return Promise.resolve(entry.dkim);
+    open.signing ??= this.signMessage(open, entry, ctx.signer, header).finally(() => (open.signing = undefined));
+    return open.signing;
+  }
+
+  /**
+   * Signs the queued bytes with every key of their From: domain (nothing for other domains) and
+   * keeps the result in the entry's state, durably before anything is sent with it: a retry
+   * after a crash sends the same bytes. A signature that cannot be made is counted and logged
+   * once (by the signer) and the message goes without it; only reading the queued file failing
+   * fails the attempt (the transport could not have sent it either).
+   */
+  private async signMessage(open: Open, entry: QueueEntry, signer: DkimSigner, header: () => Promise<string>): Promise<string> {
+    const offset = entry.bodyOffset ?? 0;
+    const domain = signer.domains.length ? fromDomainOf(await header()) : null;
+    if (!signer.signsFor(domain)) {
+      entry.dkim = ''; // kept with the attempt's results
+      return '';
+    }
+    const stream = createReadStream(this.store.messagePath(entry.id), { start: offset, highWaterMark: 64 * 1024 });
+    let dkim: string;
+    try {
+      dkim = await signer.sign(stream, domain!, { id: entry.id });
+    } finally {
+      stream.destroy();
+    }
+    entry.dkim = dkim;
+    if (dkim) {
+      try {
+        await this.persist(open, entry);
+      } catch (e) {
+        delete entry.dkim; // not durable: nothing is sent with it, the next attempt signs again
+        throw e;
+      }
+    }
+    return dkim;
   }
 
   /** The entry's state from disk, shared by every job of it running now. */
@@ -624,6 +688,11 @@ export class OutboundQueue {
       stillPending: entry.recipients.filter((r) => r.state === 'pending').length,
     });
     const id = newQueueId();
+    // signed for the keyed domain our host name lies under (DMARC's relaxed alignment with
+    // MAILER-DAEMON@hostname), or not at all; a local sender's copy carries the signature in its
+    // bytes, a remote sender's in its queue state like any message that leaves
+    const aligned = ctx.signer.alignedDomain(ctx.hostname);
+    const sign = (): Promise<string> => (aligned ? ctx.signer.sign(dsn, aligned, { id, bounceOf: entry.id }) : Promise.resolve(''));
     const received = receivedHeader({
       helo: ctx.hostname,
       clientAddress: '127.0.0.1',
@@ -640,7 +709,9 @@ export class OutboundQueue {
       if (ctx.domains.has(domain)) {
         const owner = await ctx.accounts.findRecipient(local);
         if (owner.found) {
-          await this.intake.acceptBuffer({ id, sender: '', local: [{ user: owner.user, address: entry.sender }], remote: [], received, message: dsn });
+          const dkim = await sign();
+          const message = dkim ? Buffer.concat([Buffer.from(dkim, 'latin1'), dsn]) : dsn;
+          await this.intake.acceptBuffer({ id, sender: '', local: [{ user: owner.user, address: entry.sender }], remote: [], received, message });
           this.metrics.delivery.inc({ transport: 'local', result: 'delivered' });
         } else if (owner.unavailable) {
           return false;
@@ -648,7 +719,7 @@ export class OutboundQueue {
           this.log.warn('bounce dropped: the local sender does not exist', { id: entry.id });
         }
       } else {
-        await this.intake.acceptBuffer({ id, sender: '', local: [], remote: [entry.sender], received, message: dsn });
+        await this.intake.acceptBuffer({ id, sender: '', local: [], remote: [entry.sender], received, message: dsn, dkim: await sign() });
       }
     } catch (e) {
       this.log.error('could not store a bounce, will retry', { id: entry.id, error: e as Error });
@@ -728,4 +799,12 @@ export class OutboundQueue {
     }
     return (await this.remove(req.id)) ? { ok: true, message: `deleted ${req.id}` } : { ok: false, message: `no queued message ${req.id}` };
   }
+}
+
+/** `body` with `head` in front, as one stream; destroying it destroys `body` too. */
+function prepend(head: Buffer, body: Readable): Readable {
+  const out = new PassThrough({ highWaterMark: 64 * 1024 });
+  out.write(head);
+  pipeline(body, out, () => {}); // an error of either ends both (the reader sees it)
+  return out;
 }

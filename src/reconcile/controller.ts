@@ -171,6 +171,7 @@ export class Controller {
       hostname: gen.state.hostname,
       domains: gen.policy.domains,
       accounts: gen.accounts,
+      signer: gen.signer,
       mailLog: this.d.mailLog,
       unlock: (address) => this.unlock(address),
     };

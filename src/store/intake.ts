@@ -34,6 +34,8 @@ export interface IncomingMessage {
   readonly eightBitMime?: boolean;
   /** MAIL carried SMTPUTF8 (RFC 6531): likewise */
   readonly smtputf8?: boolean;
+  /** the entry's DKIM header fields when already decided (a DSN to a remote sender, signed as it is built): QueueEntry.dkim */
+  readonly dkim?: string;
 }
 
 export interface IntakeResult {
@@ -123,6 +125,7 @@ export class Intake {
         ...(msg.queueOffset ? { bodyOffset: msg.queueOffset } : {}),
         ...(msg.eightBitMime ? { body: '8BITMIME' as const } : {}),
         ...(msg.smtputf8 ? { smtputf8: true as const } : {}),
+        ...(msg.dkim !== undefined ? { dkim: msg.dkim } : {}),
         recipients: msg.remote.map((address) => ({ address, state: 'pending', attempts: 0, lastResponse: null, updatedAt: now })),
         attempts: 0,
         nextAttemptAt: now,
@@ -150,7 +153,7 @@ export class Intake {
   }
 
   /** accept() for a message built in memory (bounces): `message` follows our Received header. */
-  acceptBuffer(m: { id: string; sender: string; local: readonly LocalTarget[]; remote: readonly string[]; received: string; message: Buffer }): Promise<IntakeResult> {
+  acceptBuffer(m: { id: string; sender: string; local: readonly LocalTarget[]; remote: readonly string[]; received: string; message: Buffer; dkim?: string }): Promise<IntakeResult> {
     const { head, queueOffset } = traceHead(m.sender, m.local, m.received);
     const data = Buffer.allocUnsafeSlow(head.length + m.message.length);
     head.copy(data, 0);
@@ -168,6 +171,7 @@ export class Intake {
       size: m.message.length,
       eightBitMime,
       smtputf8,
+      ...(m.dkim !== undefined ? { dkim: m.dkim } : {}),
     });
   }
 }

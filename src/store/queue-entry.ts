@@ -36,6 +36,14 @@ export interface QueueEntry {
    */
   readonly body?: '8BITMIME';
   readonly smtputf8?: true;
+  /**
+   * The DKIM-Signature header fields sent in front of the queued bytes on every attempt (each
+   * ending in CRLF), decided once before the first attempt and never again: '' when the
+   * message is not signed (its From: domain has no keys, signing failed, or a DSN whose host
+   * name lies under no keyed domain). The queued file itself is never rewritten: Maildir copies
+   * share it. Absent (entries written before signing existed too): decided at the next attempt.
+   */
+  dkim?: string;
   recipients: QueueRecipient[];
   attempts: number;
   /** the earliest time any pending recipient is due */
