@@ -151,6 +151,14 @@ export interface DkimKey {
   readonly material: DkimKeyMaterial;
 }
 
+/** inbound.checks: what is checked on mail from unauthenticated, untrusted mx clients (recorded only) */
+export interface InboundChecks {
+  readonly spf: boolean;
+  readonly dkim: boolean;
+  readonly arc: boolean;
+  readonly dmarc: 'monitor' | 'off';
+}
+
 export interface DesiredState {
   /** sha256 over everything the state means, secrets as per-process keyed digests: "did anything change?" */
   readonly hash: string;
@@ -165,6 +173,7 @@ export interface DesiredState {
   readonly relay: RelayState;
   readonly delivery: DeliveryState;
   readonly storage: StorageState;
+  readonly inbound: { readonly checks: InboundChecks };
   /** the ops endpoint; token: what /status and /-/reload need (null: open, loopback only) */
   readonly observability: { readonly host: string; readonly port: number; readonly token: Secret | null; readonly logAddresses: 'full' | 'redact' };
   /** DKIM keys outbound mail from our domains is signed with (several per domain: several signatures) */

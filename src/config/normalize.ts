@@ -79,6 +79,7 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
     relay: r.relay,
     delivery: r.delivery,
     storage: storageState(cfg.storage!, r),
+    inbound: { checks: { spf: cfg.inbound?.checks?.spf ?? true, dkim: cfg.inbound?.checks?.dkim ?? true, arc: cfg.inbound?.checks?.arc ?? true, dmarc: cfg.inbound?.checks?.dmarc ?? 'monitor' } },
     observability: { ...r.listen, logAddresses: cfg.observability!.logAddresses! },
     dkim: { keys: r.dkim },
     watchedFiles: [r.configPath, ...[...r.files.keys()].sort()],

@@ -24,6 +24,7 @@ export interface MailserverConfig {
   relay?: RelayConfig;
   delivery?: DeliveryConfig;
   storage?: StorageConfig;
+  inbound?: InboundConfig;
   dkim?: DkimConfig;
   observability?: ObservabilityConfig;
 }
@@ -407,6 +408,33 @@ export interface MailboxModeConfig {
    * Mode of Maildir folders (`<user>/`, `tmp/`, `new/`, `cur/`, and `dataDir/mail` with mailboxGroup). Default "0700", or "2770" with mailboxGroup: the group may also move, flag and delete mail (what an IMAP server does), and the setgid bit (2) gives what it creates the group too. "2750" lets the group only read (Dovecot then needs INDEX and CONTROL elsewhere). The owner must have full access.
    */
   folders?: string;
+}
+/**
+ * Checks of mail arriving on mx listeners from clients that are neither authenticated nor trusted. Off by default; turn on the checks you want. This release only records the results: an `Authentication-Results` header (RFC 8601) on the copies for local mailboxes and the metric `mailplane_inbound_auth_total`; nothing is rejected or filed differently because of them (DMARC enforcement comes next). DNS lookups use `delivery.dns.servers` and `delivery.dns.timeout`. All the checks of one message together are bounded by twice `delivery.dns.timeout` (at most 10 s): whatever has not finished then is `temperror`, and the message goes on.
+ */
+export interface InboundConfig {
+  checks?: InboundChecksConfig;
+}
+/**
+ * Which authentication checks run on incoming mail.
+ */
+export interface InboundChecksConfig {
+  /**
+   * Check SPF (RFC 7208) of the MAIL FROM domain (or HELO name for the null sender) against the client address.
+   */
+  spf?: boolean;
+  /**
+   * Report DKIM signature results (RFC 6376). DMARC, when on, verifies the signatures whatever this says.
+   */
+  dkim?: boolean;
+  /**
+   * Validate an ARC chain (RFC 8617) and report it.
+   */
+  arc?: boolean;
+  /**
+   * DMARC (RFC 7489) of the From: domain: `monitor` records the result, `off` skips it. Enforcing the domain's policy is not implemented yet.
+   */
+  dmarc?: 'monitor' | 'off';
 }
 /**
  * DKIM signing of outbound mail (RFC 6376). Every message that leaves through the relay or direct to MX and whose From: header domain has keys here is signed with each of them (relaxed/relaxed, the header fields RFC 6376 recommends, From signed once more than it occurs so no From can be added); mail from any other domain (forwarded, bounced) is not. Key files are read and checked like TLS files and swapped on reload; `mailplane dkim keygen` makes a key and prints the DNS record to publish.

@@ -80,6 +80,18 @@ export class Metrics {
     labelNames: ['transport', 'result'] as const,
     registers: [this.registry],
   });
+  readonly inboundAuth = new Counter({
+    name: 'mailplane_inbound_auth_total',
+    help: 'Authentication checks of mail from unauthenticated, untrusted mx clients, by method (spf, dkim, dmarc, arc) and result (RFC 8601: pass, fail, softfail, neutral, none, temperror, permerror, policy). One per DKIM signature.',
+    labelNames: ['method', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly inboundAuthSkipped = new Counter({
+    name: 'mailplane_inbound_auth_skipped_total',
+    help: 'Messages due for inbound authentication checks that got none: spooled (the body went to a spool file; not checked yet), error (the checker failed).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly bodiesSpooled = new Counter({
     name: 'mailplane_message_bodies_spooled_total',
     help: 'Messages whose body went to a spool file while it was received (larger than 64 KiB, or the memory budget was spent).',

@@ -16,12 +16,18 @@ export type Route =
 /** A lookup that may succeed later (timeout, SERVFAIL, no reachable resolver). */
 export class TemporaryDnsError extends Error {}
 
+/** A resolver with the server's settings (delivery.dns): its servers (empty: the system's), a lookup bounded by timeoutMs. */
+export function configuredResolver(servers: readonly string[], timeoutMs: number): dns.Resolver {
+  const resolver = new dns.Resolver({ timeout: Math.max(100, Math.floor(timeoutMs / 2)), tries: 2 });
+  if (servers.length) resolver.setServers([...servers]);
+  return resolver;
+}
+
 export class MxResolver {
   private readonly resolver: dns.Resolver;
 
   constructor(servers: readonly string[], timeoutMs: number) {
-    this.resolver = new dns.Resolver({ timeout: Math.max(100, Math.floor(timeoutMs / 2)), tries: 2 });
-    if (servers.length) this.resolver.setServers([...servers]);
+    this.resolver = configuredResolver(servers, timeoutMs);
   }
 
   async route(domain: string): Promise<Route> {

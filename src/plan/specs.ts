@@ -3,7 +3,7 @@
 // the transaction's rebuild decisions both come from comparing these specs, and every factory
 // takes its spec, so a field a component reads is a field whose change rebuilds it.
 import { formatCidr } from '../config/cidr.js';
-import type { AuthPolicy, DeliveryState, DesiredState, LdapSettings, ListenerRole, ListenerTls, LocalUser, RelayState, SmtpLimits, StorageState } from '../config/desired-state.js';
+import type { AuthPolicy, DeliveryState, DesiredState, InboundChecks, LdapSettings, ListenerRole, ListenerTls, LocalUser, RelayState, SmtpLimits, StorageState } from '../config/desired-state.js';
 import type { Secret } from '../config/secret.js';
 import type { DkimAlgorithm } from '../dkim/key.js';
 import type { TlsMaterial } from '../tls/material.js';
@@ -34,6 +34,8 @@ export interface PolicySpec {
   readonly drainGraceMs: number;
   /** delivery.maxReceivedHeaders, for loop detection while a message arrives */
   readonly maxReceivedHeaders: number;
+  /** inbound.checks, with the resolvers they query (delivery.dns) */
+  readonly inbound: InboundChecks & { readonly dnsServers: readonly string[]; readonly dnsTimeoutMs: number };
 }
 
 /** The account backend: local users, or the directory (which needs our domains for aliases). */
@@ -117,6 +119,7 @@ export function specsOf(s: DesiredState): Specs {
       limits: { ...s.smtp.limits },
       drainGraceMs: s.smtp.drainGraceMs,
       maxReceivedHeaders: d.maxReceivedHeaders,
+      inbound: { ...s.inbound.checks, dnsServers: d.dnsServers, dnsTimeoutMs: d.dnsTimeoutMs },
     },
     accounts: s.accounts.type === 'local' ? { type: 'local', users: s.accounts.users } : { type: 'ldap', ldap: ldapSpec(s.accounts.ldap), domains: s.domains },
     transport: {

@@ -4,6 +4,7 @@ import type { AccountBackend } from '../accounts/backend.js';
 import { AddressSet, parseCidr } from '../config/cidr.js';
 import type { RejectedRecipients, SendRate } from '../config/desired-state.js';
 import type { PolicySpec } from '../plan/specs.js';
+import { InboundAuth } from './inbound-auth.js';
 
 export interface SessionPolicy {
   readonly generation: number;
@@ -24,6 +25,8 @@ export interface SessionPolicy {
   readonly sendRate: SendRate;
   readonly rejectedRecipients: RejectedRecipients;
   readonly auth: { readonly maxFailures: number; readonly windowMs: number; readonly lockoutMs: number };
+  /** inbound.checks on mx listeners (null: every check is off) */
+  readonly inboundAuth: InboundAuth | null;
 }
 
 /** The policy from its spec alone (plan/specs.ts): what it reads is what a change to it rebuilds. */
@@ -45,6 +48,7 @@ export function buildPolicy(spec: PolicySpec, generation: number, accounts: Acco
     maxReceivedHeaders: spec.maxReceivedHeaders,
     sendRate: spec.limits.sendRate,
     rejectedRecipients: spec.limits.rejectedRecipients,
+    inboundAuth: InboundAuth.from(spec.hostname, spec.inbound),
     auth: Object.freeze({ maxFailures: a.maxFailures, windowMs: a.failureWindowMs, lockoutMs: a.lockoutMs }),
   });
 }

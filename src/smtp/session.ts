@@ -1,5 +1,6 @@
 // The SMTP policy, one handler per step of a session. A session pins the policy of the
 // generation it connected under; every decision below reads that pinned snapshot.
+import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerSpec } from '../config/desired-state.js';
@@ -339,10 +340,20 @@ export class SessionHandlers {
         return cb(this.reject(st, refused));
       }
       if (body.spooled) this.d.metrics.bodiesSpooled.inc();
-      body
-        .finish()
-        .then((stored) =>
-          this.store(st, id, sender, local, startedAt, { body: stored, queueOffset, size: body.size, eightBitMime: session.envelope.bodyType === '8bitmime', smtputf8: !!session.envelope.smtpUtf8 }),
+      this.checkAuth(st, session, sender, local, () => body.message())
+        .then((authResults) => {
+          // our Authentication-Results goes with the Maildir copies, above our Received
+          const trace = authResults ? traceHead(sender, local, received, authResults) : { head: undefined, queueOffset };
+          return body.finish(trace.head).then((stored) => ({ stored, offset: trace.queueOffset }));
+        })
+        .then(({ stored, offset }) =>
+          this.store(st, id, sender, local, startedAt, {
+            body: stored,
+            queueOffset: offset,
+            size: body.size,
+            eightBitMime: session.envelope.bodyType === '8bitmime',
+            smtputf8: !!session.envelope.smtpUtf8,
+          }),
         )
         .then(
           (accepted) => {
@@ -357,6 +368,32 @@ export class SessionHandlers {
           },
         );
     });
+  }
+
+  /**
+   * inbound.checks (monitor only) for mail to local mailboxes from an mx client neither
+   * authenticated nor trusted: the Authentication-Results field to add, or null. A check that
+   * fails is logged and the message goes on without the field; DNS failures are temperror
+   * results, never a refusal. A body in a spool file (over 1 MiB, or the memory budget spent)
+   * is not checked yet: its file already starts with the trace head.
+   */
+  private async checkAuth(st: SessionState, session: Session, sender: string, local: readonly LocalTarget[], messageOf: () => Readable | null): Promise<string | null> {
+    const auth = st.policy.inboundAuth;
+    if (!auth || !local.length || st.spec.role !== 'mx' || st.user !== null || st.trusted) return null;
+    const message = messageOf();
+    if (!message) {
+      this.d.metrics.inboundAuthSkipped.inc({ reason: 'spooled' });
+      return null;
+    }
+    try {
+      const v = await auth.check(message, { ip: st.client, helo: session.hostNameAppearsAs ?? '', sender });
+      for (const r of v.results) this.d.metrics.inboundAuth.inc(r);
+      return v.header;
+    } catch (e) {
+      this.d.metrics.inboundAuthSkipped.inc({ reason: 'error' });
+      this.d.log.warn('inbound authentication checks failed', { listener: this.d.listener, error: e as Error });
+      return null;
+    }
   }
 
   private async store(

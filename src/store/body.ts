@@ -5,6 +5,7 @@
 // becomes CRLF: what we store and relay never holds a line end a downstream parser could read
 // differently) and every line's length is measured against the configured limit.
 import fs from 'node:fs';
+import { Readable } from 'node:stream';
 import { advance, call } from './durable.js';
 
 /**
@@ -267,13 +268,15 @@ export class BodyWriter {
 
   /**
    * The stored form of the whole file (head + body). Call only when neither tooBig nor
-   * lineTooLong; rejects when the spool file could not be written (disk full: a 452).
+   * lineTooLong; rejects when the spool file could not be written (disk full: a 452). `head`
+   * replaces the head given at the start, for a body still in memory only (a spool file already
+   * starts with it).
    */
-  async finish(): Promise<StoredBody> {
+  async finish(head?: Buffer): Promise<StoredBody> {
     this.done = true;
     const tail = this.lines.finish();
     if (!this.spooled) {
-      const parts = [this.head, ...this.chunks, ...(tail ? [tail] : [])];
+      const parts = [head ?? this.head, ...this.chunks, ...(tail ? [tail] : [])];
       const length = parts.reduce((n, c) => n + c.length, 0);
       const data = Buffer.allocUnsafeSlow(length); // its own ArrayBuffer: transferred, not copied, to the journal
       let off = 0;
@@ -297,6 +300,18 @@ export class BodyWriter {
       throw e;
     }
     return { kind: 'spool', file: this.spool.file, path: this.path, length: this.written };
+  }
+
+  /**
+   * The message as received so far (without the head, line ends normalized) as a stream over
+   * the chunks held, no copy; null once the body went to a spool file. Call at the end of DATA,
+   * before finish().
+   */
+  message(): Readable | null {
+    if (this.spooled) return null;
+    const tail = this.lines.finish();
+    if (tail) this.chunks.push(tail); // finish() finds no pending CR left
+    return Readable.from([...this.chunks], { objectMode: false });
   }
 
   /** Bytes of memory budget this body still holds (the caller gives them back once stored). */

@@ -48,12 +48,13 @@ const EMPTY = new Uint8Array(0);
 /**
  * The headers the stored file starts with. Maildir copies get Return-Path and, when the message
  * goes to one mailbox, Delivered-To (copies for several mailboxes share one file); the queue
- * skips those (queueOffset) and starts at our Received header.
+ * skips those (queueOffset) and starts at our Received header. `authResults` (our
+ * Authentication-Results field, CRLF-terminated) is for the Maildir copies only: it goes with them.
  */
-export function traceHead(sender: string, local: readonly LocalTarget[], received: string): { head: Buffer; queueOffset: number } {
+export function traceHead(sender: string, local: readonly LocalTarget[], received: string, authResults = ''): { head: Buffer; queueOffset: number } {
   if (!local.length) return { head: Buffer.from(received), queueOffset: 0 };
   const users = new Set(local.map((t) => t.user));
-  const mine = `Return-Path: <${sender}>\r\n${users.size === 1 ? `Delivered-To: ${local[0]!.address}\r\n` : ''}`;
+  const mine = `Return-Path: <${sender}>\r\n${users.size === 1 ? `Delivered-To: ${local[0]!.address}\r\n` : ''}${authResults}`;
   return { head: Buffer.from(mine + received), queueOffset: Buffer.byteLength(mine) };
 }
 

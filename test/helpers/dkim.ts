@@ -99,3 +99,18 @@ export function closePrimesKey(): { pem: string; p: bigint } {
   while (!checkPrimeSync(q)) q += 2n;
   return { pem: rsaFromPrimes(p, q), p };
 }
+
+const SIGN_SCRIPT = `
+import sys, dkim
+key = open(sys.argv[3], 'rb').read()
+msg = sys.stdin.buffer.read()
+sig = dkim.sign(msg, sys.argv[1].encode(), sys.argv[2].encode(), key, include_headers=[b'from', b'to', b'subject', b'message-id'], canonicalize=(b'relaxed', b'relaxed'))
+sys.stdout.buffer.write(sig + msg)
+`;
+
+/** The message with a DKIM-Signature by dkimpy (rsa-sha256, relaxed/relaxed) for d=domain, s=selector; keyFile: the PEM private key. */
+export function signDkim(message: Buffer | string, selector: string, domain: string, keyFile: string): Buffer {
+  const r = spawnSync(PYTHON, ['-c', SIGN_SCRIPT, selector, domain, keyFile], { input: message, maxBuffer: 64 * 1024 * 1024 });
+  if (r.error || r.status !== 0) throw new Error(`dkimpy signing failed: ${r.error?.message ?? r.stderr.toString()}`);
+  return r.stdout;
+}

@@ -48,7 +48,10 @@ function expected(path: string, ldap: boolean): Component[] {
   if (path.startsWith('relay')) return ['transport'];
   if (/^delivery\.concurrency$/.test(path)) return ['transport', 'delivery'];
   if (path === 'delivery.maxReceivedHeaders') return ['policy', 'delivery'];
-  if (/^delivery\.(dnsServers|dnsTimeoutMs|mxPort|connectTimeoutMs)/.test(path)) return ['transport'];
+  // the inbound checks (policy) resolve through delivery.dns too
+  if (/^delivery\.(dnsServers|dnsTimeoutMs)/.test(path)) return ['policy', 'transport'];
+  if (/^delivery\.(mxPort|connectTimeoutMs)/.test(path)) return ['transport'];
+  if (path.startsWith('inbound')) return ['policy'];
   if (path.startsWith('delivery')) return ['delivery'];
   if (path.startsWith('storage')) return ['storage'];
   if (path === 'observability.token') return ['opsAccess'];
