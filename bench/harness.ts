@@ -68,6 +68,8 @@ export interface ConfigOptions {
   readonly maxMessageSize?: string;
   /** local users besides bench (who has the alias postmaster), all with bench's password */
   readonly moreUsers?: readonly string[];
+  /** smtp.auth, as a YAML flow mapping */
+  readonly auth?: string;
 }
 
 export function mailplaneConfig(dir: string, port: number, ops: number, extra = '', o: ConfigOptions = {}): string {
@@ -80,7 +82,7 @@ smtp:
   listeners:
     - { name: mx, address: 127.0.0.1, port: ${port}, role: mx, tls: none }
   limits: { maxConnections: 20000, maxConnectionsPerClient: 20000, maxRecipients: 100 }
-${extra}accounts:
+${o.auth ? `  auth: ${o.auth}\n` : ''}${extra}accounts:
   local:
     users:
       - { name: bench, passwordHash: "${BENCH_USER_HASH}", aliases: [postmaster] }
@@ -248,10 +250,25 @@ export interface LoadResult {
   readonly ok: boolean;
 }
 
-/** smtp-source: `sessions` in parallel, `size` bytes of payload, new connection per message unless reuse. */
+/**
+ * smtp-source: `sessions` in parallel, `size` bytes of payload, new connection per message unless
+ * reuse. With `file`, each message is that file (header and body, LF line ends) instead.
+ */
 // With `recipients` > 1 they are bench@, 2bench@, 3bench@… (smtp-source prepends a number).
-export function smtpSource(bin: string, port: number, o: { sessions: number; size: number; messages: number; reuse: boolean; recipients?: number }): Promise<LoadResult> {
-  const args = ['-s', String(o.sessions), '-l', String(o.size), '-m', String(o.messages), '-f', 'load@example.net', '-t', 'bench@example.com', '-M', 'loadgen.example.net'];
+export function smtpSource(bin: string, port: number, o: { sessions: number; size: number; messages: number; reuse: boolean; recipients?: number; file?: string }): Promise<LoadResult> {
+  const args = [
+    '-s',
+    String(o.sessions),
+    ...(o.file ? ['-F', o.file] : ['-l', String(o.size)]),
+    '-m',
+    String(o.messages),
+    '-f',
+    'load@example.net',
+    '-t',
+    'bench@example.com',
+    '-M',
+    'loadgen.example.net',
+  ];
   if (o.reuse) args.unshift('-d');
   if (o.recipients) args.unshift('-r', String(o.recipients));
   args.push(`127.0.0.1:${port}`);
@@ -270,9 +287,10 @@ export function smtpSource(bin: string, port: number, o: { sessions: number; siz
 
 /**
  * Measures "end of DATA → 250" as a client sees it, on one reused connection, while the load runs.
- * Returns the latencies in ms.
+ * Sends `message` (CRLF, dot-stuffed, ending in CRLF) when given, else a message of about `size`
+ * bytes. Returns the latencies in ms.
  */
-export async function probeLatency(port: number, size: number, until: () => boolean, everyMs = 20): Promise<number[]> {
+export async function probeLatency(port: number, size: number, until: () => boolean, everyMs = 20, message?: string): Promise<number[]> {
   const sock = connect({ port, host: '127.0.0.1' });
   sock.setNoDelay(true);
   await new Promise<void>((r, j) => {
@@ -283,7 +301,7 @@ export async function probeLatency(port: number, size: number, until: () => bool
   await lines(); // greeting
   sock.write('HELO probe.example.net\r\n');
   await lines();
-  const body = `Subject: probe\r\n\r\n${'x'.repeat(Math.max(0, size - 60)).replace(/(.{76})/g, '$1\r\n')}\r\n`;
+  const body = message ?? `Subject: probe\r\n\r\n${'x'.repeat(Math.max(0, size - 60)).replace(/(.{76})/g, '$1\r\n')}\r\n`;
   const out: number[] = [];
   while (until()) {
     sock.write('MAIL FROM:<probe@example.net>\r\n');

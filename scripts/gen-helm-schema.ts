@@ -83,6 +83,9 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
         propertyNames: { pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]*$' },
         additionalProperties: secretFile,
       },
+      dkim: strict({
+        existingSecret: str('A Secret you manage whose keys are the DKIM private key files, mounted at /etc/mailplane/dkim (config: privateKeyFile: ../dkim/<key>); DKIM keys never go into values.'),
+      }),
       opsToken: strict({
         existingSecret: str('A Secret you manage holding the bearer token of the ops endpoint (at least 16 characters); empty: the chart makes one and keeps it across upgrades.'),
         key: { type: 'string', minLength: 1, pattern: '^[-._a-zA-Z0-9]+$', description: 'The key of the token in existingSecret.' },

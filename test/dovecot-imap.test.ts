@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BIN, ROOT } from './helpers/cli.js';
+import { TestDns } from './helpers/dns.js';
 import { accepts, freePort } from './helpers/ports.js';
 import { baseConfig, makeEnv, MailplaneProcess, waitFor, type Env } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
@@ -148,6 +149,7 @@ describe('Dovecot reads the Maildirs mailplane writes (storage.mailboxGroup)', {
   let nonRoot = false;
   let gid: number;
   let serviceUid: number;
+  let dns: TestDns | undefined;
 
   const dovecotLog = () => (existsSync(join(dovecotDir, 'dovecot.log')) ? readFileSync(join(dovecotDir, 'dovecot.log'), 'utf8') : '');
 
@@ -178,9 +180,11 @@ describe('Dovecot reads the Maildirs mailplane writes (storage.mailboxGroup)', {
     const storage = docBlock('mailplane')
       .replaceAll('/var/lib/mailplane', env.dataDir)
       .replace(/\bvmail\b/g, VMAIL);
+    // spoofed mail from our own domains goes to the junk folder (DNS: a loopback server that knows nothing)
+    dns = await new TestDns({}).startOn(env.ports.dns);
     const config = baseConfig(env, { maxMessageSize: '5MB' })
       .replace(/accounts:\n {2}local:\n {4}users:\n(?: {6}- .*\n)+/, `accounts:\n  local:\n    usersFile: ${mailplaneUsers}\n`)
-      .replace(/storage:\n {2}dataDir: .*\n/, storage);
+      .replace(/storage:\n {2}dataDir: .*\n/, `inbound:\n  checks: { ownDomains: junk }\n${storage}`);
     assert.match(config, new RegExp(`mailboxGroup: ${VMAIL}`));
     writeFileSync(env.configFile, config);
     const cmd = [process.execPath, BIN, 'run', '--config', env.configFile, '--log-format', 'json', '--recheck', '0'];
@@ -239,6 +243,7 @@ ${snippet}`,
       await exited;
     }
     await mp?.stop();
+    dns?.stop();
     for (const name of created.reverse()) {
       spawnSync('userdel', [name]);
       spawnSync('groupdel', [name]); // when userdel left the group behind
@@ -338,6 +343,22 @@ ${snippet}`,
     }
   });
 
+  test('spoofed mail filed in the junk folder (.Junk) is a folder Dovecot lists and reads', async () => {
+    const spoof = 'From: ceo@example.com\r\nTo: alice@example.com\r\nSubject: wire the money\r\nMessage-ID: <spoof@x.test>\r\n\r\nUrgent.\r\n';
+    await send(env, ['alice@example.com'], spoof);
+    await waitFor('the junk folder', () => files(join(env.dataDir, 'mail', 'alice', '.Junk', 'new')).length === 1);
+    const c = await login(imapPort, 'alice');
+    try {
+      assert.match(await c.cmd('LIST "" "*"'), /^\* LIST \([^)]*\) "\." "?Junk"?\r$/m);
+      const sel = await c.cmd('SELECT Junk');
+      assert.match(sel, /^\* 1 EXISTS/m, `${sel}\n${dovecotLog()}`);
+      assert.match(await c.cmd('FETCH 1 BODY.PEEK[HEADER]'), /Subject: wire the money/);
+      assert.match(await c.cmd('SELECT INBOX'), /^\* 0 EXISTS/m, 'not in the inbox');
+    } finally {
+      c.close();
+    }
+  });
+
   test('every Maildir folder and message file mailplane made carries the group and the modes', () => {
     const mail = join(env.dataDir, 'mail');
     const root = statSync(mail);
@@ -345,7 +366,14 @@ ${snippet}`,
     assert.equal(root.mode & 0o7777, 0o2770);
     let checked = 0;
     const mailplaneUid = nonRoot ? serviceUid : 0;
-    for (const user of readdirSync(mail)) {
+    const maildirs = readdirSync(mail).flatMap((user) => [
+      user,
+      ...readdirSync(join(mail, user))
+        .filter((f) => f.startsWith('.'))
+        .map((f) => `${user}/${f}`),
+    ]);
+    assert.ok(maildirs.includes('alice/.Junk'), maildirs.join(', '));
+    for (const user of maildirs) {
       for (const dir of [join(mail, user), ...['tmp', 'new', 'cur'].map((s) => join(mail, user, s))]) {
         const st = statSync(dir);
         assert.equal(st.gid, gid, `${dir} group`);

@@ -3,29 +3,33 @@
 // beside it, the values schema refusing a bad config, and the promises the chart makes: a config
 // change never touches the pod template, the pod is locked down, the Service keeps client
 // addresses, TLS, secrets and the ops token land where the config looks for them, and the
-// NetworkPolicy (on by default) lets SMTP in from everyone and the ops port from Prometheus only.
+// NetworkPolicy (on by default) lets SMTP in from everyone and the ops port from Prometheus only;
+// DKIM keys come from a Secret only, and a new one reaches the running server without a restart.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { BIN, mailplane } from './helpers/cli.js';
 import { CHART, find, findAll, helm, helmOrSkip, HELM_FIXTURES, render, renderFailing } from './helpers/helm.js';
 import { validateManifests, type Labelled, type Manifest } from './helpers/k8s-validate.js';
-import { podFiles, volumeFiles, writeAtomic, type Cluster } from './helpers/pod-files.js';
+import { podFiles, volumeFiles, writeAtomic, type Cluster, type PodFiles } from './helpers/pod-files.js';
 import { freePorts } from './helpers/ports.js';
 import { MailplaneProcess, USERS, type Env } from './helpers/server.js';
 import { serverCert, testCa } from './helpers/tls.js';
 import { tempDir } from './helpers/tmp.js';
 
 const skip = helmOrSkip() ? false : 'helm is not installed';
-const FIXTURES = ['minimal.yaml', 'cert-manager.yaml', 'existing-secrets.yaml', 'ldap.yaml', 'monitoring.yaml', 'proxy-protocol.yaml'];
+const FIXTURES = ['minimal.yaml', 'cert-manager.yaml', 'existing-secrets.yaml', 'ldap.yaml', 'monitoring.yaml', 'proxy-protocol.yaml', 'dkim.yaml'];
 /** every way of rendering the chart that the tests check: the defaults and each values file */
 const VARIANTS: { name: string; values: string[] }[] = [{ name: 'defaults', values: [] }, ...FIXTURES.map((f) => ({ name: f, values: [f] }))];
 
 const server = serverCert('mail.example.com');
+/** A DKIM private key as `mailplane dkim keygen` writes it (PKCS#8 PEM). */
+const dkimKey = (type: 'rsa' | 'ed25519') =>
+  (type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ed25519')).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
 /** Secrets the values files say exist in the cluster already. */
 const CLUSTER: Cluster = {
   secrets: {
@@ -34,6 +38,7 @@ const CLUSTER: Cluster = {
     'relay-credentials': { password: 'relay-secret\n' },
     'ldap-ca': { 'ca.crt': testCa().certPem },
     'mail-ops': { 'bearer-token': 'ops-token-from-a-sealed-secret\n' },
+    'mail-dkim': { 'example.org.mp2026a.key': dkimKey('rsa'), 'example.org.mp2026e.key': dkimKey('ed25519') },
   },
 };
 
@@ -50,6 +55,8 @@ function withIssuedCertificates(manifests: readonly Manifest[]): Cluster {
 const statefulSet = (ms: readonly Manifest[]) => find(ms, 'StatefulSet');
 const container = (ms: readonly Manifest[]) => statefulSet(ms).spec.template.spec.containers[0];
 const renderedConfig = (ms: readonly Manifest[]) => parseYaml(find(ms, 'ConfigMap', 'mail-mailplane-config').data['mailserver.yaml']);
+const podVolume = (ms: readonly Manifest[], name: string) => statefulSet(ms).spec.template.spec.volumes.find((v: any) => v.name === name);
+const podMount = (ms: readonly Manifest[], name: string) => container(ms).volumeMounts.find((m: any) => m.name === name);
 
 test('helm lint --strict passes with the defaults and every values file', { skip }, () => {
   for (const v of VARIANTS) {
@@ -313,6 +320,68 @@ test('secret files: from values into a chart Secret, or from existing Secrets, i
   assert.throws(() => podFiles(render({ values: ['existing-secrets.yaml'] }), {}), /Secret mail-example-com-tls does not exist/);
 });
 
+test('DKIM keys: the Secret dkim.existingSecret as a read-only folder (0440) where privateKeyFile points, never from values; refused without it', { skip }, async () => {
+  const ms = render({ values: ['dkim.yaml'] });
+  assert.deepEqual(podVolume(ms, 'dkim'), { name: 'dkim', secret: { secretName: 'mail-dkim', defaultMode: 0o440 } }, 'the whole Secret: a key added to it arrives without a pod change');
+  assert.deepEqual(podMount(ms, 'dkim'), { name: 'dkim', mountPath: '/etc/mailplane/dkim', readOnly: true });
+  assert.equal(statefulSet(ms).spec.template.spec.securityContext.fsGroup, 10001, 'the files belong to the pod group (fsGroup), which reads them');
+  assert.ok(!findAll(ms, 'Secret').some((x) => /dkim/.test(x.metadata.name)), 'the chart makes no Secret of DKIM keys');
+  // where the server looks for each key is a file of the mounted Secret
+  const pod = podFiles(ms, CLUSTER);
+  const mounted = pod.volumes.get('dkim')!;
+  assert.equal(mounted.dir, join(pod.root, '/etc/mailplane/dkim'));
+  for (const k of renderedConfig(ms).dkim.keys) {
+    const file = resolve(dirname(pod.configFile), k.privateKeyFile);
+    assert.equal(dirname(file), mounted.dir);
+    assert.equal(readFileSync(file, 'utf8'), CLUSTER.secrets!['mail-dkim']![basename(file)]);
+  }
+  const ok = await mailplane(['validate', pod.configFile]);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.ok(ok.stdout.includes(`${pod.configFile}: ok`), ok.stdout);
+  assert.ok(!(ok.stdout + ok.stderr).includes('PRIVATE KEY'), 'no key bytes printed');
+  // a key the config names but the Secret lacks: the config is refused at that key
+  const lacking = podFiles(ms, { secrets: { ...CLUSTER.secrets, 'mail-dkim': { 'example.org.mp2026a.key': CLUSTER.secrets!['mail-dkim']!['example.org.mp2026a.key']! } } });
+  const bad = await mailplane(['validate', lacking.configFile]);
+  assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+  assert.match(bad.stdout + bad.stderr, /dkim\.keys\[1\]\.privateKeyFile: file "\.\.\/dkim\/example\.org\.mp2026e\.key" does not exist/);
+
+  // a rotation (a new selector in the config, its key added to the Secret) leaves the pod template alone
+  const rotated = render({
+    values: ['dkim.yaml'],
+    set: { 'config.dkim.keys': [{ domain: 'example.org', selector: 'mp2026b', privateKeyFile: '../dkim/example.org.mp2026b.key' }] },
+  });
+  assert.deepEqual(statefulSet(rotated).spec.template, statefulSet(ms).spec.template);
+  // no Secret, no volume; keys elsewhere (a secretFiles entry from a Secret) need none
+  assert.equal(podVolume(render(), 'dkim'), undefined);
+  assert.equal(podMount(render(), 'dkim'), undefined);
+  const elsewhere = render({
+    set: { 'config.dkim.keys': [{ domain: 'example.com', selector: 's1', privateKeyFile: '../secrets/dkim.key' }], 'secretFiles.dkim\\.key': { existingSecret: 'mail-dkim' } },
+  });
+  assert.equal(podVolume(elsewhere, 'dkim'), undefined);
+
+  const key = (privateKeyFile: string) => ({ 'config.dkim.keys': [{ domain: 'example.com', selector: 'mp2026a', privateKeyFile }] });
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [
+      key('../dkim/example.com.mp2026a.key'),
+      /config\.dkim\.keys\[0\]\.privateKeyFile: "\.\.\/dkim\/example\.com\.mp2026a\.key" is in \/etc\/mailplane\/dkim.*none is given.*--from-file=example\.com\.mp2026a\.key.*set dkim\.existingSecret/,
+    ],
+    [key('/etc/mailplane/dkim/example.com.mp2026a.key'), /is in \/etc\/mailplane\/dkim.*set dkim\.existingSecret/],
+    [{ ...key('../dkim/example.com/mp2026a.key'), 'dkim.existingSecret': 'mail-dkim' }, /in a folder below \/etc\/mailplane\/dkim.*use \.\.\/dkim\/<key>/],
+    [
+      { ...key('../secrets/dkim.key'), 'secretFiles.dkim\\.key': { value: '-----BEGIN PRIVATE KEY-----' } },
+      /comes from secretFiles\.dkim\.key\.value, a private key in clear in the values.*dkim\.existingSecret/,
+    ],
+    [{ 'dkim.existingSecret': 3 }, /\/dkim\/existingSecret/],
+    [{ 'dkim.privateKey': 'x' }, /additional properties 'privateKey' not allowed/],
+  ];
+  for (const [set, message] of cases) {
+    const r = renderFailing({ set });
+    assert.notEqual(r.code, 0, `accepted: ${JSON.stringify(set)}`);
+    assert.match(r.stderr, message, JSON.stringify(set));
+    assert.equal(r.stdout, '', 'nothing is rendered');
+  }
+});
+
 test('the ops token: a random one in a chart Secret by default, or a Secret you manage, mounted as a folder where observability.tokenFile points', { skip }, async () => {
   const tokenVolume = (ms: readonly Manifest[]) => statefulSet(ms).spec.template.spec.volumes.find((v: any) => v.name === 'ops-token');
   const tokenMount = (ms: readonly Manifest[]) => container(ms).volumeMounts.find((m: any) => m.name === 'ops-token');
@@ -482,6 +551,29 @@ class WithToken extends MailplaneProcess {
   }
 }
 
+/** In a pod the kubelet probes the ops port from outside; here the test is its only client. */
+function loopbackOps(ms: Manifest[], ops: number): Manifest[] {
+  const cm = find(ms, 'ConfigMap', 'mail-mailplane-config');
+  cm.data['mailserver.yaml'] = cm.data['mailserver.yaml'].replace(`listen: 0.0.0.0:${ops}`, `listen: 127.0.0.1:${ops}`);
+  return ms;
+}
+
+/** mailplane run as the pod runs it, in the pod's file layout, with the ops token of the pod's Secret. */
+function runInPod(pod: PodFiles, dataDir: string, ports: Partial<Env['ports']> & { ops: number }): WithToken {
+  const child = spawn(process.execPath, [BIN, 'run', ...pod.args, '--recheck', '0'], { cwd: pod.root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env: Env = {
+    dir: pod.root,
+    dataDir,
+    configFile: pod.configFile,
+    certFile: '',
+    keyFile: '',
+    ports: { mx: 0, submission: 0, submissions: 0, plain: 0, spare: 0, dns: 0, ...ports },
+  };
+  const mp = new WithToken(child, env);
+  mp.token = pod.volumes.get('ops-token')!.files.token!;
+  return mp;
+}
+
 test("in the pod's file layout, a changed ConfigMap, a renewed certificate, a changed secret file and a new ops token reload without a restart", { skip }, async () => {
   const [mx, submission, submissions, ops] = await freePorts(4);
   const dataDir = join(tempDir('pod-data'), 'data');
@@ -498,25 +590,9 @@ test("in the pod's file layout, a changed ConfigMap, a renewed certificate, a ch
     'config.accounts.local.usersFile': '../secrets/users',
     'secretFiles.users': { value: users },
   });
-  // in a pod the kubelet probes the ops port from outside; here the test is its only client
-  const loopbackOps = (ms: Manifest[]) => {
-    const cm = find(ms, 'ConfigMap', 'mail-mailplane-config');
-    cm.data['mailserver.yaml'] = cm.data['mailserver.yaml'].replace(`listen: 0.0.0.0:${ops}`, `listen: 127.0.0.1:${ops}`);
-    return ms;
-  };
-  const v1 = loopbackOps(render({ values: ['minimal.yaml'], set: values(['example.net'], `bob:${USERS.bob.hash}\n`) }));
+  const v1 = loopbackOps(render({ values: ['minimal.yaml'], set: values(['example.net'], `bob:${USERS.bob.hash}\n`) }), ops!);
   const pod = podFiles(v1);
-  const child = spawn(process.execPath, [BIN, 'run', ...pod.args, '--recheck', '0'], { cwd: pod.root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const env: Env = {
-    dir: pod.root,
-    dataDir,
-    configFile: pod.configFile,
-    certFile: '',
-    keyFile: '',
-    ports: { mx: mx!, submission: submission!, submissions: submissions!, plain: 0, ops: ops!, spare: 0, dns: 0 },
-  };
-  const mp = new WithToken(child, env);
-  mp.token = pod.volumes.get('ops-token')!.files.token!;
+  const mp = runInPod(pod, dataDir, { mx: mx!, submission: submission!, submissions: submissions!, ops: ops! });
   const bare = (path: string, token?: string) => fetch(`http://127.0.0.1:${ops}${path}`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   try {
     await mp.waitReady();
@@ -537,7 +613,7 @@ test("in the pod's file layout, a changed ConfigMap, a renewed certificate, a ch
     );
 
     // a GitOps commit: new values, same pod template, the kubelet swaps the ConfigMap's files
-    const v2 = loopbackOps(render({ values: ['minimal.yaml'], set: values(['example.net', 'example.org'], `bob:${USERS.bob.hash}\n`) }));
+    const v2 = loopbackOps(render({ values: ['minimal.yaml'], set: values(['example.net', 'example.org'], `bob:${USERS.bob.hash}\n`) }), ops!);
     assert.deepEqual(statefulSet(v2).spec.template, statefulSet(v1).spec.template, 'nothing to roll');
     const volume = (ms: Manifest[], name: string) => statefulSet(ms).spec.template.spec.volumes.find((v: any) => v.name === name);
     writeAtomic(pod.volumes.get('config')!.dir, volumeFiles(v2, {}, volume(v2, 'config'))!);
@@ -565,6 +641,49 @@ test("in the pod's file layout, a changed ConfigMap, a renewed certificate, a ch
     assert.equal(s5.applied.generation, 5);
     assert.equal((await bare('/status', old)).status, 401);
     assert.ok(mp.running, 'the same process served every change');
+  } finally {
+    assert.equal(await mp.stop(), 0, mp.logs);
+  }
+});
+
+test("in the pod's file layout, a new DKIM key in the Secret is signing without a restart", { skip }, async () => {
+  const [mx, ops] = await freePorts(2);
+  const dataDir = join(tempDir('pod-dkim'), 'data');
+  const ms = loopbackOps(
+    render({
+      values: ['dkim.yaml'],
+      set: {
+        'config.smtp.listeners': [{ name: 'mx', address: '127.0.0.1', port: mx, role: 'mx', tls: 'starttls' }],
+        'config.smtp.drainGrace': '2s',
+        'config.observability.listen': `0.0.0.0:${ops}`,
+        'config.storage.dataDir': dataDir,
+      },
+    }),
+    ops!,
+  );
+  const pod = podFiles(ms, CLUSTER);
+  const mp = runInPod(pod, dataDir, { mx: mx!, ops: ops! });
+  const keys = async () => (await mp.status()).dkim.keys.map((k: any) => [k.selector, k.algorithm, k.fingerprint]);
+  try {
+    await mp.waitReady();
+    const before = await keys();
+    assert.deepEqual(
+      before.map(([selector, algorithm]: string[]) => [selector, algorithm]),
+      [
+        ['mp2026a', 'rsa-sha256'],
+        ['mp2026e', 'ed25519-sha256'],
+      ],
+    );
+    // the Secret's RSA key replaced (kubectl apply, an external secrets operator): the kubelet swaps the folder
+    const dkim = pod.volumes.get('dkim')!;
+    writeAtomic(dkim.dir, { ...dkim.files, 'example.org.mp2026a.key': dkimKey('rsa') });
+    const after = await mp.waitFor('the new key applied', async () => {
+      const now = await keys();
+      return now[0][2] !== before[0][2] ? now : false;
+    });
+    assert.deepEqual(after[1], before[1], 'the Ed25519 key is unchanged');
+    assert.equal((await mp.status()).applied.generation, 2);
+    assert.ok(mp.running, 'the same process');
   } finally {
     assert.equal(await mp.stop(), 0, mp.logs);
   }

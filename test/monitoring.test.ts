@@ -17,6 +17,7 @@ import { TestRelay } from './helpers/relay.js';
 import { baseConfig, CLIENTS, makeEnv, startMailplane, type Env, type MailplaneProcess } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
 import { testCa } from './helpers/tls.js';
+import { rspamdOrSkip, TestRspamd } from './helpers/rspamd.js';
 import { aliceSubmits } from './helpers/traffic.js';
 
 const RULES = join(CHART, 'rules/mailplane-alerts.yaml');
@@ -78,6 +79,8 @@ test('every alert has unit tests that see it fire and stay quiet', () => {
     'mailplane_smtp_auth_total',
     'mailplane_local_deliveries_oldest_pending_age_seconds',
     'mailplane_dkim_signing_failures_total',
+    'mailplane_inbound_auth_actions_total',
+    'mailplane_spam_filter_up',
   ]) {
     assert.ok(watched(metric).length > 0, `no alert on ${metric}`);
   }
@@ -125,6 +128,11 @@ test('the dashboard: every panel queries the data source variable and filters by
     'mailplane_local_deliveries_oldest_pending_age_seconds',
     'mailplane_dkim_signatures_total',
     'mailplane_dkim_signing_failures_total',
+    'mailplane_inbound_auth_total',
+    'mailplane_inbound_auth_actions_total',
+    'mailplane_spam_scans_total',
+    'mailplane_spam_scan_duration_seconds_bucket',
+    'mailplane_spam_filter_up',
   ]) {
     assert.ok(used.has(metric), `the dashboard does not show ${metric}`);
   }
@@ -135,6 +143,7 @@ test('the dashboard: every panel queries the data source variable and filters by
 const ACCOUNT = { user: 'mailer@example.com', pass: 'relay-s3cret' };
 let env: Env;
 let relay: TestRelay;
+let rspamd: TestRspamd | null;
 let mp: MailplaneProcess;
 let live: Exposition;
 
@@ -145,9 +154,12 @@ before(async () => {
   writeFileSync(join(env.dir, 'relay-password'), `${ACCOUNT.pass}\n`);
   // a DKIM key: its domain's series start at 0 (what the DKIM panel and alert read)
   writeFileSync(join(env.dir, 'dkim.key'), generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  // a spam filter (a real Rspamd): the spam panels and alert read its series
+  rspamd = rspamdOrSkip() ? await new TestRspamd(env.ports.dns).start() : null;
+  const spam = rspamd ? `inbound:\n  spamFilter: { type: rspamd, url: "${rspamd.url}" }\n` : '';
   const config = `${baseConfig(env, {
     relay: `relay:\n  enabled: true\n  host: 127.0.0.1\n  port: ${relay.o.port}\n  caFile: ca.pem\n  auth: { username: ${ACCOUNT.user}, passwordFile: relay-password }\n`,
-  })}dkim:\n  keys:\n    - { domain: example.com, selector: mon1, privateKeyFile: dkim.key }\n`;
+  })}dkim:\n  keys:\n    - { domain: example.com, selector: mon1, privateKeyFile: dkim.key }\n${spam}`;
   mp = await startMailplane(env, config);
   // traffic of every kind the queries look at: AUTH failure and success, a local and a relayed
   // message, refusals, and a refused config reload
@@ -168,6 +180,7 @@ before(async () => {
 after(async () => {
   await mp?.stop();
   await relay?.stop();
+  await rspamd?.stop();
 });
 
 const CHECK = { targetLabels: ['job', 'instance'], synthetic: ['up'] };

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { UsageError, type Command } from './command.js';
 import { dkimCommand } from './dkim.js';
+import { dnsCommand } from './dns.js';
 import { hashPasswordCommand } from './hash-password.js';
 import { planCommand } from './plan.js';
 import { queueCommand } from './queue.js';
@@ -9,7 +10,7 @@ import { runCommand } from './run.js';
 import { unlockCommand } from './unlock.js';
 import { validateCommand } from './validate.js';
 
-const COMMANDS: readonly Command[] = [runCommand, validateCommand, planCommand, queueCommand, unlockCommand, hashPasswordCommand, dkimCommand];
+const COMMANDS: readonly Command[] = [runCommand, validateCommand, planCommand, queueCommand, unlockCommand, hashPasswordCommand, dkimCommand, dnsCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

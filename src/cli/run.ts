@@ -11,6 +11,7 @@ import { Controller, StartupError, type ConfigProvider } from '../reconcile/cont
 import { ConfigWatcher } from '../reconcile/watch.js';
 import { AuthLimiter, ClientConnections } from '../smtp/limits.js';
 import { SendRateLimiter } from '../smtp/send-rate.js';
+import { SpamFilter } from '../filter/spam-filter.js';
 import { MailLog } from '../ops/mail-log.js';
 import { UsageError, type Command } from './command.js';
 
@@ -71,7 +72,15 @@ Options:
     }
 
     const metrics = new Metrics();
-    const controller = new Controller(provider, { log, metrics, authLimiter: new AuthLimiter(), sendRate: new SendRateLimiter(), clients: new ClientConnections(), mailLog: new MailLog(log) });
+    const controller = new Controller(provider, {
+      log,
+      metrics,
+      authLimiter: new AuthLimiter(),
+      sendRate: new SendRateLimiter(),
+      clients: new ClientConnections(),
+      mailLog: new MailLog(log),
+      spamFilter: new SpamFilter(metrics, log),
+    });
     let watcher: ConfigWatcher | null = null;
     const reconcile = async (reason: string) => {
       await controller.reconcile(reason);

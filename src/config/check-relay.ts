@@ -62,14 +62,12 @@ export function checkDelivery(ctx: LoadContext, d: DeliveryConfig): DeliveryStat
   if (min > max) ctx.error('MP_INVALID_VALUE', ['delivery', 'minRetryDelay'], `must not be longer than delivery.maxRetryDelay (${d.maxRetryDelay})`);
   const servers: string[] = [];
   d.dns!.servers!.forEach((text, i) => {
-    const m = text.match(/^\[([^\]]+)\](?::(\d+))?$/) ?? text.match(/^([^:]+)(?::(\d+))?$/) ?? (isIP(text) === 6 ? [text, text] : null);
-    const host = m?.[1] ?? '';
-    const port = m?.[2] !== undefined ? Number(m[2]) : 53;
-    if (!isIP(host) || !(port > 0 && port < 65536)) {
+    const server = resolverAddress(text);
+    if (server === null) {
       ctx.error('MP_ADDRESS', ['delivery', 'dns', 'servers', i], `'${text}' is not a resolver address (ip, ip:port or [ipv6]:port)`);
       return;
     }
-    servers.push(isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`);
+    servers.push(server);
   });
   return {
     minRetryDelayMs: min,
@@ -83,6 +81,15 @@ export function checkDelivery(ctx: LoadContext, d: DeliveryConfig): DeliveryStat
     mxPort: d.mxPort!,
     connectTimeoutMs: parseDuration(d.connectTimeout!),
   };
+}
+
+/** A resolver address (`ip`, `ip:port`, `[ipv6]:port`, bare IPv6) as node:dns setServers takes it, port 53 unless given; null when it is none. */
+export function resolverAddress(text: string): string | null {
+  const m = text.match(/^\[([^\]]+)\](?::(\d+))?$/) ?? text.match(/^([^:]+)(?::(\d+))?$/) ?? (isIP(text) === 6 ? [text, text] : null);
+  const host = m?.[1] ?? '';
+  const port = m?.[2] !== undefined ? Number(m[2]) : 53;
+  if (!isIP(host) || !(port > 0 && port < 65536)) return null;
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 const MIN_TOKEN = 16;

@@ -34,8 +34,15 @@ export const ISSUE_CODES = {
   MP_ADDRESS: 'An IP address or listen address is malformed.',
   MP_PORT_CONFLICT: 'Two sockets of this config would bind the same address and port.',
   MP_SUBMISSION_NO_TLS: 'A submission listener has `tls: none` while `smtp.auth.required` is true: AUTH is offered only inside TLS, so nobody can log in there (warning).',
+  MP_INBOUND: '`inbound` settings that cannot take effect as written, such as trusted ARC sealers while ARC is not checked (warning).',
   MP_OPS_TOKEN: 'The operations endpoint listens beyond loopback without `observability.tokenFile`, or the token is too short.',
   MP_MAILBOX_GROUP: '`storage.mailboxGroup` names no group in /etc/group, or (when run) mailplane is neither root nor a member of it; or (warning) `storage.mailboxMode` gives that group no access.',
+  MP_MAILBOXES:
+    '`mailboxes` settings that cannot work: `store: lmtp` without `lmtp.address`, an LMTP address that is neither host:port nor an absolute socket path, `dovecot.passwdFile` with LDAP accounts or inside the Maildirs; or (warning) `lmtp` given while `store` is `maildir`.',
+  MP_DNS_SPF:
+    "`dns.spfInclude` names more includes than SPF's limit of 10 DNS lookups leaves room for beside `mx` (error), or `relay.enabled` with no include: receivers fail SPF for the mail the relay sends (warning).",
+  MP_DNS_ADDRESS: 'An address in `dns.addresses` is private, loopback, link-local or documentation space (warning): A, AAAA and PTR records name the address other servers connect to.',
+  MP_MTA_STS: '`mtaSts.mode: enforce` while no mx listener offers STARTTLS: senders honouring the policy could not deliver to us.',
 } as const;
 
 export type IssueCode = keyof typeof ISSUE_CODES;

@@ -141,6 +141,18 @@ export interface StorageState {
   readonly mailboxMode: { readonly files: string; readonly folders: string };
 }
 
+/** mailboxes.lmtp.address, parsed: a TCP host and port, or a unix socket */
+export type LmtpTarget = { readonly path: string } | { readonly host: string; readonly port: number };
+
+/** mailboxes: where local copies go, and the passwd-file written for Dovecot */
+export interface MailboxesState {
+  readonly store: 'maildir' | 'lmtp';
+  /** null: no LMTP server configured */
+  readonly lmtp: LmtpTarget | null;
+  /** absolute; null: none written */
+  readonly passwdFile: string | null;
+}
+
 export interface DkimKey {
   /** one of domains: the From: domain it signs for (d=) */
   readonly domain: string;
@@ -151,12 +163,48 @@ export interface DkimKey {
   readonly material: DkimKeyMaterial;
 }
 
-/** inbound.checks: what is checked on mail from unauthenticated, untrusted mx clients (recorded only) */
+/** inbound.checks: what is checked on mail from unauthenticated, untrusted mx clients, and what is enforced */
 export interface InboundChecks {
   readonly spf: boolean;
   readonly dkim: boolean;
   readonly arc: boolean;
-  readonly dmarc: 'monitor' | 'off';
+  readonly dmarc: 'enforce' | 'monitor' | 'off';
+  readonly ownDomains: 'reject' | 'junk' | 'off';
+  /** ASCII, lower case */
+  readonly arcTrustedSealers: readonly string[];
+}
+
+/** inbound.spamFilter: the Rspamd scanner (password a Secret) */
+export interface SpamFilterState {
+  readonly type: 'rspamd';
+  /** base URL, no trailing slash */
+  readonly url: string;
+  readonly password: Secret | null;
+  readonly timeoutMs: number;
+  readonly onError: 'accept' | 'tempfail';
+  /** bytes */
+  readonly maxSize: number;
+  readonly scanSubmissions: boolean;
+}
+
+/** dns: what `mailplane dns` derives the records to publish from (no running component reads it) */
+export interface DnsState {
+  /** ASCII, lower case, in the order written */
+  readonly spfInclude: readonly string[];
+  readonly dmarc: { readonly policy: 'none' | 'quarantine' | 'reject'; readonly reportAddress: string | null };
+  /** as written (its domain lower case); null: none given (the records fall back to dmarc.reportAddress) */
+  readonly tlsRptAddress: string | null;
+  /** canonical form: IPv6 compressed, IPv4-mapped as IPv4 */
+  readonly addresses: readonly string[];
+  /** seconds */
+  readonly ttl: number;
+}
+
+/** mtaSts: the MTA-STS policy of our domains (published by `mailplane dns`; not served yet) */
+export interface MtaStsState {
+  readonly mode: 'none' | 'testing' | 'enforce';
+  /** seconds */
+  readonly maxAge: number;
 }
 
 export interface DesiredState {
@@ -173,11 +221,14 @@ export interface DesiredState {
   readonly relay: RelayState;
   readonly delivery: DeliveryState;
   readonly storage: StorageState;
-  readonly inbound: { readonly checks: InboundChecks };
+  readonly mailboxes: MailboxesState;
+  readonly inbound: { readonly checks: InboundChecks; readonly junkFolder: string; readonly spamFilter: SpamFilterState | null };
   /** the ops endpoint; token: what /status and /-/reload need (null: open, loopback only) */
   readonly observability: { readonly host: string; readonly port: number; readonly token: Secret | null; readonly logAddresses: 'full' | 'redact' };
   /** DKIM keys outbound mail from our domains is signed with (several per domain: several signatures) */
   readonly dkim: { readonly keys: readonly DkimKey[] };
+  readonly dns: DnsState;
+  readonly mtaSts: MtaStsState;
   /** every file the state depends on, absolute; watched for changes */
   readonly watchedFiles: readonly string[];
 }

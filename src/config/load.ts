@@ -11,6 +11,9 @@ import { readFile as readFileAsync } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { checkLdap, checkLocalUsers } from './check-accounts.js';
 import { checkDkim } from './check-dkim.js';
+import { checkMailboxes } from './check-mailboxes.js';
+import { checkInbound } from './check-inbound.js';
+import { checkDns } from './check-dns.js';
 import { checkDomains, checkHostname } from './check-names.js';
 import { checkPlaintextPasswords } from './check-plaintext.js';
 import { checkDelivery, checkListen, checkRelay } from './check-relay.js';
@@ -160,6 +163,14 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
   const delivery = broken('delivery') ? null : checkDelivery(ctx, cfg.delivery ?? {});
   const mailboxGroup = checkStorage(ctx, map(cfg.storage), { forRun: opts.forRun ?? false }, brokenOne);
   const dkim = checkDkim(ctx, map(cfg.dkim), broken('domains') ? null : domains, brokenOne);
+  const mailboxes = checkMailboxes(
+    ctx,
+    map(cfg.mailboxes),
+    { accountsType: accounts.type === 'ldap' ? 'ldap' : 'local', dataDir: broken('storage.dataDir') || typeof cfg.storage?.dataDir !== 'string' ? null : ctx.resolvePath(cfg.storage.dataDir) },
+    brokenOne,
+  );
+  const spamFilter = broken('inbound') ? null : checkInbound(ctx, map(cfg.inbound));
+  const dns = checkDns(ctx, cfg, brokenOne);
   const listen = broken('observability') ? null : checkListen(ctx, cfg.observability?.listen ?? '', cfg.observability?.tokenFile);
   if (listen && !broken('smtp.listeners')) {
     list(smtp.listeners).forEach((l, i) => {
@@ -170,7 +181,7 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
   }
 
   const errors = ctx.issues.filter((i) => i.severity === 'error');
-  if (ctx.missing.size || errors.length || !relay || !listen || !delivery) return { ctx, cfg, resolved: null };
+  if (ctx.missing.size || errors.length || !relay || !listen || !delivery || !mailboxes || !dns) return { ctx, cfg, resolved: null };
   return {
     ctx,
     cfg,
@@ -189,6 +200,10 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
       dataDir: ctx.resolvePath(cfg.storage!.dataDir!),
       mailboxGroup,
       dkim,
+      mailboxes,
+      spamFilter,
+      dns: dns.dns,
+      mtaSts: dns.mtaSts,
       files: ctx.files,
     },
   };

@@ -1,10 +1,27 @@
 // The only code that turns the (schema-checked, defaulted) raw config into DesiredState:
 // units parsed, paths resolved, secrets wrapped, content hashes over everything, deep-frozen.
 import { createHash } from 'node:crypto';
+import { domainToASCII } from 'node:url';
 import { canonical, type SecretMode } from './canonical.js';
 import type { Cidr } from './cidr.js';
-import type { AccountsState, DeliveryState, DesiredState, DkimKey, LdapSettings, LocalUser, MailboxGroup, RelayState, StorageState, TlsFiles } from './desired-state.js';
-import type { MailserverConfig, StorageConfig } from './types.generated.js';
+import type {
+  AccountsState,
+  DeliveryState,
+  DesiredState,
+  MailboxesState,
+  DnsState,
+  MtaStsState,
+  InboundChecks,
+  SpamFilterState,
+  DkimKey,
+  LdapSettings,
+  LocalUser,
+  MailboxGroup,
+  RelayState,
+  StorageState,
+  TlsFiles,
+} from './desired-state.js';
+import type { InboundConfig, MailserverConfig, StorageConfig } from './types.generated.js';
 import type { Secret } from './secret.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -24,6 +41,12 @@ export interface Resolved {
   /** storage.mailboxGroup resolved to its gid */
   readonly mailboxGroup: MailboxGroup | null;
   readonly dkim: readonly DkimKey[];
+  /** mailboxes, checked (check-mailboxes.ts) */
+  readonly mailboxes: MailboxesState;
+  readonly spamFilter: SpamFilterState | null;
+  /** dns and mtaSts, checked (check-dns.ts) */
+  readonly dns: DnsState;
+  readonly mtaSts: MtaStsState;
   /** absolute path → content of every referenced file */
   readonly files: ReadonlyMap<string, string>;
 }
@@ -79,13 +102,22 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
     relay: r.relay,
     delivery: r.delivery,
     storage: storageState(cfg.storage!, r),
-    inbound: { checks: { spf: cfg.inbound?.checks?.spf ?? true, dkim: cfg.inbound?.checks?.dkim ?? true, arc: cfg.inbound?.checks?.arc ?? true, dmarc: cfg.inbound?.checks?.dmarc ?? 'monitor' } },
+    mailboxes: r.mailboxes,
+    inbound: inboundState(cfg.inbound!, r.spamFilter),
     observability: { ...r.listen, logAddresses: cfg.observability!.logAddresses! },
     dkim: { keys: r.dkim },
+    dns: r.dns,
+    mtaSts: r.mtaSts,
     watchedFiles: [r.configPath, ...[...r.files.keys()].sort()],
   };
   const { configPath: _c, watchedFiles: _w, ...meaning } = body;
   return deepFreeze({ hash: contentHash(meaning, 'digest'), publicHash: contentHash(meaning, 'presence'), ...body });
+}
+
+function inboundState(i: InboundConfig, spamFilter: SpamFilterState | null): { checks: InboundChecks; junkFolder: string; spamFilter: SpamFilterState | null } {
+  const c = i.checks!;
+  const sealers = c.arcTrustedSealers!.map((d) => domainToASCII(d.replace(/\.$/, '')).toLowerCase() || d.toLowerCase());
+  return { checks: { spf: c.spf!, dkim: c.dkim!, arc: c.arc!, dmarc: c.dmarc!, ownDomains: c.ownDomains!, arcTrustedSealers: [...new Set(sealers)].sort() }, junkFolder: i.junkFolder!, spamFilter };
 }
 
 /** Modes default to mailplane's private ones, or to group access when there is a group. */

@@ -24,8 +24,11 @@ export interface MailserverConfig {
   relay?: RelayConfig;
   delivery?: DeliveryConfig;
   storage?: StorageConfig;
+  mailboxes?: MailboxesConfig;
   inbound?: InboundConfig;
   dkim?: DkimConfig;
+  dns?: DnsConfig;
+  mtaSts?: MtaStsConfig;
   observability?: ObservabilityConfig;
 }
 /**
@@ -410,10 +413,44 @@ export interface MailboxModeConfig {
   folders?: string;
 }
 /**
- * Checks of mail arriving on mx listeners from clients that are neither authenticated nor trusted. Off by default; turn on the checks you want. This release only records the results: an `Authentication-Results` header (RFC 8601) on the copies for local mailboxes and the metric `mailplane_inbound_auth_total`; nothing is rejected or filed differently because of them (DMARC enforcement comes next). DNS lookups use `delivery.dns.servers` and `delivery.dns.timeout`. All the checks of one message together are bounded by twice `delivery.dns.timeout` (at most 10 s): whatever has not finished then is `temperror`, and the message goes on.
+ * Where local mail is stored, and how the IMAP/POP3 server (Dovecot) learns the accounts. See docs/dovecot.md.
+ */
+export interface MailboxesConfig {
+  /**
+   * `maildir`: mailplane writes each local copy into `<dataDir>/mail/<user>` itself, where Dovecot reads it (storage.mailboxGroup). `lmtp`: local copies are queued like outbound mail and delivered to the LMTP server at `lmtp.address` (Dovecot's mail store), one LMTP transaction per message for all its local recipients, retried with backoff while it refuses them temporarily or cannot be reached, bounced for a recipient it refuses permanently. Either way a message is answered 250 only once it is durable.
+   */
+  store?: 'maildir' | 'lmtp';
+  lmtp?: LmtpConfig;
+  dovecot?: DovecotConfig;
+}
+/**
+ * The LMTP server local mail goes to with `store: lmtp` (RFC 2033). Recipients are named by login (`RCPT TO:<alice>`, aliases resolved; mail for the junk folder as `<alice+Junk>`: Dovecot's `recipient_delimiter = +` and `lmtp_save_to_detail_mailbox = yes`). Mail queued for LMTP keeps being delivered here after a switch back to `maildir`.
+ */
+export interface LmtpConfig {
+  /**
+   * `host:port` (`127.0.0.1:24`, `[::1]:24`, `dovecot.mail.svc:24`) or the absolute path of a unix socket (`/var/spool/postfix/private/dovecot-lmtp`, `/run/dovecot/lmtp`). No TLS: keep it on loopback, a unix socket or a private network.
+   */
+  address: string;
+}
+/**
+ * Dovecot as the IMAP/POP3 server of the local accounts (accounts.type: local).
+ */
+export interface DovecotConfig {
+  /**
+   * A passwd-file for Dovecot's passdb and userdb that mailplane writes on every applied generation: one line per local user, `name:{SCHEME}hash` in Dovecot's scheme syntax (`{BLF-CRYPT}`, `{SHA512-CRYPT}`, `{SHA256-CRYPT}`, `{ARGON2ID}`), with the Maildir `<dataDir>/mail/<user>` as home with `store: maildir`. Written atomically (temporary file, fsync, rename), mode 0640, group storage.mailboxGroup when set; content unchanged is not rewritten. Dovecot rereads it on the next login: a user added, removed or given a new password in this file can (or can no longer) log in to IMAP as soon as the reload has applied. A write that fails fails the reload (the previous generation keeps serving). Needs `accounts.type: local`. Relative paths resolve against the folder of this file.
+   */
+  passwdFile?: string;
+}
+/**
+ * Checks of mail arriving on mx listeners from clients that are neither authenticated nor trusted. Off by default; turn on the checks you want. Results go into one `Authentication-Results` header (RFC 8601) on the copies for local mailboxes and the metric `mailplane_inbound_auth_total`; `checks.dmarc: enforce` and `checks.ownDomains` decide what happens to mail that fails (refused with 550 5.7.1, or filed in `junkFolder`). Any `Authentication-Results` field claiming our host name that arrives from an untrusted client is removed, whatever the checks. DNS lookups use `delivery.dns.servers` and `delivery.dns.timeout`. All the checks of one message together are bounded by twice `delivery.dns.timeout` (at most 10 s): whatever has not finished then is `temperror`. A temperror never refuses mail, but where a rule must be enforced (see `checks.dmarc` and `checks.ownDomains`) it answers 451 4.7.0, so that the sender tries again later.
  */
 export interface InboundConfig {
   checks?: InboundChecksConfig;
+  spamFilter?: SpamFilterConfig;
+  /**
+   * The Maildir++ folder (`.<name>/` in the user's Maildir, created when first needed) that mail quarantined by `checks.dmarc: enforce` or `checks.ownDomains: junk` is filed into. IMAP servers such as Dovecot show it as a folder of that name. Letters, digits, `_` and `-` only (a dot would make a subfolder).
+   */
+  junkFolder?: string;
 }
 /**
  * Which authentication checks run on incoming mail.
@@ -432,9 +469,50 @@ export interface InboundChecksConfig {
    */
   arc?: boolean;
   /**
-   * DMARC (RFC 7489) of the From: domain: `monitor` records the result, `off` skips it. Enforcing the domain's policy is not implemented yet.
+   * DMARC (RFC 7489) of the From: domain. `monitor` records the result only. `enforce` applies the domain's published policy to mail that fails: `p=reject` is refused after DATA with 550 5.7.1 (nothing stored), `p=quarantine` is delivered into `inbound.junkFolder`, `p=none` is delivered. When the policy cannot be fetched (DNS failure: temperror) and the message has no aligned pass, enforce answers 451 4.7.0 and the sender retries; a message that passes is never held up. A passing ARC chain sealed by one of `arcTrustedSealers` may override a failure (see there). `off` skips DMARC.
    */
-  dmarc?: 'monitor' | 'off';
+  dmarc?: 'enforce' | 'monitor' | 'off';
+  /**
+   * Mail whose From: is one of our `domains`, arriving from an untrusted, unauthenticated client, with neither a valid DKIM signature of that domain (or a subdomain) nor an SPF pass for a MAIL FROM (or HELO) in it, is spoofed: `reject` refuses it after DATA with 550 5.7.1, `junk` files it into `inbound.junkFolder`, `off` leaves it alone. This holds whether or not we publish a DMARC record. Our own users send through submission (authenticated), so only outside services that send as our domain need SPF or DKIM set up for it. When SPF and DKIM could not be checked (DNS failure), `reject` answers 451 4.7.0 and `junk` delivers normally.
+   */
+  ownDomains?: 'reject' | 'junk' | 'off';
+  /**
+   * Domains whose ARC seals (RFC 8617) are trusted, such as mailing lists and forwarders that re-sign what they pass on. A message that fails DMARC or the own-domain check is delivered normally instead when its ARC chain validates (needs `arc: true`), the newest ARC set was signed by one of these domains (its ARC-Message-Signature d=, exactly), and that sealer's ARC-Authentication-Results recorded dmarc=pass, or a dkim=pass or spf=pass of the From: domain. Counted as action `arc_override`.
+   */
+  arcTrustedSealers?: string[];
+}
+/**
+ * Spam and malware scanning by Rspamd (its HTTP protocol, /checkv2), during the SMTP transaction: after DATA and before the reply, so spam is refused rather than bounced later. Every message from an mx listener is scanned (trusted clients too, sent with `MTA-Tag: trusted` so Rspamd's settings can treat them apart), and with `scanSubmissions` every message from an authenticated user. Rspamd's action decides: `reject` → 554 5.7.1 with Rspamd's message; `soft reject` and `greylist` → 451 4.7.1; `add header` → `X-Spam: Yes` and delivery into `inbound.junkFolder`; `rewrite subject` → the subject Rspamd gives; `no action` → delivered. Copies for local mailboxes get `X-Spamd-Result` and `X-Spam-Score`, and the headers Rspamd asks to add or remove. For authenticated users and trusted clients only `reject` and `soft reject` act. Absent: no scanning.
+ */
+export interface SpamFilterConfig {
+  /**
+   * The scanner. Only `rspamd`.
+   */
+  type: 'rspamd';
+  /**
+   * Base URL of Rspamd's normal worker (or proxy), such as http://127.0.0.1:11333; mailplane posts to `<url>/checkv2`. http or https.
+   */
+  url: string;
+  /**
+   * File holding the password sent in Rspamd's `Password` header (trailing newline ignored), for a worker or proxy that requires one. Never logged.
+   */
+  passwordFile?: string;
+  /**
+   * The longest a scan may take: a message never waits longer for Rspamd. A slower or unreachable Rspamd counts as an error (`onError`).
+   */
+  timeout?: number | string;
+  /**
+   * When Rspamd cannot be reached, times out or answers something unusable: `accept` delivers the message marked `X-Spam-Unscanned` (local copies); `tempfail` answers 451 4.7.1 so the sender retries later.
+   */
+  onError?: 'accept' | 'tempfail';
+  /**
+   * Messages larger than this are not scanned; their local copies are marked `X-Spam-Unscanned`. Bytes, or a size with a unit like `smtp.maxMessageSize`.
+   */
+  maxSize?: number | string;
+  /**
+   * Scan the mail of authenticated users too, so that a stolen account is stopped by Rspamd's `reject` (554 5.7.1, logged with the user) before it sends.
+   */
+  scanSubmissions?: boolean;
 }
 /**
  * DKIM signing of outbound mail (RFC 6376). Every message that leaves through the relay or direct to MX and whose From: header domain has keys here is signed with each of them (relaxed/relaxed, the header fields RFC 6376 recommends, From signed once more than it occurs so no From can be added); mail from any other domain (forwarded, bounced) is not. Key files are read and checked like TLS files and swapped on reload; `mailplane dkim keygen` makes a key and prints the DNS record to publish.
@@ -458,6 +536,54 @@ export interface DkimKeyConfig {
    * PEM private key: RSA (at least 1024 bits, 2048 recommended; under 2048 is a warning) or Ed25519. A secret: never printed; watched, and swapped on reload (a key that does not load keeps the previous one and reports why).
    */
   privateKeyFile: string;
+}
+/**
+ * The DNS records this server needs, as `mailplane dns` prints them (zone file, JSON or external-dns resources) and `mailplane dns check` compares them with live DNS: for each domain MX, SPF, DKIM (from `dkim.keys`), DMARC, MTA-STS, TLS-RPT and the mail-client SRV records; for the host name its SPF, and A/AAAA and PTR when `addresses` is given. Nothing here changes what the server does. See docs/dns.md.
+ */
+export interface DnsConfig {
+  /**
+   * Domains whose SPF records each domain's SPF record includes (`v=spf1 mx include:<domain> -all`): the relay's (its documentation names it, e.g. `_spf.relay.example.net`) and any other service that sends mail from our domains. With `relay.enabled` and no include, validation warns: receivers would fail SPF for everything the relay sends. SPF allows 10 DNS lookups; `mx` takes one and every include at least one (`mailplane dns check` counts them through the live records).
+   */
+  spfInclude?: string[];
+  dmarc?: DmarcConfig;
+  /**
+   * Where sending servers report TLS failures (TLS-RPT, RFC 8460): the `_smtp._tls.<domain>` record `v=TLSRPTv1; rua=mailto:<address>`. Default: `dmarc.reportAddress`; with neither, no `_smtp._tls` record is published (`mailplane dns` says so).
+   */
+  tlsRptAddress?: string;
+  /**
+   * The public IPv4 and IPv6 addresses of this server (those other servers connect to). When given, `mailplane dns` lists the A/AAAA records of `hostname` and, as advice, the PTR record each address needs (set by whoever holds the address, usually the hosting provider), and `dns check` checks them. A private or documentation address is a warning.
+   */
+  addresses?: string[];
+  /**
+   * TTL of every record printed, in seconds.
+   */
+  ttl?: number;
+}
+/**
+ * The DMARC record (RFC 7489) published at `_dmarc.<domain>` for each domain.
+ */
+export interface DmarcConfig {
+  /**
+   * What receivers should do with mail that claims one of our domains in From: but passes neither aligned SPF nor aligned DKIM (`p=`). The default is `none` because publishing the record must not lose mail: with `none` receivers only report, so a service sending in our name that nobody set up SPF or DKIM for, or mail forwarded without DKIM, is not sent to spam or refused. Move to `quarantine` (spam folder), then `reject`, once the reports to `reportAddress` show that all our mail passes.
+   */
+  policy?: 'none' | 'quarantine' | 'reject';
+  /**
+   * Where receivers send aggregate reports (`rua=mailto:<address>`), such as `dmarc-reports@example.com`; written without `mailto:`. Reports for a domain sent to an address at another domain need that domain's consent (RFC 7489 section 7.1): when it is one of `domains`, `mailplane dns` prints the `<domain>._report._dmarc.<its domain>` records that give it. Default: no reports.
+   */
+  reportAddress?: string;
+}
+/**
+ * MTA-STS (RFC 8461): the policy that tells sending servers to deliver to our domains only over TLS, to `hostname`, with a valid certificate. `mailplane dns` prints the `_mta-sts.<domain>` TXT record whose id is derived from the policy, so it changes exactly when the policy does. The policy itself must be served at `https://mta-sts.<domain>/.well-known/mta-sts.txt`; mailplane does not serve it yet (`mailplane dns` prints it).
+ */
+export interface MtaStsConfig {
+  /**
+   * `testing`: senders deliver as before and report TLS problems (to `dns.tlsRptAddress`). `enforce`: senders that honour MTA-STS deliver only over TLS to `hostname` with a valid certificate, and otherwise keep the mail queued (needs an mx listener with `tls: starttls`). `none`: withdraws a policy published before (keep it published for `maxAge` before removing the records). Start with `testing`; enforce once the reports show no failures.
+   */
+  mode?: 'none' | 'testing' | 'enforce';
+  /**
+   * How long senders may keep the policy (`max_age`, whole seconds, at most 365.25 days). RFC 8461 recommends weeks or more once in `enforce`.
+   */
+  maxAge?: number | string;
 }
 /**
  * The operations HTTP listener.

@@ -1,6 +1,8 @@
 // The operations HTTP endpoint: /healthz, /readyz and /metrics are open (probes and
 // Prometheus); /status and POST /-/reload need the bearer token of observability.tokenFile
 // whenever one is configured (always, beyond loopback: validation insists on one there).
+// GET /.well-known/mta-sts.txt with `Host: mta-sts.<one of our domains>` serves our MTA-STS
+// policy (RFC 8461), so that an Ingress or proxy can route that host's HTTPS to it.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
@@ -14,6 +16,8 @@ export interface OpsHandlers {
   registry: Registry;
   /** the token of the serving config (read at every request: a new token applies at once) */
   token(): Secret | null;
+  /** the serving MTA-STS policy file and the domains it is published for (null: none serving yet) */
+  mtaSts(): { readonly text: string; readonly domains: ReadonlySet<string> } | null;
   log: Logger;
 }
 
@@ -67,6 +71,7 @@ export class OpsServer {
       return send(res, r.httpStatus, 'application/json', `${JSON.stringify(r.body, null, 2)}\n`);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET' });
+    if (path === MTA_STS_PATH) return this.mtaSts(req, res);
     switch (path) {
       case '/healthz':
         return send(res, 200, 'text/plain', 'ok\n');
@@ -81,6 +86,15 @@ export class OpsServer {
     }
   }
 
+  /** Our policy for `Host: mta-sts.<domain>` of one of our domains; 404 for any other host. */
+  private mtaSts(req: IncomingMessage, res: ServerResponse): void {
+    const host = (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '').replace(/\.$/, '');
+    const p = this.h.mtaSts();
+    const domain = host.startsWith('mta-sts.') ? host.slice('mta-sts.'.length) : '';
+    if (!p || !p.domains.has(domain)) return send(res, 404, 'text/plain', 'no MTA-STS policy for this host\n');
+    send(res, 200, 'text/plain', p.text, { 'cache-control': 'max-age=300' });
+  }
+
   /** No token configured (loopback only), or the right one, compared in constant time. */
   private authorized(req: IncomingMessage): boolean {
     const token = this.h.token();
@@ -90,6 +104,8 @@ export class OpsServer {
     return timingSafeEqual(digest(given), digest(token.reveal()));
   }
 }
+
+const MTA_STS_PATH = '/.well-known/mta-sts.txt';
 
 function send(res: ServerResponse, status: number, type: string, body: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers });

@@ -19,7 +19,7 @@ export interface RecipientOutcome {
   readonly to: string;
   /** the address as the client gave it, when an alias or a different case mapped it */
   readonly origTo?: string | undefined;
-  /** local, relay, mx (what queue entries name it) */
+  /** local, relay, mx, lmtp (what queue entries name it) */
   readonly transport: string;
   /** where it went: host[ip]:port, or the Maildir */
   readonly relay?: string | undefined;
@@ -77,8 +77,8 @@ export class MailLog {
     else this.log.warn(`recipient ${o.status}`, fields);
   }
 
-  /** A refused command, naming the client and the address refused (fail2ban matches these). */
-  refused(f: { listener: string; client: string; command: 'MAIL' | 'RCPT'; address: string; reason: string; reply: string }): void {
+  /** A refused command, naming the client and the address refused (for DATA: the sender); fail2ban matches these. */
+  refused(f: { listener: string; client: string; command: 'MAIL' | 'RCPT' | 'DATA'; address: string; reason: string; reply: string }): void {
     this.log.info('refused', { listener: f.listener, client: f.client, command: f.command, address: this.addr(f.address), reason: f.reason, reply: this.within(f.reply, f.address) });
   }
 

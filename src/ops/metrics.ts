@@ -23,6 +23,9 @@ export const REJECTION_REASONS = [
   'rejected_recipients',
   'mail_loop',
   'syntax',
+  'dmarc',
+  'own_domain',
+  'spam',
 ] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
@@ -76,7 +79,7 @@ export class Metrics {
   });
   readonly delivery = new Counter({
     name: 'mailplane_delivery_total',
-    help: 'Delivery attempts per recipient, by transport (local, relay, mx) and result (delivered, deferred, bounced, failed).',
+    help: 'Delivery attempts per recipient, by transport (local: written into the Maildir; relay, mx; lmtp: local mail delivered to the LMTP server) and result (delivered, deferred, bounced, failed).',
     labelNames: ['transport', 'result'] as const,
     registers: [this.registry],
   });
@@ -86,9 +89,38 @@ export class Metrics {
     labelNames: ['method', 'result'] as const,
     registers: [this.registry],
   });
+  readonly inboundActions = new Counter({
+    name: 'mailplane_inbound_auth_actions_total',
+    help: "What inbound.checks did to messages that failed a rule, by rule (dmarc: the sender domain's enforced policy; own_domain: unauthenticated mail claiming one of our domains) and action (reject: refused with 550 5.7.1; junk: filed in the junk folder; tempfail: 451 4.7.0 because the checks could not finish; arc_override: delivered because a trusted ARC sealer vouched for it).",
+    labelNames: ['rule', 'action'] as const,
+    registers: [this.registry],
+  });
+  readonly spamScans = new Counter({
+    name: 'mailplane_spam_scans_total',
+    help: 'Messages given to the spam filter (inbound.spamFilter), by the action it decided (no_action, greylist, add_header, rewrite_subject, soft_reject, reject), or error (unreachable, too slow, an unusable answer: onError applied) and too_big (over maxSize: not scanned).',
+    labelNames: ['action'] as const,
+    registers: [this.registry],
+  });
+  readonly spamScanDuration = new Histogram({
+    name: 'mailplane_spam_scan_duration_seconds',
+    help: 'Time from sending a message to the spam filter to its verdict (errors included).',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30],
+    registers: [this.registry],
+  });
+  readonly spamFilterUp = new Gauge({
+    name: 'mailplane_spam_filter_up',
+    help: 'Whether the spam filter answered the last scan (or probe): 1 yes, 0 no, by type (rspamd). Absent when no spam filter is configured.',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly inboundAuthForged = new Counter({
+    name: 'mailplane_inbound_auth_forged_headers_total',
+    help: 'Authentication-Results header fields claiming our host name that arrived from untrusted clients and were removed.',
+    registers: [this.registry],
+  });
   readonly inboundAuthSkipped = new Counter({
     name: 'mailplane_inbound_auth_skipped_total',
-    help: 'Messages due for inbound authentication checks that got none: spooled (the body went to a spool file; not checked yet), error (the checker failed).',
+    help: 'Messages due for inbound authentication checks that got none: error (the checker failed; the message is delivered without checks).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
@@ -120,6 +152,8 @@ export class Metrics {
   /** set by the serving generation: where queue gauges read from */
   queueSource: (() => { active: number; deferred: number; oldestArrival: number | null }) | null = null;
   relaySource: (() => boolean | null) | null = null;
+  /** set by the serving generation: whether the LMTP server took the last delivery (null: none configured, or none tried yet) */
+  lmtpSource: (() => boolean | null) | null = null;
 
   readonly queueMessages = new Gauge({
     name: 'mailplane_queue_messages',
@@ -160,7 +194,7 @@ export class Metrics {
   });
   readonly deliveryDuration = new Histogram({
     name: 'mailplane_delivery_duration_seconds',
-    help: 'Time of one delivery attempt through a transport (relay, mx).',
+    help: 'Time of one delivery attempt through a transport (relay, mx, lmtp).',
     labelNames: ['transport'] as const,
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
     registers: [this.registry],
@@ -173,6 +207,17 @@ export class Metrics {
       const up = this.relaySource?.() ?? null;
       this.relayUp.reset();
       if (up !== null) this.relayUp.set(up ? 1 : 0);
+    },
+  });
+
+  readonly lmtpUp = new Gauge({
+    name: 'mailplane_lmtp_up',
+    help: 'Whether the last delivery to the LMTP server (mailboxes.lmtp) reached it (1) or not (0: connection refused, socket missing, no greeting); absent without an LMTP server or before its first delivery.',
+    registers: [this.registry],
+    collect: () => {
+      const up = this.lmtpSource?.() ?? null;
+      this.lmtpUp.reset();
+      if (up !== null) this.lmtpUp.set(up ? 1 : 0);
     },
   });
 
@@ -258,6 +303,10 @@ export class Metrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     for (const name of DROPPED_DEFAULTS) this.registry.removeSingleMetric(name);
+    // inbound checks and their actions start at zero, so the dashboard and alert see them before the first event
+    for (const method of ['spf', 'dkim', 'dmarc', 'arc']) for (const result of ['pass', 'fail', 'temperror']) this.inboundAuth.inc({ method, result }, 0);
+    for (const rule of ['dmarc', 'own_domain']) for (const action of ['reject', 'junk', 'tempfail', 'arc_override']) this.inboundActions.inc({ rule, action }, 0);
+    for (const action of ['no_action', 'greylist', 'add_header', 'rewrite_subject', 'soft_reject', 'reject', 'error', 'too_big']) this.spamScans.inc({ action }, 0);
   }
 
   /** Starts the series of a listener at zero so dashboards see it before the first event. */

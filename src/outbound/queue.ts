@@ -26,9 +26,9 @@ import { receivedHeader } from '../mail/received.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { Intake } from '../store/intake.js';
-import { newQueueId, QUEUE_ID_SALT, type QueueEntry, type QueueRecipient } from '../store/queue-entry.js';
+import { lmtpPath, newQueueId, QUEUE_ID_SALT, type QueueEntry, type QueueRecipient } from '../store/queue-entry.js';
 import { buildBounce, ORIGINAL_LIMIT, receivedCount, type Original } from './bounce.js';
-import { domainOf, dueOf, pendingGroups } from './queue-entries.js';
+import { destinationOf, dueOf, LMTP_DESTINATION, pendingGroups } from './queue-entries.js';
 import { QueueIndex } from './queue-index.js';
 import type { FromLoader, ToLoader } from './queue-loader-worker.js';
 import type { QueueStore } from './queue-store.js';
@@ -39,6 +39,8 @@ import type { MessageSource, RecipientResult, Transport } from './transports.js'
 
 export interface DeliveryContext {
   readonly transport: Transport;
+  /** local recipients queued for LMTP (mailboxes.store: lmtp) go here; null or absent: no LMTP server configured */
+  readonly lmtp?: Transport | null;
   readonly settings: DeliveryState;
   readonly hostname: string;
   readonly domains: ReadonlySet<string>;
@@ -98,6 +100,7 @@ export class OutboundQueue {
   /** destinations (a domain, or '*': the relay) that could not be reached, until when */
   private readonly holds = new Map<string, { until: number; reason: string }>();
   private holdsFor: Transport | null = null;
+  private lmtpHoldsFor: Transport | null = null;
   private readonly transportUse = new Map<Transport, number>();
   private requestTimer: NodeJS.Timeout | null = null;
   /** why the requests folder could not be read (logged once, until it can be again) */
@@ -233,7 +236,7 @@ export class OutboundQueue {
     await this.writes.get(id)?.catch(() => {});
     await this.store.remove(id);
     const kind = this.ctx?.().transport.kind ?? 'queue';
-    for (const r of entry?.recipients ?? []) if (r.state === 'pending') this.outcome(entry!, r, 'deleted', kind);
+    for (const r of entry?.recipients ?? []) if (r.state === 'pending') this.outcome(entry!, r, 'deleted', r.lmtp ? 'lmtp' : kind);
     return true;
   }
 
@@ -353,21 +356,23 @@ export class OutboundQueue {
     const row = this.scheduler.ownerOf(job);
     const id = this.index.idOf(row);
     const ctx = this.ctx!();
-    const t = ctx.transport;
-    this.transportUse.set(t, (this.transportUse.get(t) ?? 0) + 1);
+    // the job's destination decides the transport: the LMTP server's recipients, or a domain's (relay or MX)
+    const lmtp = this.scheduler.destinationOf(job) === LMTP_DESTINATION;
+    const t = lmtp ? (ctx.lmtp ?? null) : ctx.transport;
+    if (t) this.transportUse.set(t, (this.transportUse.get(t) ?? 0) + 1);
     this.index.jobStarted(row);
     let next: number | null = null;
     let entry: QueueEntry | null = null;
     const open = this.acquire(id);
     try {
       entry = await open.entry;
-      if (entry) next = await this.deliver(job, open, entry, ctx);
+      if (entry) next = await this.deliver(job, open, entry, ctx, t);
       else if (!open.deleted) this.drop(row, open); // gone from disk (deleted, or moved to corrupt/)
     } catch (err) {
       this.log.error('delivery attempt failed', { id, error: err as Error });
       next = Date.now() + ctx.settings.minRetryDelayMs;
     }
-    this.transportUse.set(t, (this.transportUse.get(t) ?? 1) - 1);
+    if (t) this.transportUse.set(t, (this.transportUse.get(t) ?? 1) - 1);
     // failed recipients are reported after the attempt that failed them, not when the message is done
     if (entry && !open.deleted && entry.recipients.some((r) => unreported(entry, r))) {
       await this.report(open, entry, ctx).catch((err: Error) => this.log.error('could not store a bounce, will retry', { id, error: err }));
@@ -396,56 +401,80 @@ export class OutboundQueue {
   }
 
   /** One job: its recipients at its destination. Returns when it is due again, or null when it is done. */
-  private async deliver(job: number, open: Open, entry: QueueEntry, ctx: DeliveryContext): Promise<number | null> {
+  private async deliver(job: number, open: Open, entry: QueueEntry, ctx: DeliveryContext, transport: Transport | null): Promise<number | null> {
     const s = ctx.settings;
     const domain = this.scheduler.destinationOf(job);
-    const mine = entry.recipients.filter((r) => r.state === 'pending' && domainOf(r.address) === domain);
+    const lmtp = domain === LMTP_DESTINATION;
+    const kind = lmtp ? 'lmtp' : ctx.transport.kind;
+    const mine = entry.recipients.filter((r) => r.state === 'pending' && destinationOf(r) === domain);
     if (!mine.length) return null;
     const fail = (response: string) => mine.map((r): RecipientResult => ({ address: r.address, outcome: 'failed', response, remote: null }));
     if (ctx.transport !== this.holdsFor) {
       this.holds.clear(); // a new transport: new routes
       this.holdsFor = ctx.transport;
     }
-    const key = ctx.transport.kind === 'relay' ? '*' : domain;
+    if ((ctx.lmtp ?? null) !== this.lmtpHoldsFor) {
+      this.holds.delete(LMTP_DESTINATION); // a new LMTP server (or client)
+      this.lmtpHoldsFor = ctx.lmtp ?? null;
+    }
+    const key = lmtp ? LMTP_DESTINATION : ctx.transport.kind === 'relay' ? '*' : domain;
     const hold = this.holds.get(key);
     // the header block, read once: for loop detection, and for the From: domain when signing
     let header: Promise<string> | null = null;
     const headerOf = () => (header ??= this.store.readHeader(entry.id, entry.bodyOffset ?? 0));
     if (Date.now() - entry.arrivedAt > s.maxLifetimeMs) {
-      await this.record(open, entry, fail(`4.4.7 delivery time expired; last error: ${mine[0]!.lastResponse ?? 'none'}`), ctx, 'expired');
+      await this.record(open, entry, fail(`4.4.7 delivery time expired; last error: ${mine[0]!.lastResponse ?? 'none'}`), ctx, kind, 'expired');
     } else if (receivedCount(await headerOf()) > s.maxReceivedHeaders) {
-      await this.record(open, entry, fail(`5.4.6 mail loop: more than ${s.maxReceivedHeaders} Received headers`), ctx);
+      await this.record(open, entry, fail(`5.4.6 mail loop: more than ${s.maxReceivedHeaders} Received headers`), ctx, kind);
     } else if (hold && hold.until > Date.now()) {
       await this.record(
         open,
         entry,
         mine.map((r) => ({ address: r.address, outcome: 'deferred', response: `delivery temporarily suspended: ${hold.reason}`, remote: null })),
         ctx,
+        kind,
+      );
+    } else if (!transport) {
+      // queued for LMTP, and mailboxes.lmtp is gone from the config: it waits for one (or expires)
+      const response = '4.3.5 no LMTP server is configured (mailboxes.lmtp.address): local mail queued for one waits';
+      await this.record(
+        open,
+        entry,
+        mine.map((r): RecipientResult => ({ address: r.address, outcome: 'deferred', response, remote: null })),
+        ctx,
+        kind,
       );
     } else {
       const started = performance.now();
       const now = Date.now();
-      const delivery = { id: entry.id, destination: key === '*' ? 'relay' : domain, since: now, attempt: entry.attempts + 1, host: null as string | null };
+      const delivery = { id: entry.id, destination: key === '*' ? 'relay' : lmtp ? 'lmtp' : domain, since: now, attempt: entry.attempts + 1, host: null as string | null };
       this.delivering.set(job, delivery);
       let reached: boolean;
       try {
-        const dkim = await this.dkimOf(open, entry, ctx, headerOf);
-        ({ reached } = await ctx.transport.send(
-          { from: entry.sender, to: mine.map((r) => r.address), eightBitMime: entry.body === '8BITMIME', smtputf8: entry.smtputf8 === true },
-          this.source(entry, dkim),
-          (results) => this.record(open, entry, results, ctx),
+        // local copies over LMTP are not signed (Maildir copies are not either), and skip only our Return-Path and Delivered-To
+        const dkim = lmtp ? '' : await this.dkimOf(open, entry, ctx, headerOf);
+        ({ reached } = await transport.send(
+          {
+            from: entry.sender,
+            to: mine.map((r) => r.address),
+            eightBitMime: entry.body === '8BITMIME',
+            smtputf8: entry.smtputf8 === true,
+            ...(lmtp ? { paths: mine.map((r) => lmtpPath(r.lmtp!)) } : {}),
+          },
+          this.source(entry, dkim, lmtp ? (entry.lmtpOffset ?? 0) : (entry.bodyOffset ?? 0)),
+          (results) => this.record(open, entry, results, ctx, kind),
           (host) => (delivery.host = host),
         ));
       } finally {
         this.delivering.delete(job);
       }
-      this.metrics.deliveryDuration.observe({ transport: ctx.transport.kind }, (performance.now() - started) / 1000);
+      this.metrics.deliveryDuration.observe({ transport: kind }, (performance.now() - started) / 1000);
       if (reached || this.retryAsked.has(job))
         this.holds.delete(key); // an operator's retry lifts the suspension this attempt would set
       else {
         const reason = mine[0]!.lastResponse ?? 'unreachable';
         this.holds.set(key, { until: Date.now() + s.minRetryDelayMs, reason });
-        this.log.warn('destination unreachable: its messages wait for the retry', { destination: key === '*' ? 'relay' : key, reason });
+        this.log.warn('destination unreachable: its messages wait for the retry', { destination: key === '*' ? 'relay' : lmtp ? 'lmtp' : key, reason });
       }
     }
     if (open.deleted) return null; // deleted by an operator meanwhile
@@ -486,9 +515,8 @@ export class OutboundQueue {
    * The queued file, past the lines only Maildir copies carry, with the DKIM header fields in
    * front (streamed, never read whole); opened anew for every host tried.
    */
-  private source(entry: QueueEntry, dkim = ''): MessageSource {
+  private source(entry: QueueEntry, dkim = '', start = entry.bodyOffset ?? 0): MessageSource {
     const path = this.store.messagePath(entry.id);
-    const start = entry.bodyOffset ?? 0;
     const file = () => createReadStream(path, { start, highWaterMark: 64 * 1024 });
     if (!dkim) return { open: file };
     const head = Buffer.from(dkim, 'latin1');
@@ -559,7 +587,7 @@ export class OutboundQueue {
    * Applies results and makes them durable before anything else happens: the one place an
    * attempt's outcome for a recipient (delivered, deferred, bounced, expired) is recorded.
    */
-  private async record(open: Open, entry: QueueEntry, results: readonly RecipientResult[], ctx: DeliveryContext, failure: 'bounced' | 'expired' = 'bounced'): Promise<void> {
+  private async record(open: Open, entry: QueueEntry, results: readonly RecipientResult[], ctx: DeliveryContext, kind: string, failure: 'bounced' | 'expired' = 'bounced'): Promise<void> {
     if (open.deleted) return;
     const now = Date.now();
     for (const res of results) {
@@ -574,7 +602,7 @@ export class OutboundQueue {
         r.notified = false; // reported to the sender after this attempt (report())
       }
       r.remote = res.remote;
-      this.outcome(entry, r, res.outcome === 'failed' ? failure : res.outcome, ctx.transport.kind);
+      this.outcome(entry, r, res.outcome === 'failed' ? failure : res.outcome, kind);
     }
     entry.lastError = results.find((x) => x.outcome !== 'delivered')?.response ?? entry.lastError;
     await this.persist(open, entry);
@@ -711,8 +739,9 @@ export class OutboundQueue {
         if (owner.found) {
           const dkim = await sign();
           const message = dkim ? Buffer.concat([Buffer.from(dkim, 'latin1'), dsn]) : dsn;
-          await this.intake.acceptBuffer({ id, sender: '', local: [{ user: owner.user, address: entry.sender }], remote: [], received, message });
-          this.metrics.delivery.inc({ transport: 'local', result: 'delivered' });
+          const stored = await this.intake.acceptBuffer({ id, sender: '', local: [{ user: owner.user, address: entry.sender }], remote: [], received, message });
+          // written into the Maildir now; over LMTP it is queued, and counted when delivered
+          if (stored.mailboxes.length) this.metrics.delivery.inc({ transport: 'local', result: 'delivered' });
         } else if (owner.unavailable) {
           return false;
         } else {

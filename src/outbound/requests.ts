@@ -17,7 +17,7 @@ export type QueueRequest =
 /** A delivery attempt running now. */
 export interface DeliveryInProgress {
   readonly id: string;
-  /** the recipient domain, or 'relay' */
+  /** the recipient domain, 'relay', or 'lmtp' (local mail to the LMTP server) */
   readonly destination: string;
   /** when the attempt started (ms since the epoch) */
   readonly since: number;

@@ -34,6 +34,8 @@ export interface Envelope {
   readonly eightBitMime?: boolean;
   /** the message arrived with SMTPUTF8 */
   readonly smtputf8?: boolean;
+  /** what RCPT TO names for each of `to`, in the same order (LMTP: the login, `alice` or `alice+Junk`); absent: the addresses */
+  readonly paths?: readonly string[];
 }
 
 /** A queued message, read from disk anew for every attempt (never held whole in memory). */
@@ -42,7 +44,7 @@ export interface MessageSource {
 }
 
 export interface Transport {
-  readonly kind: 'relay' | 'mx';
+  readonly kind: 'relay' | 'mx' | 'lmtp';
   /**
    * Sends; onResults is called as groups of recipients finish (persist them at once), onHost
    * each time a host is tried (for the deliveries in progress that `queue list` shows). Resolves

@@ -45,6 +45,10 @@ export function describe(a: Action): { title: string; details: readonly string[]
       return { title: 'update access to /status and /-/reload: applies to the next request', details: a.changes };
     case 'signing.update':
       return { title: 'update DKIM signing keys: swapped in place, the next message signed uses them', details: a.changes };
+    case 'mailboxes.update':
+      return { title: 'update mailboxes: local copies of new messages follow, deliveries in flight over LMTP finish', details: a.changes };
+    case 'dovecot.update':
+      return { title: "update Dovecot's passwd-file: written atomically, Dovecot rereads it at the next login", details: a.changes };
   }
 }
 

@@ -30,7 +30,11 @@ export type Action =
   | { readonly kind: 'observability.rebind'; readonly from: string; readonly to: string }
   | { readonly kind: 'observability.update'; readonly changes: readonly string[] }
   /** DKIM keys added, removed or replaced: the signer is swapped in place */
-  | { readonly kind: 'signing.update'; readonly changes: readonly string[] };
+  | { readonly kind: 'signing.update'; readonly changes: readonly string[] }
+  /** where local copies go (Maildir or LMTP), the LMTP server */
+  | { readonly kind: 'mailboxes.update'; readonly changes: readonly string[] }
+  /** the passwd-file written for Dovecot: users added, removed, given a new password (never the hash itself) */
+  | { readonly kind: 'dovecot.update'; readonly changes: readonly string[] };
 
 export interface Plan {
   readonly from: string | null; // public hash of the applied state
@@ -142,6 +146,10 @@ export function diff(applied: SpecView | null, desired: SpecView): Plan {
   if (observability.length) actions.push({ kind: 'observability.update', changes: observability });
   const signing = signingChanges(a.signing ?? null, b.signing ?? null);
   if (signing.length) actions.push({ kind: 'signing.update', changes: signing });
+  const mailboxes = describeChanges(a.mailboxes ?? null, b.mailboxes ?? null, 'mailboxes');
+  if (mailboxes.length) actions.push({ kind: 'mailboxes.update', changes: mailboxes });
+  const dovecot = describeChanges(a.dovecot ?? null, b.dovecot ?? null, 'dovecot').map((c) => c.replace(/^dovecot\.users\.([^.]+)\.passwordHash: changed$/, 'dovecot.users.$1: password changed'));
+  if (dovecot.length) actions.push({ kind: 'dovecot.update', changes: dovecot });
   return { from: applied.hash, to: desired.hash, actions };
 }
 

@@ -3,7 +3,22 @@
 // the transaction's rebuild decisions both come from comparing these specs, and every factory
 // takes its spec, so a field a component reads is a field whose change rebuilds it.
 import { formatCidr } from '../config/cidr.js';
-import type { AuthPolicy, DeliveryState, DesiredState, InboundChecks, LdapSettings, ListenerRole, ListenerTls, LocalUser, RelayState, SmtpLimits, StorageState } from '../config/desired-state.js';
+import type {
+  AuthPolicy,
+  DeliveryState,
+  DesiredState,
+  InboundChecks,
+  LdapSettings,
+  SpamFilterState,
+  ListenerRole,
+  ListenerTls,
+  LocalUser,
+  RelayState,
+  SmtpLimits,
+  StorageState,
+} from '../config/desired-state.js';
+import type { LmtpTarget } from '../config/desired-state.js';
+import type { HashScheme } from '../config/hashes.js';
 import type { Secret } from '../config/secret.js';
 import type { DkimAlgorithm } from '../dkim/key.js';
 import type { TlsMaterial } from '../tls/material.js';
@@ -35,7 +50,7 @@ export interface PolicySpec {
   /** delivery.maxReceivedHeaders, for loop detection while a message arrives */
   readonly maxReceivedHeaders: number;
   /** inbound.checks, with the resolvers they query (delivery.dns) */
-  readonly inbound: InboundChecks & { readonly dnsServers: readonly string[]; readonly dnsTimeoutMs: number };
+  readonly inbound: InboundChecks & { readonly junkFolder: string; readonly spamFilter: SpamFilterState | null; readonly dnsServers: readonly string[]; readonly dnsTimeoutMs: number };
 }
 
 /** The account backend: local users, or the directory (which needs our domains for aliases). */
@@ -71,6 +86,38 @@ export interface SigningSpec {
   readonly keys: readonly SigningKeySpec[];
 }
 
+/**
+ * Where local copies go (mailboxes.store, read by the intake at every message) and the LMTP
+ * client (rebuilt when this changes). The client exists whenever an LMTP server is configured,
+ * so that what was queued for it is delivered after a switch back to maildir.
+ */
+export interface MailboxesSpec {
+  readonly store: 'maildir' | 'lmtp';
+  readonly lmtp: LmtpTarget | null;
+  /** the name mailplane gives in LHLO */
+  readonly hostname: string;
+  readonly connectTimeoutMs: number;
+}
+
+/** One line of the passwd-file written for Dovecot. */
+export interface DovecotUserSpec {
+  readonly name: string;
+  readonly passwordHash: Secret;
+  readonly scheme: HashScheme;
+}
+
+/** The passwd-file written for Dovecot on every applied generation (mailboxes.dovecot.passwdFile); null when none is. */
+export type DovecotSpec = {
+  readonly passwdFile: string;
+  readonly users: readonly DovecotUserSpec[];
+  /** with store maildir, <dataDir>/mail: each user's home is the Maildir under it; null with lmtp (Dovecot's own mail_home) */
+  readonly mailRoot: string | null;
+  /** the file's group (storage.mailboxGroup); null: mailplane's own */
+  readonly gid: number | null;
+  /** store lmtp and nobody claims postmaster: a postmaster line nobody can log in with, so Dovecot takes its mail */
+  readonly postmaster: boolean;
+} | null;
+
 export interface Specs {
   /** active listeners only (none while smtp.enabled is false), by name */
   readonly listeners: Readonly<Record<string, ListenerComponent>>;
@@ -89,11 +136,15 @@ export interface Specs {
   readonly logging: { readonly addresses: 'full' | 'redact' };
   /** DKIM signing of outbound mail (swapped in place: the next message is signed with it) */
   readonly signing: SigningSpec;
+  /** local copies into Maildir or over LMTP (the store applied in place, the LMTP client rebuilt) */
+  readonly mailboxes: MailboxesSpec;
+  /** the passwd-file for Dovecot, checked and (when its content differs) written on every applied generation */
+  readonly dovecot: DovecotSpec;
 }
 
 export type Component = keyof Specs;
 
-export const COMPONENTS: readonly Component[] = ['listeners', 'tls', 'policy', 'accounts', 'transport', 'delivery', 'storage', 'ops', 'opsAccess', 'logging', 'signing'];
+export const COMPONENTS: readonly Component[] = ['listeners', 'tls', 'policy', 'accounts', 'transport', 'delivery', 'storage', 'ops', 'opsAccess', 'logging', 'signing', 'mailboxes', 'dovecot'];
 
 export function specsOf(s: DesiredState): Specs {
   const a = s.smtp.auth;
@@ -119,7 +170,7 @@ export function specsOf(s: DesiredState): Specs {
       limits: { ...s.smtp.limits },
       drainGraceMs: s.smtp.drainGraceMs,
       maxReceivedHeaders: d.maxReceivedHeaders,
-      inbound: { ...s.inbound.checks, dnsServers: d.dnsServers, dnsTimeoutMs: d.dnsTimeoutMs },
+      inbound: { ...s.inbound.checks, junkFolder: s.inbound.junkFolder, spamFilter: s.inbound.spamFilter, dnsServers: d.dnsServers, dnsTimeoutMs: d.dnsTimeoutMs },
     },
     accounts: s.accounts.type === 'local' ? { type: 'local', users: s.accounts.users } : { type: 'ldap', ldap: ldapSpec(s.accounts.ldap), domains: s.domains },
     transport: {
@@ -144,6 +195,22 @@ export function specsOf(s: DesiredState): Specs {
         .sort((x, y) => (x.domain === y.domain ? (x.selector < y.selector ? -1 : 1) : x.domain < y.domain ? -1 : 1))
         .map((k) => ({ domain: k.domain, selector: k.selector, algorithm: k.material.algorithm, fingerprint: k.material.fingerprint, privateKey: k.material.privateKey })),
     },
+    mailboxes: { store: s.mailboxes.store, lmtp: s.mailboxes.lmtp, hostname: s.hostname, connectTimeoutMs: d.connectTimeoutMs },
+    dovecot: dovecotSpec(s),
+  };
+}
+
+function dovecotSpec(s: DesiredState): DovecotSpec {
+  const file = s.mailboxes.passwdFile;
+  if (file === null) return null;
+  const users = s.accounts.type === 'local' ? s.accounts.users : [];
+  const claimed = users.some((u) => u.name === 'postmaster' || u.aliases.includes('postmaster'));
+  return {
+    passwdFile: file,
+    users: users.map((u) => ({ name: u.name, passwordHash: u.passwordHash, scheme: u.scheme })),
+    mailRoot: s.mailboxes.store === 'maildir' ? `${s.storage.dataDir.replace(/\/+$/, '')}/mail` : null,
+    gid: s.storage.mailboxGroup?.gid ?? null,
+    postmaster: s.mailboxes.store === 'lmtp' && s.accounts.type === 'local' && !claimed,
   };
 }
 

@@ -13,6 +13,8 @@ import { summarize } from '../plan/format.js';
 import type { Listener } from '../smtp/listener.js';
 import type { AuthLimiter, ClientConnections } from '../smtp/limits.js';
 import type { SendRateLimiter } from '../smtp/send-rate.js';
+import type { SpamFilter } from '../filter/spam-filter.js';
+import { mtaStsPolicy } from '../dns/mta-sts.js';
 import type { MailLog } from '../ops/mail-log.js';
 import { abort, commit, planFor, prepare, type Generation, type Prepared, type Runtime, type TransactionDeps } from './transaction.js';
 import { buildStatus, type LastAttempt, type ReloadOutcome } from './status.js';
@@ -47,6 +49,8 @@ export interface ControllerDeps {
   readonly sendRate: SendRateLimiter;
   readonly clients: ClientConnections;
   readonly mailLog: MailLog;
+  /** inbound.spamFilter: configured with each applied generation */
+  readonly spamFilter: SpamFilter;
 }
 
 export class StartupError extends Error {
@@ -82,7 +86,7 @@ export class Controller {
     this.tx = {
       log: d.log,
       metrics: d.metrics,
-      sessionDeps: { metrics: d.metrics, log: d.log, authLimiter: d.authLimiter, sendRate: d.sendRate, clients: d.clients, mailLog: d.mailLog },
+      sessionDeps: { metrics: d.metrics, log: d.log, authLimiter: d.authLimiter, sendRate: d.sendRate, clients: d.clients, mailLog: d.mailLog, spamFilter: d.spamFilter },
       makeOps: (host, port) =>
         new OpsServer(host, port, {
           ready: () => this.ready(),
@@ -90,6 +94,10 @@ export class Controller {
           reload: () => this.httpReload(),
           registry: d.metrics.registry,
           token: () => this.rt.applied?.state.observability.token ?? null,
+          mtaSts: () => {
+            const s = this.rt.applied?.state;
+            return s ? { text: mtaStsPolicy(s).text, domains: new Set(s.domains) } : null;
+          },
           log: d.log,
         }),
       deliveryContext: () => this.deliveryContext(),
@@ -143,6 +151,7 @@ export class Controller {
       lastAttempt: this.lastAttempt,
       eventLoop: this.eventLoop,
       lockouts: this.d.authLimiter.active(),
+      spamFilter: this.d.spamFilter.status(),
     });
   }
 
@@ -158,7 +167,9 @@ export class Controller {
     const storages = [...rt.oldStorages, ...(rt.applied ? [rt.applied.storage] : [])];
     await Promise.all(storages.map((s) => s.close()));
     await this.applied?.transport.close();
+    await this.applied?.lmtp?.close();
     await this.applied?.accounts.close();
+    this.d.spamFilter.close();
     this.eventLoop.stop();
   }
 
@@ -167,6 +178,7 @@ export class Controller {
     const gen = this.applied!;
     return {
       transport: gen.transport,
+      lmtp: gen.lmtp,
       settings: gen.state.delivery,
       hostname: gen.state.hostname,
       domains: gen.policy.domains,
@@ -210,6 +222,7 @@ export class Controller {
     }
     this.nextNumber++;
     this.d.mailLog.configure(desired.observability.logAddresses, desired.storage.dataDir);
+    this.d.spamFilter.configure(desired.inbound.spamFilter);
     commit(this.tx, this.rt, prepared);
     return this.finish(reason, this.result('applied', [], warnings, prepared.plan, t0));
   }

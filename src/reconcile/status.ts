@@ -1,5 +1,6 @@
 // The /status document: what runs, where it came from, how the last attempt went. No secrets:
 // only names, counts, fingerprints and times.
+import { formatLmtpTarget } from '../config/check-mailboxes.js';
 import { specView } from '../plan/plan.js';
 import type { LoadProgress } from '../outbound/queue.js';
 import type { EventLoopMonitor } from '../ops/event-loop.js';
@@ -17,6 +18,8 @@ export interface StatusSource {
   readonly lastAttempt: LastAttempt | null;
   readonly eventLoop: Pick<EventLoopMonitor, 'worstMs' | 'lastSecondMs'>;
   readonly lockouts: readonly Lockout[];
+  /** the spam filter, whether it answers and its last error (null: none configured) */
+  readonly spamFilter: unknown;
 }
 
 export interface LastAttempt {
@@ -82,6 +85,14 @@ export function buildStatus(c: StatusSource): unknown {
           ...(relay.enabled ? gen.transport.health() : {}),
         }
       : null,
+    /** where local copies go, the LMTP server and how its last delivery went, Dovecot's passwd-file (never its content) */
+    mailboxes: gen
+      ? {
+          store: gen.state.mailboxes.store,
+          lmtp: gen.state.mailboxes.lmtp ? { address: formatLmtpTarget(gen.state.mailboxes.lmtp), ...(gen.lmtp?.health() ?? {}) } : null,
+          dovecotPasswdFile: gen.passwd ? { path: gen.passwd.path, users: gen.passwd.users, writtenAt: iso(gen.passwd.writtenAt), checkedAt: iso(gen.passwd.checkedAt) } : null,
+        }
+      : null,
     delivery: gen ? { transport: gen.transport.kind, ...(gen.transport.kind === 'mx' ? { lastError: gen.transport.health().lastError } : {}) } : null,
     queue: gen
       ? {
@@ -101,6 +112,7 @@ export function buildStatus(c: StatusSource): unknown {
       : null,
     /** client addresses refused AUTH and submission after too many failed AUTH attempts */
     authLockouts: c.lockouts.map((l) => ({ address: l.address, failures: l.failures, since: iso(l.since), until: iso(l.until) })),
+    spamFilter: c.spamFilter,
     eventLoop: { worstDelayMs: round(c.eventLoop.worstMs), lastSecondWorstDelayMs: round(c.eventLoop.lastSecondMs) },
   };
 }

@@ -11,17 +11,19 @@ import { LocalAccounts } from '../accounts/local.js';
 import type { DesiredState, ListenerSpec } from '../config/desired-state.js';
 import { DkimSigner } from '../dkim/signer.js';
 import type { DeliveryContext } from '../outbound/queue.js';
+import { LmtpTransport } from '../outbound/lmtp.js';
 import { MxTransport, RelayTransport, type Transport } from '../outbound/transports.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { OpsServer } from '../ops/http.js';
 import { changes, diff, specView, type Changes, type Plan, type SpecView } from '../plan/plan.js';
-import { specsOf, type AccountsSpec, type TransportSpec } from '../plan/specs.js';
+import { specsOf, type AccountsSpec, type MailboxesSpec, type TransportSpec } from '../plan/specs.js';
 import { Binding, bindingKey } from '../smtp/bindings.js';
 import { Listener, type SharedSessionDeps } from '../smtp/listener.js';
 import { buildPolicy, type SessionPolicy } from '../smtp/policy.js';
 import type { ListenerContext } from '../smtp/session.js';
 import { secureContextOf } from '../tls/material.js';
+import { applyPasswdFile, type PasswdFileState } from './dovecot.js';
 import { Storage } from './storage.js';
 
 export interface Generation {
@@ -34,6 +36,10 @@ export interface Generation {
   readonly storage: Storage;
   /** how queued mail leaves: the relay, or direct to MX */
   readonly transport: Transport;
+  /** local mail queued for LMTP goes here (mailboxes.lmtp); null: none configured */
+  readonly lmtp: Transport | null;
+  /** Dovecot's passwd-file as this generation left it (mailboxes.dovecot.passwdFile); null: none (set last in prepare) */
+  passwd: PasswdFileState | null;
   readonly tlsContext: SecureContext | null;
   /** DKIM signing of outbound mail: the same instance until the signing spec changes */
   readonly signer: DkimSigner;
@@ -69,6 +75,7 @@ export interface Created {
   ops: OpsServer | null;
   storage: Storage | null;
   transport: Transport | null;
+  lmtp: Transport | null;
 }
 
 export interface TransactionDeps {
@@ -99,7 +106,7 @@ export function planFor(rt: Runtime, desired: DesiredState): { view: SpecView; p
 }
 
 export async function prepare(d: TransactionDeps, rt: Runtime, desired: DesiredState, number: number): Promise<Prepared> {
-  const created: Created = { bindings: [], listeners: [], accounts: null, ops: null, storage: null, transport: null };
+  const created: Created = { bindings: [], listeners: [], accounts: null, ops: null, storage: null, transport: null, lmtp: null };
   const prev = rt.applied;
   const { view, plan, changes: changed } = planFor(rt, desired);
   const rebuild = (c: Parameters<typeof changed.components.has>[0]) => !prev || changed.components.has(c);
@@ -113,9 +120,10 @@ export async function prepare(d: TransactionDeps, rt: Runtime, desired: DesiredS
         ? prev.storage
         : (created.storage = await Storage.open(specs.storage.dataDir, specs.storage.memoryBudget, d.log, d.metrics, specs.storage));
     const transport = rebuild('transport') ? (created.transport = createTransport(specs.transport)) : prev!.transport;
+    const lmtp = rebuild('mailboxes') ? (created.lmtp = createLmtp(specs.mailboxes)) : prev!.lmtp;
     const policy = buildPolicy(specs.policy, number, accounts);
     const signer = rebuild('signing') ? new DkimSigner(specs.signing, { metrics: d.metrics, log: d.log }) : prev!.signer;
-    const gen: Generation = { number, state: desired, view, policy, accounts, storage, transport, tlsContext, signer, listeners: new Map() };
+    const gen: Generation = { number, state: desired, view, policy, accounts, storage, transport, lmtp, passwd: null, tlsContext, signer, listeners: new Map() };
 
     const listeners = gen.listeners as Map<string, Listener>;
     const targets = new Map<string, Listener>();
@@ -151,6 +159,9 @@ export async function prepare(d: TransactionDeps, rt: Runtime, desired: DesiredS
         throw new Error(`observability.listen: cannot bind ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.message}`);
       });
     }
+    // last, once nothing else can fail: Dovecot's accounts follow this generation (a write that
+    // fails aborts the apply, so mailplane and Dovecot never disagree about who may log in)
+    gen.passwd = specs.dovecot ? await applyPasswdFile(specs.dovecot, d.log) : null;
     return { gen, plan, changes: changed, targets, created };
   } catch (e) {
     await abort(created);
@@ -214,6 +225,9 @@ export function commit(d: TransactionDeps, rt: Runtime, p: Prepared): void {
   } else {
     gen.storage.outbound.reconfigure();
   }
+  gen.storage.intake.localStore = gen.state.mailboxes.store;
+  m.lmtpSource = () => rt.applied?.lmtp?.health().up ?? null;
+  if (prev && prev.lmtp && prev.lmtp !== gen.lmtp) retireTransport(rt, prev.lmtp);
   if (!prev || prev.transport !== gen.transport) {
     m.relaySource = () => (rt.applied?.transport.kind === 'relay' ? rt.applied.transport.health().up : null);
     if (gen.transport.verify) void gen.transport.verify();
@@ -227,6 +241,7 @@ export async function abort(c: Created): Promise<void> {
   await c.ops?.close();
   await c.accounts?.close();
   await c.transport?.close();
+  await c.lmtp?.close();
   await c.storage?.close();
 }
 
@@ -252,6 +267,10 @@ function retire(d: TransactionDeps, rt: Runtime, l: Listener, graceMs: number): 
 
 function createTransport(spec: TransportSpec): Transport {
   return spec.relay.enabled ? new RelayTransport(spec.relay, spec.connect, spec.hostname) : new MxTransport(spec.connect, spec.hostname);
+}
+
+function createLmtp(spec: MailboxesSpec): Transport | null {
+  return spec.lmtp ? new LmtpTransport(spec) : null;
 }
 
 function createAccounts(spec: AccountsSpec): AccountBackend {

@@ -1,11 +1,13 @@
 // Authentication checks of incoming mail (SPF, DKIM, DMARC, ARC: mailauth's authenticate()),
-// for messages from mx clients that are neither authenticated nor trusted. Monitor only: the
-// results become one Authentication-Results header (RFC 8601) and per-method counts; nothing is
-// refused because of them. DNS goes only to the server's configured resolvers (delivery.dns).
+// for messages from mx clients that are neither authenticated nor trusted. The results become
+// one Authentication-Results header (RFC 8601) and per-method counts, and a decision
+// (inbound-verdict.ts) when DMARC is enforced or our own domains are protected. DNS goes only to
+// the server's configured resolvers (delivery.dns).
 import type { Readable } from 'node:stream';
 import { authenticate, type AuthenticateResult } from 'mailauth';
 import { configuredResolver } from '../outbound/dns.js';
 import type { PolicySpec } from '../plan/specs.js';
+import { decide, decideUnfinished, enforcing, type Decision, type Rules } from './inbound-verdict.js';
 
 /** The most one message's checks may take, whatever delivery.dns.timeout says. */
 const MAX_CHECK_MS = 10_000;
@@ -20,6 +22,8 @@ export interface AuthVerdict {
   readonly header: string;
   /** one entry per method clause in the header (several for several DKIM signatures) */
   readonly results: readonly { readonly method: AuthMethod; readonly result: AuthResult }[];
+  /** what happens to the message */
+  readonly decision: Decision;
 }
 
 export interface AuthInput {
@@ -36,19 +40,32 @@ interface Clause {
 
 export class InboundAuth {
   private readonly resolve: (name: string, rr: string) => Promise<unknown>;
+  private readonly rules: Rules;
 
   private constructor(
     private readonly hostname: string,
     private readonly checks: PolicySpec['inbound'],
+    domains: readonly string[],
   ) {
     const resolver = configuredResolver(checks.dnsServers, checks.dnsTimeoutMs);
     this.resolve = (name, rr) => resolver.resolve(name, rr);
+    this.rules = { dmarc: checks.dmarc, ownDomains: checks.ownDomains, arcTrustedSealers: checks.arcTrustedSealers, domains: new Set(domains) };
   }
 
-  /** null when every check is off */
-  static from(hostname: string, checks: PolicySpec['inbound']): InboundAuth | null {
-    if (!checks.spf && !checks.dkim && !checks.arc && checks.dmarc === 'off') return null;
-    return new InboundAuth(hostname, checks);
+  /** null when every check and rule is off */
+  static from(hostname: string, checks: PolicySpec['inbound'], domains: readonly string[]): InboundAuth | null {
+    if (!checks.spf && !checks.dkim && !checks.arc && checks.dmarc === 'off' && checks.ownDomains === 'off') return null;
+    return new InboundAuth(hostname, checks, domains);
+  }
+
+  /** the Maildir++ folder quarantined mail goes to */
+  get junkFolder(): string {
+    return this.checks.junkFolder;
+  }
+
+  /** whether a decision can refuse or file a message (otherwise the checks only record) */
+  get enforcing(): boolean {
+    return enforcing(this.rules);
   }
 
   /**
@@ -63,14 +80,15 @@ export class InboundAuth {
     const r = await Promise.race([this.run(message, input), late]).finally(() => clearTimeout(timer));
     if (r === null) {
       message.destroy();
-      return this.verdict(this.methods().map((method) => ({ method, c: { info: `${method}=temperror (checks did not finish within ${limitMs} ms)`, status: { result: 'temperror' } } })));
+      const clauses = this.methods().map((method) => ({ method, c: { info: `${method}=temperror (checks did not finish within ${limitMs} ms)`, status: { result: 'temperror' } } }));
+      return this.verdict(clauses, decideUnfinished(this.rules));
     }
     const clauses: { method: AuthMethod; c: Clause }[] = [];
     if (this.checks.dkim) for (const c of (r.dkim?.results ?? []) as Clause[]) clauses.push({ method: 'dkim', c });
     if (this.checks.spf && r.spf) clauses.push({ method: 'spf', c: r.spf });
     if (this.checks.arc && r.arc) clauses.push({ method: 'arc', c: r.arc });
     if (this.checks.dmarc !== 'off' && r.dmarc) clauses.push({ method: 'dmarc', c: r.dmarc });
-    return this.verdict(clauses);
+    return this.verdict(clauses, decide(r, this.rules));
   }
 
   private methods(): AuthMethod[] {
@@ -91,11 +109,12 @@ export class InboundAuth {
       resolver: this.resolve as never,
       disableArc: !this.checks.arc,
       disableDmarc: this.checks.dmarc === 'off',
+      // SPF and DKIM always run (the own-domain rule needs them); the header shows what is on
       disableBimi: true,
     });
   }
 
-  private verdict(clauses: readonly { method: AuthMethod; c: Clause }[]): AuthVerdict {
+  private verdict(clauses: readonly { method: AuthMethod; c: Clause }[], decision: Decision): AuthVerdict {
     const parts: string[] = [];
     const results: { method: AuthMethod; result: AuthResult }[] = [];
     for (const { method, c } of clauses) {
@@ -104,7 +123,7 @@ export class InboundAuth {
       parts.push(oneLine(c.info) ?? `${method}=${result}`);
     }
     const value = parts.length ? parts.join(';\r\n\t') : 'none';
-    return { header: `Authentication-Results: ${this.hostname};\r\n\t${value}\r\n`, results };
+    return { header: `Authentication-Results: ${this.hostname};\r\n\t${value}\r\n`, results, decision };
   }
 }
 

@@ -2,7 +2,7 @@
 // so a reload never changes the rules in the middle of someone's transaction.
 import type { AccountBackend } from '../accounts/backend.js';
 import { AddressSet, parseCidr } from '../config/cidr.js';
-import type { RejectedRecipients, SendRate } from '../config/desired-state.js';
+import type { RejectedRecipients, SendRate, SpamFilterState } from '../config/desired-state.js';
 import type { PolicySpec } from '../plan/specs.js';
 import { InboundAuth } from './inbound-auth.js';
 
@@ -27,6 +27,10 @@ export interface SessionPolicy {
   readonly auth: { readonly maxFailures: number; readonly windowMs: number; readonly lockoutMs: number };
   /** inbound.checks on mx listeners (null: every check is off) */
   readonly inboundAuth: InboundAuth | null;
+  /** inbound.spamFilter: which messages are scanned and what an error does (the SpamFilter service scans) */
+  readonly spamFilter: SpamFilterState | null;
+  /** inbound.junkFolder */
+  readonly junkFolder: string;
 }
 
 /** The policy from its spec alone (plan/specs.ts): what it reads is what a change to it rebuilds. */
@@ -48,7 +52,9 @@ export function buildPolicy(spec: PolicySpec, generation: number, accounts: Acco
     maxReceivedHeaders: spec.maxReceivedHeaders,
     sendRate: spec.limits.sendRate,
     rejectedRecipients: spec.limits.rejectedRecipients,
-    inboundAuth: InboundAuth.from(spec.hostname, spec.inbound),
+    inboundAuth: InboundAuth.from(spec.hostname, spec.inbound, spec.domains),
+    spamFilter: spec.inbound.spamFilter,
+    junkFolder: spec.inbound.junkFolder,
     auth: Object.freeze({ maxFailures: a.maxFailures, windowMs: a.failureWindowMs, lockoutMs: a.lockoutMs }),
   });
 }

@@ -45,5 +45,13 @@ export const Replies = {
   parameterNotSupported: (keyword: string) => r(555, '5.5.4', `Parameter not supported: ${keyword.slice(0, 64)}`, 'syntax'),
   nonAsciiAddress: () => r(553, '5.6.7', 'Non-ASCII address not permitted without SMTPUTF8', 'syntax'),
   badAddress: (addr: string) => r(501, '5.1.3', `<${addr}>: Bad address syntax`, 'syntax'),
+  dmarcReject: (domain: string) => r(550, '5.7.1', `Message rejected: the From: domain ${domain} publishes a DMARC policy of reject and this message fails its authentication`, 'dmarc'),
+  spoofedOwnDomain: (domain: string) =>
+    r(550, '5.7.1', `Message rejected: From: claims ${domain}, a domain of this server, but the message has neither a valid DKIM signature nor an SPF pass for it`, 'own_domain'),
+  authChecksUnavailable: () => r(451, '4.7.0', 'Sender authentication could not be checked (DNS), try again later', 'temporary_failure'),
+  spamReject: (message: string | null) => r(554, '5.7.1', `Message rejected as spam${message ? `: ${message}` : ''}`, 'spam'),
+  spamSoftReject: (message: string | null, greylist: boolean) =>
+    r(451, '4.7.1', `${greylist ? 'Greylisted' : 'Message deferred by the spam filter'}${message ? `: ${message}` : ''}, try again later`, 'spam'),
+  spamFilterUnavailable: () => r(451, '4.7.1', 'Spam filter unavailable, try again later', 'temporary_failure'),
   accepted: (id: string) => `2.0.0 Ok: queued as ${id}`,
 } as const;

@@ -5,7 +5,13 @@ import type { TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { ListenerSpec } from '../config/desired-state.js';
 import { isNoSpace } from '../store/durable.js';
-import { traceHead, type Intake, type IncomingMessage, type LocalTarget } from '../store/intake.js';
+import { maildirOf, traceHead, type Intake, type IncomingMessage, type LocalTarget } from '../store/intake.js';
+import { AuthResultsFilter, type BodyWriter, type StoredBody } from '../store/body.js';
+import type { AuthInput, AuthVerdict, InboundAuth } from './inbound-auth.js';
+import type { ScanInput } from '../filter/rspamd.js';
+import type { ScanOutcome } from '../filter/spam-filter.js';
+import type { SpamFilterState } from '../config/desired-state.js';
+import { foldAscii, isEmptyEdit, type HeaderEdit } from '../mail/header-edit.js';
 import { newQueueId } from '../store/queue-entry.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -13,6 +19,7 @@ import { splitAddress } from '../mail/addresses.js';
 import type { AuthLimiter, ClientConnections } from './limits.js';
 import type { SendRateLimiter } from './send-rate.js';
 import type { MailLog } from '../ops/mail-log.js';
+import type { SpamFilter } from '../filter/spam-filter.js';
 import { unmapV4 } from '../config/cidr.js';
 import { formatDuration } from '../config/units.js';
 import { isTrusted, type SessionPolicy } from './policy.js';
@@ -58,6 +65,7 @@ export interface SessionDeps {
   readonly authLimiter: AuthLimiter;
   readonly sendRate: SendRateLimiter;
   readonly mailLog: MailLog;
+  readonly spamFilter: SpamFilter;
   readonly clients: ClientConnections;
   /** what new sessions pin: the context of the generation serving now */
   readonly current: () => ListenerContext;
@@ -311,7 +319,9 @@ export class SessionHandlers {
       date: new Date(),
     });
     const { head, queueOffset } = traceHead(sender, local, received);
-    const body = st.intake.openBody(id, head, { maxSize: policy.maxMessageSize, maxLineLength: policy.maxLineLength });
+    // RFC 8601 §5: results claiming our host name are ours to add; from outside they are forged
+    const filter = st.trusted ? null : new AuthResultsFilter(policy.hostname);
+    const body = st.intake.openBody(id, head, { maxSize: policy.maxMessageSize, maxLineLength: policy.maxLineLength }, filter);
     let over = false;
     stream.on('data', (c: Buffer) => {
       if (body.write(c)) return;
@@ -340,14 +350,10 @@ export class SessionHandlers {
         return cb(this.reject(st, refused));
       }
       if (body.spooled) this.d.metrics.bodiesSpooled.inc();
-      this.checkAuth(st, session, sender, local, () => body.message())
-        .then((authResults) => {
-          // our Authentication-Results goes with the Maildir copies, above our Received
-          const trace = authResults ? traceHead(sender, local, received, authResults) : { head: undefined, queueOffset };
-          return body.finish(trace.head).then((stored) => ({ stored, offset: trace.queueOffset }));
-        })
-        .then(({ stored, offset }) =>
-          this.store(st, id, sender, local, startedAt, {
+      if (body.forgedAuthResults) this.d.metrics.inboundAuthForged.inc(body.forgedAuthResults);
+      this.checkedBody(st, session, body, { id, sender, local, received, queueOffset })
+        .then(({ stored, offset, targets }) =>
+          this.store(st, id, sender, targets, startedAt, {
             body: stored,
             queueOffset: offset,
             size: body.size,
@@ -371,29 +377,144 @@ export class SessionHandlers {
   }
 
   /**
-   * inbound.checks (monitor only) for mail to local mailboxes from an mx client neither
-   * authenticated nor trusted: the Authentication-Results field to add, or null. A check that
-   * fails is logged and the message goes on without the field; DNS failures are temperror
-   * results, never a refusal. A body in a spool file (over 1 MiB, or the memory budget spent)
-   * is not checked yet: its file already starts with the trace head.
+   * The finished body, inspected when inspection is due: inbound.checks (mail to local mailboxes
+   * from an mx client neither authenticated nor trusted) and the spam filter (inbound.spamFilter:
+   * every mx message, and authenticated users' with scanSubmissions), run side by side. Their
+   * verdicts may refuse the message (an SmtpReply: nothing is stored), file it in the junk folder
+   * (the targets returned), edit its header section (Rspamd's subject, headers it removes), and
+   * add fields to the Maildir copies (our Authentication-Results, the spam headers), above our
+   * Received. A body in memory is inspected before it is stored; one in a spool file (over
+   * 1 MiB, or the memory budget spent) from the file, which is then rewritten with the fields.
    */
-  private async checkAuth(st: SessionState, session: Session, sender: string, local: readonly LocalTarget[], messageOf: () => Readable | null): Promise<string | null> {
-    const auth = st.policy.inboundAuth;
-    if (!auth || !local.length || st.spec.role !== 'mx' || st.user !== null || st.trusted) return null;
-    const message = messageOf();
-    if (!message) {
-      this.d.metrics.inboundAuthSkipped.inc({ reason: 'spooled' });
-      return null;
+  private async checkedBody(
+    st: SessionState,
+    session: Session,
+    body: BodyWriter,
+    m: { id: string; sender: string; local: LocalTarget[]; received: string; queueOffset: number },
+  ): Promise<{ stored: StoredBody; offset: number; targets: LocalTarget[] }> {
+    const { policy } = st;
+    const auth = policy.inboundAuth && m.local.length && st.spec.role === 'mx' && st.user === null && !st.trusted ? policy.inboundAuth : null;
+    const spam = policy.spamFilter && (st.user === null || policy.spamFilter.scanSubmissions) ? policy.spamFilter : null;
+    if (!auth && !spam) return { stored: await body.finish(), offset: m.queueOffset, targets: m.local };
+    const authInput = { ip: st.client, helo: session.hostNameAppearsAs ?? '', sender: m.sender };
+    const scanInput = (message: Readable, length: number): ScanInput => ({
+      message,
+      length,
+      ip: st.client,
+      helo: session.hostNameAppearsAs ?? '',
+      from: m.sender,
+      rcpt: [...m.local.map((t) => t.address), ...st.remote.values()],
+      user: st.user,
+      queueId: m.id,
+      hostname: policy.hostname,
+      tls: st.tls,
+      trusted: st.trusted,
+    });
+    const tooBig = spam !== null && body.size > spam.maxSize;
+    if (body.message()) {
+      const length = body.messageLength();
+      const [v, s] = await Promise.all([auth ? this.runChecks(st, auth, body.message()!, authInput) : null, spam && !tooBig ? this.d.spamFilter.scan(scanInput(body.message()!, length)) : null]);
+      const out = this.applyVerdicts(st, { auth: auth ? v : undefined, spam: spam ? { spec: spam, tooBig, outcome: s } : null }, m);
+      return { stored: await body.finish(out.head, out.edit), offset: out.queueOffset, targets: out.targets };
     }
+    const stored = await body.finish();
+    const length = stored.length - body.headLength;
+    const [v, s] = await Promise.all([
+      auth ? this.runChecks(st, auth, body.spooledMessage(stored)!, authInput) : null,
+      spam && !tooBig ? this.d.spamFilter.scan(scanInput(body.spooledMessage(stored)!, length)) : null,
+    ]);
+    const out = this.applyVerdicts(st, { auth: auth ? v : undefined, spam: spam ? { spec: spam, tooBig, outcome: s } : null }, m);
+    if (!out.head && isEmptyEdit(out.edit)) return { stored, offset: m.queueOffset, targets: m.local };
+    return { stored: await body.rehead(stored as StoredBody & { kind: 'spool' }, out.head ?? body.originalHead, out.edit), offset: out.queueOffset, targets: out.targets };
+  }
+
+  /** The checks' verdict, counted; null when the checker itself failed (logged: the message goes on unchecked). */
+  private async runChecks(st: SessionState, auth: InboundAuth, message: Readable, input: AuthInput): Promise<AuthVerdict | null> {
     try {
-      const v = await auth.check(message, { ip: st.client, helo: session.hostNameAppearsAs ?? '', sender });
+      const v = await auth.check(message, input);
       for (const r of v.results) this.d.metrics.inboundAuth.inc(r);
-      return v.header;
+      return v;
     } catch (e) {
+      message.destroy();
       this.d.metrics.inboundAuthSkipped.inc({ reason: 'error' });
-      this.d.log.warn('inbound authentication checks failed', { listener: this.d.listener, error: e as Error });
+      this.d.log.warn('inbound authentication checks failed', { listener: this.d.listener, client: st.client, error: e as Error });
       return null;
     }
+  }
+
+  /**
+   * Where the message goes after its inspection, the trace head that carries the fields for the
+   * Maildir copies, and the edits of its header section; throws the reply when a verdict
+   * refuses or defers it. `auth` undefined: not checked; null: the checker failed.
+   */
+  private applyVerdicts(
+    st: SessionState,
+    v: { auth: AuthVerdict | null | undefined; spam: { spec: SpamFilterState; tooBig: boolean; outcome: ScanOutcome | null } | null },
+    m: { sender: string; local: LocalTarget[]; received: string; queueOffset: number },
+  ): { targets: LocalTarget[]; head: Buffer | undefined; queueOffset: number; edit: HeaderEdit | undefined } {
+    const refuse = (reply: SmtpReply, extra: Record<string, unknown> = {}): never => {
+      this.d.mailLog.refused({ listener: this.d.listener, client: st.client, command: 'DATA', address: m.sender, reason: reply.reason ?? 'error', reply: `${reply.responseCode} ${reply.message}` });
+      if (Object.keys(extra).length) this.d.log.warn('message refused by the spam filter', { listener: this.d.listener, client: st.client, user: st.user ?? undefined, ...extra });
+      throw reply;
+    };
+    let junk = false;
+    let fields = '';
+    // authentication: a refusal or deferral first (nothing else matters then)
+    const d = v.auth?.decision;
+    if (d) {
+      const about = { listener: this.d.listener, client: st.client, from: m.sender, domain: d.domain ?? undefined, rule: d.rule ?? undefined };
+      if (d.arcOverride) {
+        this.d.metrics.inboundActions.inc({ rule: d.rule!, action: 'arc_override' });
+        this.d.log.info('inbound rule overridden by a trusted ARC sealer', { ...about, sealer: d.arcOverride });
+      } else if (d.rule) {
+        this.d.metrics.inboundActions.inc({ rule: d.rule, action: d.action });
+      }
+      if (d.action === 'reject' || d.action === 'tempfail') {
+        refuse(d.action === 'tempfail' ? Replies.authChecksUnavailable() : d.rule === 'dmarc' ? Replies.dmarcReject(d.domain ?? '') : Replies.spoofedOwnDomain(d.domain ?? ''));
+      }
+      if (d.action === 'junk') {
+        junk = true;
+        this.d.log.info('message filed as junk', { ...about, folder: st.policy.junkFolder });
+      }
+    }
+    if (v.auth) fields += v.auth.header;
+    // the spam filter: outsiders (untrusted, unauthenticated) get every action; our own users
+    // and trusted clients only the refusals, and their mail is never edited
+    let edit: HeaderEdit | undefined;
+    const sp = v.spam;
+    if (sp) {
+      const outsider = st.user === null && !st.trusted;
+      if (sp.tooBig) {
+        this.d.metrics.spamScans.inc({ action: 'too_big' });
+        fields += `X-Spam-Unscanned: larger than the spam filter's maxSize (${sp.spec.maxSize} bytes)\r\n`;
+      } else if (sp.outcome && !sp.outcome.ok) {
+        if (sp.spec.onError === 'tempfail') refuse(Replies.spamFilterUnavailable());
+        fields += `X-Spam-Unscanned: ${foldAscii(`spam filter unavailable (${sp.outcome.error})`, 18)}\r\n`;
+      } else if (sp.outcome?.ok) {
+        const r = sp.outcome.result;
+        const who = { from: m.sender, score: r.score, symbols: r.symbols.slice(0, 10).join(' ') };
+        if (r.action === 'reject') refuse(Replies.spamReject(r.message), who);
+        if (r.action === 'soft reject' || (r.action === 'greylist' && outsider)) refuse(Replies.spamSoftReject(r.message, r.action === 'greylist'));
+        const spammy = outsider && (r.action === 'add header' || r.action === 'rewrite subject');
+        if (spammy && r.action === 'add header') junk = true;
+        const own = new Set(r.addHeaders.map((h) => h.name.toLowerCase()));
+        if (spammy && !own.has('x-spam')) fields += 'X-Spam: Yes\r\n';
+        if (!own.has('x-spamd-result'))
+          fields += `X-Spamd-Result: ${foldAscii(`default: ${spammy ? 'True' : 'False'} [${r.score.toFixed(2)} / ${r.required.toFixed(2)}];${r.symbols.length ? ` ${r.symbols.join('; ')}` : ''}`, 16)}\r\n`;
+        if (!own.has('x-spam-score')) fields += `X-Spam-Score: ${r.score.toFixed(2)}\r\n`;
+        for (const h of r.addHeaders) fields += `${h.name}: ${foldAscii(h.value, h.name.length + 2)}\r\n`;
+        if (outsider) {
+          const remove = r.removeHeaders;
+          const subject = r.action === 'rewrite subject' && r.subject !== null ? r.subject : undefined;
+          if (remove.length || subject !== undefined) edit = { ...(subject !== undefined ? { subject } : {}), ...(remove.length ? { remove } : {}) };
+        }
+      }
+    }
+    const targets = junk ? m.local.map((t) => ({ ...t, folder: st.policy.junkFolder })) : m.local;
+    // the fields are for Maildir copies: without local recipients there is nothing to add them to
+    if ((!fields || !m.local.length) && !junk) return { targets, head: undefined, queueOffset: m.queueOffset, edit };
+    const { head, queueOffset } = traceHead(m.sender, targets, m.received, fields);
+    return { targets, head, queueOffset, edit };
   }
 
   private async store(
@@ -416,9 +537,20 @@ export class SessionHandlers {
     const log = this.d.mailLog;
     log.accepted({ listener: this.d.listener, id, from: sender, size: m.size, recipients: local.length + st.remote.size, client: st.client, user: st.user });
     const delay = (Date.now() - startedAt) / 1000;
-    for (const t of local) {
+    // none written (mailboxes.store: lmtp): the local copies are queued, their outcome is logged on delivery
+    for (const t of result.mailboxes.length ? local : []) {
       const to = `${t.user}@${splitAddress(t.address).domain}`;
-      log.recipient({ id, from: sender, to, origTo: to === t.address.toLowerCase() ? undefined : t.address, transport: 'local', relay: `maildir ${t.user}`, delay, dsn: '2.0.0', status: 'delivered' });
+      log.recipient({
+        id,
+        from: sender,
+        to,
+        origTo: to === t.address.toLowerCase() ? undefined : t.address,
+        transport: 'local',
+        relay: `maildir ${maildirOf(t)}`,
+        delay,
+        dsn: '2.0.0',
+        status: 'delivered',
+      });
     }
     return id;
   }

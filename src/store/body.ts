@@ -6,6 +6,7 @@
 // differently) and every line's length is measured against the configured limit.
 import fs from 'node:fs';
 import { Readable } from 'node:stream';
+import { editHeaderSection, headerSectionEnd, isEmptyEdit, type HeaderEdit } from '../mail/header-edit.js';
 import { advance, call } from './durable.js';
 
 /**
@@ -193,6 +194,133 @@ export class HeaderScan {
   }
 }
 
+const AUTH_RESULTS = 'authentication-results:';
+/** An Authentication-Results field held longer than this is judged on what was held. */
+const MAX_HELD_FIELD = 64 * 1024;
+const SP = 32;
+const HT = 9;
+
+/**
+ * Removes, as the header section streams past, every Authentication-Results field whose
+ * authserv-id is our host name (RFC 8601 §5: such a field from outside our trust boundary is a
+ * forgery). Works on whole lines (line ends already CRLF): a field is held until its last
+ * continuation line has passed, then dropped or let through. After the header section, chunks
+ * pass untouched, without a copy.
+ */
+export class AuthResultsFilter {
+  /** fields removed */
+  removed = 0;
+  private done = false;
+  /** the start of a line that goes on in the next chunk */
+  private carry: Buffer | null = null;
+  /** the Authentication-Results field being held (complete lines) */
+  private field: Buffer[] | null = null;
+  private fieldBytes = 0;
+
+  private readonly hostname: string;
+
+  constructor(hostname: string) {
+    this.hostname = hostname.toLowerCase().replace(/\.$/, '');
+  }
+
+  feed(input: Buffer): Buffer {
+    if (this.done) return input;
+    const chunk = this.carry ? Buffer.concat([this.carry, input]) : input;
+    this.carry = null;
+    const out: Buffer[] = [];
+    let i = 0;
+    while (i < chunk.length) {
+      const lf = chunk.indexOf(LF, i);
+      if (lf < 0) {
+        this.carry = Buffer.from(chunk.subarray(i));
+        break;
+      }
+      const line = chunk.subarray(i, lf + 1);
+      i = lf + 1;
+      const first = line[0]!;
+      if (first === SP || first === HT) {
+        if (this.field) this.hold(line);
+        else out.push(line);
+        continue;
+      }
+      this.closeField(out);
+      if (first === CR || first === LF) {
+        this.done = true;
+        out.push(chunk.subarray(lf + 1 - line.length));
+        return out.length === 1 && out[0]!.length === chunk.length ? chunk : Buffer.concat(out);
+      }
+      if (line.length >= AUTH_RESULTS.length && line.subarray(0, AUTH_RESULTS.length).toString('latin1').toLowerCase() === AUTH_RESULTS) {
+        this.field = [];
+        this.fieldBytes = 0;
+        this.hold(line);
+      } else {
+        out.push(line);
+      }
+    }
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  /** What is still held at the end of the message (a header section without a body). */
+  finish(): Buffer | null {
+    const out: Buffer[] = [];
+    this.closeField(out);
+    if (this.carry) out.push(this.carry);
+    this.carry = null;
+    this.done = true;
+    return out.length ? Buffer.concat(out) : null;
+  }
+
+  private hold(line: Buffer): void {
+    this.field!.push(Buffer.from(line));
+    this.fieldBytes += line.length;
+  }
+
+  /** Ends the held field: dropped when it claims our host name, else let through. */
+  private closeField(out: Buffer[]): void {
+    const f = this.field;
+    if (!f) return;
+    this.field = null;
+    const text = Buffer.concat(f).toString('latin1', 0, Math.min(this.fieldBytes, MAX_HELD_FIELD));
+    if (authservId(text.slice(AUTH_RESULTS.length)) === this.hostname) {
+      this.removed++;
+      return;
+    }
+    out.push(...f);
+  }
+}
+
+/** The authserv-id of an Authentication-Results value (comments and folding skipped), lower case. */
+export function authservId(value: string): string {
+  let s = value.replace(/\r?\n/g, ' ');
+  // leading CFWS: whitespace and (possibly nested) comments
+  for (;;) {
+    s = s.replace(/^[ \t]+/, '');
+    if (s[0] !== '(') break;
+    let depth = 0;
+    let j = 0;
+    for (; j < s.length; j++) {
+      if (s[j] === '\\') j++;
+      else if (s[j] === '(') depth++;
+      else if (s[j] === ')' && --depth === 0) break;
+    }
+    s = s.slice(j + 1);
+  }
+  const m = /^"((?:[^"\\]|\\.)*)"|^[^\s;()]+/.exec(s);
+  if (!m) return '';
+  const id = m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[0];
+  return id.toLowerCase().replace(/\.$/, '');
+}
+
+/** A header section longer than this is left as it is by an edit (no filter needs to edit such a message). */
+const MAX_EDITED_HEADER = 1024 * 1024;
+
+/** The message (whole, or at least its header section) with its header section edited: the parts to write. */
+function editedMessage(msg: Buffer, edit: HeaderEdit): Buffer[] {
+  const end = headerSectionEnd(msg) ?? (msg.length < MAX_EDITED_HEADER ? msg.length : null);
+  if (end === null) return [msg];
+  return [editHeaderSection(msg.subarray(0, end), edit), msg.subarray(end)];
+}
+
 /**
  * One message's body on its way in. `head` is what precedes the body in the stored file (our
  * trace headers). write() returns false when the caller should wait for `drained` before the
@@ -219,6 +347,8 @@ export class BodyWriter {
   /** chunks gathered for the next write of the spool file */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** the spool file's name (a new one once rehead() rewrote it) */
+  private spoolFile: string;
   private done = false;
   private aborted = false;
 
@@ -227,7 +357,16 @@ export class BodyWriter {
     private readonly spool: { readonly dir: string; readonly file: string },
     private readonly budget: MemoryBudget,
     private readonly limits: BodyLimits,
-  ) {}
+    /** drops forged Authentication-Results fields on the way in (untrusted clients) */
+    private readonly filter: AuthResultsFilter | null = null,
+  ) {
+    this.spoolFile = spool.file;
+  }
+
+  /** forged Authentication-Results fields removed from this message */
+  get forgedAuthResults(): number {
+    return this.filter?.removed ?? 0;
+  }
 
   get spooled(): boolean {
     return this.spooling;
@@ -247,7 +386,9 @@ export class BodyWriter {
     this.size += raw.length;
     if (this.size > this.limits.maxSize) this.tooBig = true;
     if (!this.storing) return this.discard();
-    const chunk = this.lines.normalize(raw);
+    const normalized = this.lines.normalize(raw);
+    const chunk = this.filter ? this.filter.feed(normalized) : normalized;
+    if (!chunk.length) return true;
     this.headers.feed(chunk);
     if (!this.storing) return this.discard();
     if (!this.spooled && this.held + chunk.length <= MEMORY_THRESHOLD && this.budget.take(chunk.length)) {
@@ -270,13 +411,15 @@ export class BodyWriter {
    * The stored form of the whole file (head + body). Call only when neither tooBig nor
    * lineTooLong; rejects when the spool file could not be written (disk full: a 452). `head`
    * replaces the head given at the start, for a body still in memory only (a spool file already
-   * starts with it).
+   * starts with it). `edit` changes the message's header section (a filter's verdict), for a
+   * body in memory (see rehead() for a spool file).
    */
-  async finish(head?: Buffer): Promise<StoredBody> {
+  async finish(head?: Buffer, edit?: HeaderEdit): Promise<StoredBody> {
     this.done = true;
-    const tail = this.lines.finish();
+    const tail = this.tail();
     if (!this.spooled) {
-      const parts = [head ?? this.head, ...this.chunks, ...(tail ? [tail] : [])];
+      const message = isEmptyEdit(edit) ? [...this.chunks, ...tail] : editedMessage(Buffer.concat([...this.chunks, ...tail]), edit!);
+      const parts = [head ?? this.head, ...message];
       const length = parts.reduce((n, c) => n + c.length, 0);
       const data = Buffer.allocUnsafeSlow(length); // its own ArrayBuffer: transferred, not copied, to the journal
       let off = 0;
@@ -284,7 +427,7 @@ export class BodyWriter {
       this.chunks = [];
       return { kind: 'memory', data, length };
     }
-    if (tail) this.append(tail);
+    for (const t of tail) this.append(t);
     this.flush();
     await this.writing;
     if (this.failed) {
@@ -299,7 +442,7 @@ export class BodyWriter {
       this.abort();
       throw e;
     }
-    return { kind: 'spool', file: this.spool.file, path: this.path, length: this.written };
+    return { kind: 'spool', file: this.spoolFile, path: this.path, length: this.written };
   }
 
   /**
@@ -309,9 +452,84 @@ export class BodyWriter {
    */
   message(): Readable | null {
     if (this.spooled) return null;
-    const tail = this.lines.finish();
-    if (tail) this.chunks.push(tail); // finish() finds no pending CR left
+    this.chunks.push(...this.tail()); // finish() finds nothing left
     return Readable.from([...this.chunks], { objectMode: false });
+  }
+
+  /** The head the body was opened with (what a spool file starts with). */
+  get originalHead(): Buffer {
+    return this.head;
+  }
+
+  get headLength(): number {
+    return this.head.length;
+  }
+
+  /** Bytes of the message held in memory (after message(): what its stream yields). */
+  messageLength(): number {
+    return this.chunks.reduce((n, c) => n + c.length, 0);
+  }
+
+  /**
+   * The message as stored in the finished spool file (without the head), streamed from disk;
+   * null for a body in memory. Call after finish().
+   */
+  spooledMessage(stored: StoredBody): Readable | null {
+    if (stored.kind !== 'spool') return null;
+    return fs.createReadStream(stored.path, { start: this.head.length });
+  }
+
+  /**
+   * A finished spool file with `head` in place of the head it started with: a new spool file
+   * (the head, then the message copied from the old file, fdatasync'ed), the old one removed.
+   * Costs one more write of the message; only a spooled body that gets headers after its checks
+   * pays it.
+   */
+  async rehead(stored: StoredBody & { kind: 'spool' }, head: Buffer, edit?: HeaderEdit): Promise<StoredBody> {
+    const file = `${stored.file}.h`;
+    const path = `${this.spool.dir}/${file}`;
+    const out = await fs.promises.open(path, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY, 0o600);
+    let length = 0;
+    try {
+      const writeAll = async (b: Buffer) => {
+        for (let off = 0; off < b.length;) off += (await out.write(b, off, b.length - off, length + off)).bytesWritten;
+        length += b.length;
+      };
+      await writeAll(head);
+      // the header section is gathered (up to MAX_EDITED_HEADER) to be edited, the rest copied as it comes
+      let gathered: Buffer[] | null = isEmptyEdit(edit) ? null : [];
+      let gatheredBytes = 0;
+      for await (const chunk of fs.createReadStream(stored.path, { start: this.head.length, highWaterMark: 256 * 1024 }) as AsyncIterable<Buffer>) {
+        if (!gathered) {
+          await writeAll(chunk);
+          continue;
+        }
+        gathered.push(chunk);
+        gatheredBytes += chunk.length;
+        const all = Buffer.concat(gathered);
+        if (headerSectionEnd(all) === null && gatheredBytes < MAX_EDITED_HEADER) continue;
+        for (const part of editedMessage(all, edit!)) await writeAll(part);
+        gathered = null;
+      }
+      if (gathered?.length) for (const part of editedMessage(Buffer.concat(gathered), edit!)) await writeAll(part);
+      await out.datasync();
+    } catch (e) {
+      await out.close().catch(() => {});
+      await fs.promises.unlink(path).catch(() => {});
+      throw e;
+    }
+    await out.close();
+    await fs.promises.unlink(stored.path).catch(() => {});
+    this.spoolFile = file;
+    return { kind: 'spool', file, path, length };
+  }
+
+  /** The bytes the end of the body still needs (the LF of a trailing CR, what the filter held); once. */
+  private tail(): Buffer[] {
+    const t = this.lines.finish();
+    if (!this.filter) return t ? [t] : [];
+    const parts = [t ? this.filter.feed(t) : null, this.filter.finish()];
+    return parts.filter((p): p is Buffer => !!p && p.length > 0);
   }
 
   /** Bytes of memory budget this body still holds (the caller gives them back once stored). */
@@ -341,7 +559,7 @@ export class BodyWriter {
   }
 
   private get path(): string {
-    return `${this.spool.dir}/${this.spool.file}`;
+    return `${this.spool.dir}/${this.spoolFile}`;
   }
 
   private discard(): boolean {

@@ -4,7 +4,7 @@
 // either every destination gets it (as hard links to that file) or none does.
 import { isAscii } from 'node:buffer';
 import { join } from 'node:path';
-import { BodyWriter, MemoryBudget, type BodyLimits, type StoredBody } from './body.js';
+import { BodyWriter, MemoryBudget, type AuthResultsFilter, type BodyLimits, type StoredBody } from './body.js';
 import type { Journal } from './journal.js';
 import type { FileRecord } from './journal-format.js';
 import { DEFAULT_MAILBOX_ACCESS, ensureMaildir, type MailboxAccess } from './mailbox-access.js';
@@ -16,6 +16,13 @@ export interface LocalTarget {
   readonly user: string;
   /** the address the message was sent to, for Delivered-To */
   readonly address: string;
+  /** a Maildir++ folder of the user's Maildir to file the message in (inbound.junkFolder), instead of the inbox */
+  readonly folder?: string;
+}
+
+/** Where a local target's copy goes, relative to <dataDir>/mail: `alice`, or `alice/.Junk`. */
+export function maildirOf(t: LocalTarget): string {
+  return t.folder ? `${t.user}/.${t.folder}` : t.user;
 }
 
 export interface IncomingMessage {
@@ -53,9 +60,14 @@ const EMPTY = new Uint8Array(0);
  */
 export function traceHead(sender: string, local: readonly LocalTarget[], received: string, authResults = ''): { head: Buffer; queueOffset: number } {
   if (!local.length) return { head: Buffer.from(received), queueOffset: 0 };
-  const users = new Set(local.map((t) => t.user));
-  const mine = `Return-Path: <${sender}>\r\n${users.size === 1 ? `Delivered-To: ${local[0]!.address}\r\n` : ''}${authResults}`;
+  const mine = `${deliveryLines(sender, local)}${authResults}`;
   return { head: Buffer.from(mine + received), queueOffset: Buffer.byteLength(mine) };
+}
+
+/** The Return-Path and Delivered-To lines the head of a message to these local targets starts with (traceHead). */
+function deliveryLines(sender: string, local: readonly LocalTarget[]): string {
+  const users = new Set(local.map((t) => t.user));
+  return `Return-Path: <${sender}>\r\n${users.size === 1 ? `Delivered-To: ${local[0]!.address}\r\n` : ''}`;
 }
 
 export class Intake {
@@ -67,6 +79,12 @@ export class Intake {
   readonly spoolDir: string;
   /** the group and modes of the Maildir folders created here (storage.mailboxGroup/mailboxMode) */
   access: MailboxAccess = DEFAULT_MAILBOX_ACCESS;
+  /**
+   * Where local copies go (mailboxes.store): `maildir`, written here with the message; `lmtp`,
+   * queued like remote recipients (the same journal record, the same 250 rule) and delivered
+   * to the LMTP server by the outbound queue.
+   */
+  localStore: 'maildir' | 'lmtp' = 'maildir';
 
   constructor(
     private readonly journal: Journal,
@@ -87,8 +105,8 @@ export class Intake {
   }
 
   /** A writer for the body of message `id`, starting with `head`. */
-  openBody(id: string, head: Buffer, limits: BodyLimits): BodyWriter {
-    return new BodyWriter(head, { dir: this.spoolDir, file: id }, this.budget, limits);
+  openBody(id: string, head: Buffer, limits: BodyLimits, filter: AuthResultsFilter | null = null): BodyWriter {
+    return new BodyWriter(head, { dir: this.spoolDir, file: id }, this.budget, limits, filter);
   }
 
   /**
@@ -96,6 +114,7 @@ export class Intake {
    * where its folder belongs, a permission problem) answers 451 instead of stalling the journal.
    */
   private async ensureMaildir(user: string): Promise<void> {
+    // user: a Maildir under mail/ (maildirOf: `alice`, or the folder `alice/.Junk`)
     if (this.maildirs.has(user)) return;
     await ensureMaildir(join(this.dataDir, 'mail', user), this.access);
     this.maildirs.add(user);
@@ -112,10 +131,12 @@ export class Intake {
 
   /** Resolves once every copy is durable (in the journal); rejects and stores nothing otherwise. */
   async accept(msg: IncomingMessage): Promise<IntakeResult> {
-    const mailboxes = [...new Set(msg.local.map((t) => t.user))]; // one copy per mailbox, however many of its addresses were used
+    // one copy per mailbox, however many of its addresses were used
+    const lmtp = this.localStore === 'lmtp' ? lmtpTargets(msg.local) : [];
+    const mailboxes = this.localStore === 'lmtp' ? [] : [...new Set(msg.local.map(maildirOf))];
     for (const user of mailboxes) await this.ensureMaildir(user);
     let entry: QueueEntry | null = null;
-    if (msg.remote.length) {
+    if (msg.remote.length || lmtp.length) {
       const now = Date.now();
       entry = {
         version: 1,
@@ -127,7 +148,18 @@ export class Intake {
         ...(msg.eightBitMime ? { body: '8BITMIME' as const } : {}),
         ...(msg.smtputf8 ? { smtputf8: true as const } : {}),
         ...(msg.dkim !== undefined ? { dkim: msg.dkim } : {}),
-        recipients: msg.remote.map((address) => ({ address, state: 'pending', attempts: 0, lastResponse: null, updatedAt: now })),
+        ...(lmtp.length ? { lmtpOffset: Buffer.byteLength(deliveryLines(msg.sender, msg.local)) } : {}),
+        recipients: [
+          ...msg.remote.map((address) => ({ address, state: 'pending' as const, attempts: 0, lastResponse: null, updatedAt: now })),
+          ...lmtp.map((t) => ({
+            address: t.address,
+            lmtp: t.folder ? { user: t.user, folder: t.folder } : { user: t.user },
+            state: 'pending' as const,
+            attempts: 0,
+            lastResponse: null,
+            updatedAt: now,
+          })),
+        ],
         attempts: 0,
         nextAttemptAt: now,
         lastError: null,
@@ -175,4 +207,11 @@ export class Intake {
       ...(m.dkim !== undefined ? { dkim: m.dkim } : {}),
     });
   }
+}
+
+/** One LMTP recipient per mailbox (user and folder), named by the first address that reached it. */
+function lmtpTargets(local: readonly LocalTarget[]): LocalTarget[] {
+  const seen = new Map<string, LocalTarget>();
+  for (const t of local) if (!seen.has(maildirOf(t))) seen.set(maildirOf(t), t);
+  return [...seen.values()];
 }

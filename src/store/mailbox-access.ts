@@ -4,8 +4,8 @@
 // The defaults (no group, 0600/0700) are mailplane's behaviour without the setting: nothing here
 // then costs a system call. Folders and files mailplane did not create are left alone (Dovecot
 // creates some of its own in a shared Maildir; mailplane could not change those anyway).
-import { promises as fsp, chmodSync, chownSync, fchmodSync, fchownSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { promises as fsp, chmodSync, chownSync, closeSync, fchmodSync, fchownSync, mkdirSync, openSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 export interface MailboxAccess {
   /** the group mail folders and files are given to; null = the process's own */
@@ -57,11 +57,47 @@ async function applyFolder(dir: string, a: MailboxAccess): Promise<void> {
   await fsp.chmod(dir, a.folderMode);
 }
 
+/** A Maildir++ folder of a user's Maildir (<mail>/<user>/.<Folder>), rather than the Maildir itself. */
+function isSubfolder(dir: string): boolean {
+  return basename(dir).startsWith('.');
+}
+
+/** The empty `maildirfolder` file that marks a Maildir++ folder (Courier and Dovecot's deliver look for it). */
+const MARKER = 'maildirfolder';
+
+function markSync(dir: string, a: MailboxAccess): void {
+  const fd = openSync(join(dir, MARKER), 'a', 0o600);
+  try {
+    applyToFd(fd, a);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function mark(dir: string, a: MailboxAccess): Promise<void> {
+  const f = await fsp.open(join(dir, MARKER), 'a', 0o600);
+  try {
+    if (!isDefaultAccess(a)) {
+      if (a.gid !== null) await f.chown(-1, a.gid);
+      await f.chmod(a.fileMode);
+    }
+  } finally {
+    await f.close();
+  }
+}
+
 /**
  * Creates <mail>/<user>/{tmp,new,cur} (and <mail> when missing); every folder created here gets
- * the group and folder mode. Synchronous: for the journal worker.
+ * the group and folder mode. For a Maildir++ folder (<mail>/<user>/.Junk) the user's Maildir
+ * comes first, then the folder with its marker file. Synchronous: for the journal worker.
  */
 export function ensureMaildirSync(dir: string, a: MailboxAccess): void {
+  if (isSubfolder(dir)) {
+    ensureMaildirSync(dirname(dir), a);
+    for (const d of [dir, ...SUBFOLDERS.map((s) => join(dir, s))]) if (mkdirOwnSync(d)) applyFolderSync(d, a);
+    markSync(dir, a);
+    return;
+  }
   if (isDefaultAccess(a)) {
     for (const sub of SUBFOLDERS) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
     return;
@@ -72,6 +108,12 @@ export function ensureMaildirSync(dir: string, a: MailboxAccess): void {
 
 /** ensureMaildirSync without blocking the event loop: for the intake. */
 export async function ensureMaildir(dir: string, a: MailboxAccess): Promise<void> {
+  if (isSubfolder(dir)) {
+    await ensureMaildir(dirname(dir), a);
+    for (const d of [dir, ...SUBFOLDERS.map((s) => join(dir, s))]) if (await mkdirOwn(d)) await applyFolder(d, a);
+    await mark(dir, a);
+    return;
+  }
   if (isDefaultAccess(a)) {
     for (const sub of SUBFOLDERS) await fsp.mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
     return;

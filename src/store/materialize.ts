@@ -11,7 +11,8 @@ import { dirname, join } from 'node:path';
 import type { JournalRecord } from './journal-format.js';
 import { applyToFd, applyToPath, ensureMaildirSync, type MailboxAccess } from './mailbox-access.js';
 
-const SAFE_USER = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/** a Maildir under mail/: a user's, or one of its Maildir++ folders (alice/.Junk) */
+const SAFE_USER = /^[a-z0-9][a-z0-9._-]{0,63}(?:\/\.[A-Za-z0-9][A-Za-z0-9_-]{0,63})?$/;
 const SAFE_NAME = /^[\w.,=-]{1,255}$/;
 
 export interface Layout {

@@ -16,6 +16,22 @@ export interface QueueRecipient {
   retryAt?: number;
   /** a failed recipient: whether its sender has been sent a DSN about it (absent: see `bounced`) */
   notified?: boolean;
+  /**
+   * A local recipient delivered over LMTP (mailboxes.store: lmtp): the login it goes to (aliases
+   * resolved) and the folder for quarantined mail (inbound.junkFolder). Absent: a remote recipient.
+   */
+  readonly lmtp?: LmtpRecipient;
+}
+
+/** Where an LMTP recipient goes: `RCPT TO:<user>`, or `<user+folder>` (Dovecot's recipient_delimiter and lmtp_save_to_detail_mailbox). */
+export interface LmtpRecipient {
+  readonly user: string;
+  readonly folder?: string;
+}
+
+/** The path LMTP's RCPT TO names for a local recipient. */
+export function lmtpPath(r: LmtpRecipient): string {
+  return r.folder ? `${r.user}+${r.folder}` : r.user;
 }
 
 export interface QueueEntry {
@@ -29,6 +45,11 @@ export interface QueueEntry {
    * Delivered-To) lines of the Maildir copies that share the file (hard links). Absent: 0.
    */
   readonly bodyOffset?: number;
+  /**
+   * Where what LMTP recipients get starts (our Return-Path and Delivered-To lines skipped: the
+   * LMTP server writes its own; the Authentication-Results of our inbound checks kept). Absent: 0.
+   */
+  readonly lmtpOffset?: number;
   /**
    * What the client declared on MAIL, passed on to the next hop: BODY=8BITMIME (RFC 6152) and
    * SMTPUTF8 (RFC 6531). Absent (entries written before these fields existed too): 7BIT, no

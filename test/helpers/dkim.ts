@@ -1,18 +1,18 @@
 // An independent DKIM verifier: Debian's python3-dkim (dkimpy), which looks the public keys up
 // in DNS — the loopback TestDns of the test, never the network.
 import { spawn, spawnSync } from 'node:child_process';
-import { checkPrimeSync, createPrivateKey, generatePrimeSync } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { checkPrimeSync, createPrivateKey, generateKeyPairSync, generatePrimeSync } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
 
 /** Debian's python (where python3-dkim is installed), not whichever python3 is first on PATH. */
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
 /** Whether python3-dkim is installed; in CI a missing one fails, elsewhere it skips loudly. */
 export function dkimpyOrSkip(): boolean {
-  const r = spawnSync(PYTHON, ['-c', 'import dkim, dns.resolver, nacl'], { stdio: 'ignore' });
+  const r = spawnSync(PYTHON, ['-c', 'import dkim, dns.resolver, nacl, authres'], { stdio: 'ignore' });
   if (!r.error && r.status === 0) return true;
-  if (process.env.CI) throw new Error('python3-dkim is required in CI (Debian package python3-dkim)');
-  console.warn('\n*** SKIPPED LOUDLY: python3-dkim not installed (apt-get install python3-dkim); DKIM signatures not verified ***\n');
+  if (process.env.CI) throw new Error('python3-dkim and python3-authres are required in CI (Debian packages python3-dkim, python3-authres)');
+  console.warn('\n*** SKIPPED LOUDLY: python3-dkim or python3-authres not installed (apt-get install python3-dkim python3-authres); DKIM signatures not verified ***\n');
   return false;
 }
 
@@ -113,4 +113,35 @@ export function signDkim(message: Buffer | string, selector: string, domain: str
   const r = spawnSync(PYTHON, ['-c', SIGN_SCRIPT, selector, domain, keyFile], { input: message, maxBuffer: 64 * 1024 * 1024 });
   if (r.error || r.status !== 0) throw new Error(`dkimpy signing failed: ${r.error?.message ?? r.stderr.toString()}`);
   return r.stdout;
+}
+
+const ARC_SCRIPT = `
+import sys, dkim
+key = open(sys.argv[3], 'rb').read()
+msg = sys.stdin.buffer.read()
+sets = dkim.arc_sign(msg, sys.argv[1].encode(), sys.argv[2].encode(), key, sys.argv[4].encode(), include_headers=[b'from', b'to', b'subject', b'message-id', b'date'])
+if not sets:
+    sys.exit('arc_sign produced nothing (no Authentication-Results of the sealer in the message?)')
+sys.stdout.buffer.write(b''.join(sets) + msg)
+`;
+
+/**
+ * The message with an ARC set (RFC 8617) sealed by dkimpy for d=domain, s=selector, as the
+ * intermediary `srvId` would add it: the message must carry that intermediary's
+ * Authentication-Results (authserv-id srvId), which becomes the ARC-Authentication-Results.
+ */
+export function arcSeal(message: Buffer | string, selector: string, domain: string, keyFile: string, srvId: string): Buffer {
+  const r = spawnSync(PYTHON, ['-c', ARC_SCRIPT, selector, domain, keyFile, srvId], { input: message, maxBuffer: 64 * 1024 * 1024 });
+  if (r.error || r.status !== 0) throw new Error(`dkimpy ARC sealing failed: ${r.error?.message ?? r.stderr.toString()}`);
+  return r.stdout;
+}
+
+/** A fresh RSA 2048 signing key written to `keyFile` (PKCS#1 PEM), and its DKIM TXT record as DNS strings of at most 250 bytes. */
+export function rsaDkimKey(keyFile: string): string[] {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  writeFileSync(keyFile, privateKey.export({ type: 'pkcs1', format: 'pem' }));
+  const record = `v=DKIM1; k=rsa; p=${(publicKey.export({ type: 'spki', format: 'der' }) as Buffer).toString('base64')}`;
+  const strings: string[] = [];
+  for (let i = 0; i < record.length; i += 250) strings.push(record.slice(i, i + 250));
+  return strings;
 }

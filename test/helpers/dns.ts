@@ -1,18 +1,23 @@
 // A tiny authoritative DNS server on loopback UDP for MX delivery tests: answers MX, A and
-// AAAA (and TXT, for DKIM keys) from a table, NXDOMAIN for names it does not know. Nothing
-// leaves the machine.
+// AAAA (and TXT, for DKIM keys; SRV and PTR, for `mailplane dns check`) from a table, NXDOMAIN
+// for names it does not know. Nothing leaves the machine.
 import { createSocket, type Socket } from 'node:dgram';
 
 export interface Zone {
   mx?: Record<string, { priority: number; exchange: string }[]>;
   a?: Record<string, string[]>;
+  aaaa?: Record<string, string[]>;
   /** per name, its TXT records, each a list of character-strings (at most 255 bytes each) */
   txt?: Record<string, string[][]>;
+  /** target '.' (or '') is the root: "service not available" (RFC 2782) */
+  srv?: Record<string, { priority: number; weight: number; port: number; target: string }[]>;
+  /** per reverse name (4.3.2.1.in-addr.arpa), the host names */
+  ptr?: Record<string, string[]>;
   /** names that exist but have no record of the asked type answer NODATA */
   exists?: string[];
 }
 
-const TYPE = { A: 1, MX: 15, TXT: 16, AAAA: 28 } as const;
+const TYPE = { A: 1, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33 } as const;
 
 export class TestDns {
   private socket: Socket | null = null;
@@ -59,7 +64,8 @@ export class TestDns {
     const name = labels.join('.').toLowerCase();
     this.queries.push(`${name}/${qtype}`);
     const answers: Buffer[] = [];
-    const known = !!(this.zone.mx?.[name] || this.zone.a?.[name] || this.zone.txt?.[name] || this.zone.exists?.includes(name));
+    const z = this.zone;
+    const known = !!(z.mx?.[name] || z.a?.[name] || z.aaaa?.[name] || z.txt?.[name] || z.srv?.[name] || z.ptr?.[name] || z.exists?.includes(name));
     if (qtype === TYPE.MX) {
       for (const r of this.zone.mx?.[name] ?? []) {
         const ex = encodeName(r.exchange);
@@ -71,6 +77,20 @@ export class TestDns {
         const rdata = Buffer.from(ip.split('.').map(Number));
         answers.push(Buffer.concat([u16(0xc00c), u16(TYPE.A), u16(1), u32(60), u16(4), rdata]));
       }
+    } else if (qtype === TYPE.AAAA) {
+      for (const ip of this.zone.aaaa?.[name] ?? []) {
+        answers.push(Buffer.concat([u16(0xc00c), u16(TYPE.AAAA), u16(1), u32(60), u16(16), ipv6Bytes(ip)]));
+      }
+    } else if (qtype === TYPE.SRV) {
+      for (const r of this.zone.srv?.[name] ?? []) {
+        const rdata = Buffer.concat([u16(r.priority), u16(r.weight), u16(r.port), encodeName(r.target)]);
+        answers.push(Buffer.concat([u16(0xc00c), u16(TYPE.SRV), u16(1), u32(60), u16(rdata.length), rdata]));
+      }
+    } else if (qtype === TYPE.PTR) {
+      for (const host of this.zone.ptr?.[name] ?? []) {
+        const rdata = encodeName(host);
+        answers.push(Buffer.concat([u16(0xc00c), u16(TYPE.PTR), u16(1), u32(60), u16(rdata.length), rdata]));
+      }
     } else if (qtype === TYPE.TXT) {
       for (const strings of this.zone.txt?.[name] ?? []) {
         const rdata = Buffer.concat(strings.map((s) => Buffer.concat([Buffer.from([Buffer.byteLength(s)]), Buffer.from(s)])));
@@ -81,6 +101,15 @@ export class TestDns {
     const header = Buffer.concat([u16(id), u16(0x8400 | rcode), u16(1), u16(answers.length), u16(0), u16(0)]);
     return Buffer.concat([header, question, ...answers]);
   }
+}
+
+/** The 16 bytes of an IPv6 address (no embedded IPv4 form). */
+function ipv6Bytes(ip: string): Buffer {
+  const [head = '', tail] = ip.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return Buffer.concat(groups.map((g) => u16(parseInt(g, 16))));
 }
 
 function encodeName(name: string): Buffer {

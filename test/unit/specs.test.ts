@@ -29,6 +29,7 @@ const NO_OPS: [RegExp, string][] = [
   [/^relay\.auth\.source$/, 'where the password came from; the password is compared'],
   [/^dkim\.keys\.\d+\.keyFile$/, 'content-addressed: the key in material is compared'],
   [/^dkim\.keys\.\d+\.material\.(bits|publicKey)$/, 'derived from the private key (its fingerprint is compared)'],
+  [/^(dns|mtaSts)\./, 'what `mailplane dns` publishes in DNS: no running component reads it'],
 ];
 
 /**
@@ -41,7 +42,15 @@ const RESHAPES = [/^accounts\.type$/];
 function expected(path: string, ldap: boolean): Component[] {
   if (/^smtp\.(listeners|enabled)/.test(path)) return ['listeners'];
   if (path.startsWith('smtp.tls')) return ['tls'];
-  if (path === 'hostname') return ['policy', 'transport'];
+  // the LMTP client names itself with hostname and connects within delivery.connectTimeout
+  if (path === 'hostname') return ['policy', 'transport', 'mailboxes'];
+  if (path === 'delivery.connectTimeoutMs') return ['transport', 'mailboxes'];
+  // Dovecot's passwd-file (local accounts): each user's name and hash, their homes under the data dir, the group
+  if (!ldap && /^accounts\.users\.\d+\.(name|passwordHash|scheme)$/.test(path)) return ['accounts', 'dovecot'];
+  if (!ldap && /^storage\.(dataDir|mailboxGroup\.gid)$/.test(path)) return ['storage', 'dovecot'];
+  if (path === 'mailboxes.store') return ldap ? ['mailboxes'] : ['mailboxes', 'dovecot'];
+  if (path === 'mailboxes.passwdFile') return ['dovecot'];
+  if (path.startsWith('mailboxes')) return ['mailboxes'];
   if (path.startsWith('domains')) return ldap ? ['policy', 'accounts'] : ['policy'];
   if (/^smtp\./.test(path)) return ['policy'];
   if (path.startsWith('accounts')) return ['accounts'];
@@ -117,7 +126,8 @@ dkim:
 `;
   const local = await loadConfigText(
     join(dir, 'local.yaml'),
-    `${common}accounts:
+    `${common}mailboxes: { lmtp: { address: 127.0.0.1:24 }, dovecot: { passwdFile: dovecot/passwd } }
+accounts:
   local:
     usersFile: secrets/users
     users: [{ name: alice, passwordHash: "${USERS.alice.hash}", aliases: [postmaster] }]
@@ -126,7 +136,8 @@ dkim:
   );
   const ldap = await loadConfigText(
     join(dir, 'ldap.yaml'),
-    `${common}accounts:
+    `${common}mailboxes: { store: lmtp, lmtp: { address: /run/dovecot/lmtp } }
+accounts:
   type: ldap
   ldap: { url: ldaps://ldap.example.com, caFile: ${join(dir, 'ca.pem')}, bindDn: cn=svc, bindPasswordFile: secrets/bind, userBase: ou=people }
 `,

@@ -109,6 +109,34 @@ ops endpoint listens beyond loopback, where mailplane refuses to run without one
 {{- end -}}
 {{- end -}}
 
+{{/* DKIM signing keys come from the Secret dkim.existingSecret, mounted as a folder at
+/etc/mailplane/dkim (the config says ../dkim/<key>), never from values. A key file the config
+places in that folder needs the Secret, a Secret key holds no folder, and a key file from
+secretFiles must not come from a value in clear. */}}
+{{- define "mailplane.checkDkimKeys" -}}
+{{- $mount := "/etc/mailplane/dkim" -}}
+{{- $keys := dig "dkim" "keys" (list) (.Values.config | default dict) | default (list) -}}
+{{- range $i, $k := $keys -}}
+{{- $file := get $k "privateKeyFile" | default "" | toString -}}
+{{- if $file -}}
+{{- $abs := clean (isAbs $file | ternary $file (printf "/etc/mailplane/config/%s" $file)) -}}
+{{- if hasPrefix (printf "%s/" $mount) $abs -}}
+{{- if not $.Values.dkim.existingSecret -}}
+{{- fail (printf "config.dkim.keys[%d].privateKeyFile: %q is in %s, where the chart mounts the Secret named by dkim.existingSecret, and none is given: create a Secret whose keys are the key files (kubectl create secret generic mail-dkim --from-file=%s) and set dkim.existingSecret; DKIM keys never go into values" $i $file $mount (base $abs)) -}}
+{{- end -}}
+{{- if contains "/" (trimPrefix (printf "%s/" $mount) $abs) -}}
+{{- fail (printf "config.dkim.keys[%d].privateKeyFile: %q is in a folder below %s, but each key of the Secret dkim.existingSecret is one file directly in it: use ../dkim/<key>" $i $file $mount) -}}
+{{- end -}}
+{{- else if hasPrefix "/etc/mailplane/secrets/" $abs -}}
+{{- $entry := get ($.Values.secretFiles | default dict) (trimPrefix "/etc/mailplane/secrets/" $abs) -}}
+{{- if and (kindIs "map" $entry) (hasKey $entry "value") -}}
+{{- fail (printf "config.dkim.keys[%d].privateKeyFile: %q comes from secretFiles.%s.value, a private key in clear in the values: put the key into a Secret and set dkim.existingSecret (privateKeyFile: ../dkim/<key>)" $i $file (trimPrefix "/etc/mailplane/secrets/" $abs)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "mailplane.dataDir" -}}
 {{- $dir := dig "storage" "dataDir" "/var/lib/mailplane" (.Values.config | default dict) -}}
 {{- if not (isAbs $dir) -}}
