@@ -222,7 +222,7 @@ test('mailplane dns --format json: valid against schema/dns-records.schema.json,
   );
   assert.ok(out.records.filter((r) => r.type !== 'PTR').every((r) => !r.advice));
   assert.equal(out.mtaSts.policy, 'version: STSv1\r\nmode: testing\r\nmx: mail.example.com\r\nmax_age: 604800\r\n');
-  assert.ok(out.notes.some((n) => /mailplane does not serve it yet/.test(n)));
+  assert.ok(out.notes.some((n) => /ops endpoint answers that path for Host mta-sts/.test(n)));
 });
 
 test('DKIM records: character-strings of at most 255 bytes that join back to the public key of the private key file', async () => {

@@ -79,6 +79,7 @@ export function checkDelivery(ctx: LoadContext, d: DeliveryConfig): DeliveryStat
     dnsServers: servers,
     dnsTimeoutMs: parseDuration(d.dns!.timeout!),
     mxPort: d.mxPort!,
+    mtaSts: d.mtaSts!,
     connectTimeoutMs: parseDuration(d.connectTimeout!),
   };
 }

@@ -123,6 +123,8 @@ export interface DeliveryState {
   readonly dnsTimeoutMs: number;
   readonly mxPort: number;
   readonly connectTimeoutMs: number;
+  /** honour recipient domains' MTA-STS policies on direct MX delivery */
+  readonly mtaSts: boolean;
 }
 
 /** storage.mailboxGroup: as written (a name, or null for a number) and resolved */
@@ -200,7 +202,7 @@ export interface DnsState {
   readonly ttl: number;
 }
 
-/** mtaSts: the MTA-STS policy of our domains (published by `mailplane dns`; not served yet) */
+/** mtaSts: the MTA-STS policy of our domains (published by `mailplane dns`, served by the ops endpoint) */
 export interface MtaStsState {
   readonly mode: 'none' | 'testing' | 'enforce';
   /** seconds */

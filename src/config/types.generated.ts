@@ -360,6 +360,10 @@ export interface DeliveryConfig {
   maxReceivedHeaders?: number;
   dns?: DeliveryDnsConfig;
   /**
+   * Honour the recipient domain's MTA-STS policy (RFC 8461) on direct MX delivery: the policy is looked up through `dns.servers` and fetched over HTTPS, then cached as long as it allows. A domain in `enforce` mode gets its mail only over TLS with a valid certificate, from an MX host its policy names; otherwise the mail waits in the queue (the reason in `mailplane queue list`) until it can, or expires. `testing` mode delivers as without a policy and counts what enforcement would have refused. A policy that cannot be fetched, with none cached, counts as none. Relay delivery is not affected (the relay decides).
+   */
+  mtaSts?: boolean;
+  /**
    * TCP port for direct MX delivery. Always 25 on the internet; change it only in a test lab, to point delivery at a test server.
    */
   mxPort?: number;
@@ -573,7 +577,7 @@ export interface DmarcConfig {
   reportAddress?: string;
 }
 /**
- * MTA-STS (RFC 8461): the policy that tells sending servers to deliver to our domains only over TLS, to `hostname`, with a valid certificate. `mailplane dns` prints the `_mta-sts.<domain>` TXT record whose id is derived from the policy, so it changes exactly when the policy does. The policy itself must be served at `https://mta-sts.<domain>/.well-known/mta-sts.txt`; mailplane does not serve it yet (`mailplane dns` prints it).
+ * MTA-STS (RFC 8461): the policy that tells sending servers to deliver to our domains only over TLS, to `hostname`, with a valid certificate. `mailplane dns` prints the `_mta-sts.<domain>` TXT record whose id is derived from the policy, so it changes exactly when the policy does. The ops endpoint (`observability.listen`) serves the policy at `/.well-known/mta-sts.txt` for requests with `Host: mta-sts.<domain>` of any of our domains: route `https://mta-sts.<domain>/` there (an Ingress or a reverse proxy holding a certificate for that name), only that path.
  */
 export interface MtaStsConfig {
   /**

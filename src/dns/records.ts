@@ -130,7 +130,7 @@ export function expectedRecords(state: DesiredState): DnsRecords {
 
   if (!tlsRpt) notes.push('No _smtp._tls (TLS-RPT, RFC 8460) record: set dns.tlsRptAddress (or dns.dmarc.reportAddress) to receive reports of TLS failures from sending servers.');
   notes.push(
-    `MTA-STS (mode ${policy.mode}): the _mta-sts records announce a policy that must be served at https://mta-sts.<domain>/.well-known/mta-sts.txt, with a certificate valid for that name; mailplane does not serve it yet (the policy is printed with these records), and until it is served senders ignore the records.`,
+    `MTA-STS (mode ${policy.mode}): the _mta-sts records announce a policy that must be served at https://mta-sts.<domain>/.well-known/mta-sts.txt, with a certificate valid for that name. mailplane's ops endpoint answers that path for Host mta-sts.<domain>: route that name's HTTPS there (an Ingress, a reverse proxy), only that path. Until it is served senders ignore the records.`,
   );
   if (state.relay.enabled && state.dns.spfInclude.length === 0) {
     notes.push(`Outbound mail goes through the relay ${state.relay.host ?? ''}, but dns.spfInclude is empty: receivers will fail SPF for it. Add the SPF domain your relay documents.`);

@@ -95,6 +95,12 @@ export class Metrics {
     labelNames: ['rule', 'action'] as const,
     registers: [this.registry],
   });
+  readonly mtaSts = new Counter({
+    name: 'mailplane_mta_sts_total',
+    help: 'Direct MX delivery attempts to domains with an MTA-STS policy (delivery.mtaSts), by result: enforced (sent under an enforce policy: TLS with a valid certificate to an MX the policy names), deferred (the enforce policy could not be met: no MX it names, no STARTTLS, an invalid certificate; the mail waits), testing_ok, testing_violation (a testing policy that enforcement would have failed; delivered anyway), fetch_error (the policy could not be fetched; none cached, delivered as without one).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly spamScans = new Counter({
     name: 'mailplane_spam_scans_total',
     help: 'Messages given to the spam filter (inbound.spamFilter), by the action it decided (no_action, greylist, add_header, rewrite_subject, soft_reject, reject), or error (unreachable, too slow, an unusable answer: onError applied) and too_big (over maxSize: not scanned).',
@@ -307,6 +313,7 @@ export class Metrics {
     for (const method of ['spf', 'dkim', 'dmarc', 'arc']) for (const result of ['pass', 'fail', 'temperror']) this.inboundAuth.inc({ method, result }, 0);
     for (const rule of ['dmarc', 'own_domain']) for (const action of ['reject', 'junk', 'tempfail', 'arc_override']) this.inboundActions.inc({ rule, action }, 0);
     for (const action of ['no_action', 'greylist', 'add_header', 'rewrite_subject', 'soft_reject', 'reject', 'error', 'too_big']) this.spamScans.inc({ action }, 0);
+    for (const result of ['enforced', 'deferred', 'testing_ok', 'testing_violation', 'fetch_error']) this.mtaSts.inc({ result }, 0);
   }
 
   /** Starts the series of a listener at zero so dashboards see it before the first event. */

@@ -15,6 +15,7 @@ import nodemailer from 'nodemailer';
 import SMTPConnection, { type SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import type { RelaySpec, TransportSpec } from '../plan/specs.js';
 import { MxResolver, TemporaryDnsError } from './dns.js';
+import { MtaStsPolicies, type DomainPolicy } from './mta-sts.js';
 
 export type Outcome = 'delivered' | 'deferred' | 'failed';
 
@@ -477,12 +478,17 @@ export class MxTransport implements Transport {
   private readonly pools = new Map<string, { hop: NextHop; used: number }>();
   private readonly sweeper: NodeJS.Timeout;
   private lastError: string | null = null;
+  /** recipient domains' MTA-STS policies (null: delivery.mtaSts off) */
+  private readonly mtaSts: MtaStsPolicies | null;
 
   constructor(
     private readonly delivery: TransportSpec['connect'],
     private readonly hostname: string,
+    /** counts MTA-STS outcomes (mailplane_mta_sts_total) */
+    private readonly onMtaSts: (result: 'enforced' | 'deferred' | 'testing_ok' | 'testing_violation' | 'fetch_error') => void = () => {},
   ) {
     this.resolver = new MxResolver(delivery.dnsServers, delivery.dnsTimeoutMs);
+    this.mtaSts = delivery.mtaSts ? new MtaStsPolicies(delivery.dnsServers, delivery.dnsTimeoutMs) : null;
     this.sweeper = setInterval(() => this.sweep(), 30_000);
     this.sweeper.unref();
   }
@@ -516,19 +522,36 @@ export class MxTransport implements Transport {
       return all('deferred', e instanceof TemporaryDnsError ? e.message : `the DNS lookup for ${domain} failed: ${(e as Error).message}`);
     }
     if (route.kind === 'none') return { ...all('failed', `${route.status} ${route.reason}`), reached: true };
+    // RFC 8461: under an enforce policy only the MX hosts it names, only over TLS with a valid certificate
+    const sts = await this.policyFor(domain);
+    let hosts = route.hosts;
+    if (sts) {
+      const named = hosts.filter((h) => MtaStsPolicies.allows(sts, h.name));
+      if (sts.mode === 'testing') this.onMtaSts(named.length === hosts.length ? 'testing_ok' : 'testing_violation');
+      else if (!named.length) {
+        this.onMtaSts('deferred');
+        this.lastError = `MTA-STS: the enforce policy of ${domain} (id ${sts.id}) allows none of its MX hosts (${hosts.map((h) => h.name).join(', ')}); policy mx: ${sts.mx.join(', ') || 'none'}`;
+        return all('deferred', this.lastError);
+      } else hosts = named;
+    }
+    const enforce = sts?.mode === 'enforce';
     // every host tried, each with its own error: the deferral names them all
     const tried: string[] = [];
-    for (const host of route.hosts) {
+    for (const host of hosts) {
       for (const ip of host.addresses) {
         const remote = `${host.name}[${ip}]:${this.delivery.mxPort}`;
         onHost?.(remote);
         const peer: Peer = { remote, name: remote, relay: null, connectTimeoutMs: this.delivery.connectTimeoutMs };
-        const { results, reached } = await sendVia(this.pool(host.name, ip), envelope, message, peer, () => false);
+        const { results, reached } = await sendVia(this.pool(host.name, ip, enforce), envelope, message, peer, () => false);
         // The next host is tried only when this one never answered the transaction.
-        if (reached) return { results, reached };
-        tried.push(results[0]!.response);
+        if (reached) {
+          if (enforce) this.onMtaSts('enforced');
+          return { results, reached };
+        }
+        tried.push(enforce ? `MTA-STS enforce (TLS with a valid certificate required): ${results[0]!.response}` : results[0]!.response);
       }
     }
+    if (enforce) this.onMtaSts('deferred');
     const last = !tried.length
       ? `no mail exchanger of ${domain} has an address to connect to`
       : tried.length === 1
@@ -538,8 +561,17 @@ export class MxTransport implements Transport {
     return all('deferred', last);
   }
 
-  private pool(name: string, ip: string): NextHop {
-    const key = `${ip}|${name}`;
+  /** The domain's MTA-STS policy in force (testing or enforce), or null. */
+  private async policyFor(domain: string): Promise<DomainPolicy | null> {
+    if (!this.mtaSts || domain.startsWith('[')) return null;
+    const { policy, error } = await this.mtaSts.policyFor(domain);
+    if (error && !policy) this.onMtaSts('fetch_error');
+    return policy;
+  }
+
+  /** A pool per address and name; `strict` (MTA-STS enforce): STARTTLS required, certificate verified for the MX name. */
+  private pool(name: string, ip: string, strict = false): NextHop {
+    const key = `${ip}|${name}${strict ? '|sts' : ''}`;
     let p = this.pools.get(key);
     if (!p) {
       const connect: SMTPConnectionOptions = {
@@ -547,8 +579,9 @@ export class MxTransport implements Transport {
         port: this.delivery.mxPort,
         name: this.hostname,
         secure: false,
+        ...(strict ? { requireTLS: true } : {}),
         // opportunistic STARTTLS, as MTAs do between each other: encrypted when offered
-        tls: { ...(isIP(name) ? {} : { servername: name }), rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+        tls: strict ? { servername: name, rejectUnauthorized: true, minVersion: 'TLSv1.2' } : { ...(isIP(name) ? {} : { servername: name }), rejectUnauthorized: false, minVersion: 'TLSv1.2' },
         connectionTimeout: this.delivery.connectTimeoutMs,
         greetingTimeout: this.delivery.connectTimeoutMs,
         socketTimeout: 5 * 60_000,

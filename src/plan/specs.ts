@@ -66,7 +66,7 @@ export type RelaySpec = Omit<RelayState, 'auth'> & { readonly auth: { readonly u
 export interface TransportSpec {
   readonly hostname: string;
   readonly relay: RelaySpec;
-  readonly connect: Pick<DeliveryState, 'concurrency' | 'dnsServers' | 'dnsTimeoutMs' | 'mxPort' | 'connectTimeoutMs'>;
+  readonly connect: Pick<DeliveryState, 'concurrency' | 'dnsServers' | 'dnsTimeoutMs' | 'mxPort' | 'connectTimeoutMs' | 'mtaSts'>;
 }
 
 /** What the queue reads at every attempt (applied in place). */
@@ -176,7 +176,7 @@ export function specsOf(s: DesiredState): Specs {
     transport: {
       hostname: s.hostname,
       relay: { ...s.relay, auth: s.relay.auth ? { username: s.relay.auth.username, password: s.relay.auth.password } : null },
-      connect: { concurrency: d.concurrency, dnsServers: d.dnsServers, dnsTimeoutMs: d.dnsTimeoutMs, mxPort: d.mxPort, connectTimeoutMs: d.connectTimeoutMs },
+      connect: { concurrency: d.concurrency, dnsServers: d.dnsServers, dnsTimeoutMs: d.dnsTimeoutMs, mxPort: d.mxPort, connectTimeoutMs: d.connectTimeoutMs, mtaSts: d.mtaSts },
     },
     delivery: {
       minRetryDelayMs: d.minRetryDelayMs,

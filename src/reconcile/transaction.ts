@@ -119,7 +119,7 @@ export async function prepare(d: TransactionDeps, rt: Runtime, desired: DesiredS
       prev && prev.storage.dataDir === specs.storage.dataDir
         ? prev.storage
         : (created.storage = await Storage.open(specs.storage.dataDir, specs.storage.memoryBudget, d.log, d.metrics, specs.storage));
-    const transport = rebuild('transport') ? (created.transport = createTransport(specs.transport)) : prev!.transport;
+    const transport = rebuild('transport') ? (created.transport = createTransport(specs.transport, d.metrics)) : prev!.transport;
     const lmtp = rebuild('mailboxes') ? (created.lmtp = createLmtp(specs.mailboxes)) : prev!.lmtp;
     const policy = buildPolicy(specs.policy, number, accounts);
     const signer = rebuild('signing') ? new DkimSigner(specs.signing, { metrics: d.metrics, log: d.log }) : prev!.signer;
@@ -265,8 +265,8 @@ function retire(d: TransactionDeps, rt: Runtime, l: Listener, graceMs: number): 
   });
 }
 
-function createTransport(spec: TransportSpec): Transport {
-  return spec.relay.enabled ? new RelayTransport(spec.relay, spec.connect, spec.hostname) : new MxTransport(spec.connect, spec.hostname);
+function createTransport(spec: TransportSpec, metrics: Metrics): Transport {
+  return spec.relay.enabled ? new RelayTransport(spec.relay, spec.connect, spec.hostname) : new MxTransport(spec.connect, spec.hostname, (result) => metrics.mtaSts.inc({ result }));
 }
 
 function createLmtp(spec: MailboxesSpec): Transport | null {

@@ -20,6 +20,8 @@ export interface RelayOptions {
   /** require AUTH with this account */
   readonly account?: { user: string; pass: string };
   readonly name?: string;
+  /** the loopback address to listen on (127.0.0.1 unless given) */
+  readonly host?: string;
 }
 
 export class TestRelay {
@@ -78,7 +80,7 @@ export class TestRelay {
     this.server.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       this.server!.server.once('error', reject);
-      this.server!.listen(this.o.port, '127.0.0.1', () => resolve());
+      this.server!.listen(this.o.port, this.o.host ?? '127.0.0.1', () => resolve());
     });
     return this;
   }

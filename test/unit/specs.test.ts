@@ -29,7 +29,8 @@ const NO_OPS: [RegExp, string][] = [
   [/^relay\.auth\.source$/, 'where the password came from; the password is compared'],
   [/^dkim\.keys\.\d+\.keyFile$/, 'content-addressed: the key in material is compared'],
   [/^dkim\.keys\.\d+\.material\.(bits|publicKey)$/, 'derived from the private key (its fingerprint is compared)'],
-  [/^(dns|mtaSts)\./, 'what `mailplane dns` publishes in DNS: no running component reads it'],
+  [/^dns\./, 'what `mailplane dns` publishes in DNS: no running component reads it'],
+  [/^mtaSts\./, 'our MTA-STS policy: read at every request by the ops endpoint (/.well-known/mta-sts.txt), and by `mailplane dns`'],
 ];
 
 /**
@@ -59,7 +60,7 @@ function expected(path: string, ldap: boolean): Component[] {
   if (path === 'delivery.maxReceivedHeaders') return ['policy', 'delivery'];
   // the inbound checks (policy) resolve through delivery.dns too
   if (/^delivery\.(dnsServers|dnsTimeoutMs)/.test(path)) return ['policy', 'transport'];
-  if (/^delivery\.(mxPort|connectTimeoutMs)/.test(path)) return ['transport'];
+  if (/^delivery\.(mxPort|connectTimeoutMs|mtaSts)/.test(path)) return ['transport'];
   if (path.startsWith('inbound')) return ['policy'];
   if (path.startsWith('delivery')) return ['delivery'];
   if (path.startsWith('storage')) return ['storage'];
