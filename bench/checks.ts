@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { dkimpyOrSkip, parseTxtRecord, signDkim } from '../test/helpers/dkim.js';
 import { TestDns } from '../test/helpers/dns.js';
 import { ROOT, type ConfigOptions } from './harness.js';
+import { metricCounts, type PairVariant } from './pairs.js';
 
 /** The sender's domain (smtp-source's MAIL FROM is load@example.net) and the key's selector. */
 const DOMAIN = 'example.net';
@@ -77,20 +78,27 @@ export async function setUpInboundChecks(dir: string, size = 1024): Promise<Inbo
   };
 }
 
-/** mailplane_inbound_auth_total of the server whose ops endpoint is on `ops`: "method result" → count. */
-export async function inboundAuthCounts(ops: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${ops}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const m of text.matchAll(/^mailplane_inbound_auth_total\{([^}]*)\} (\S+)$/gm)) {
-    const label = (name: string) => m[1]!.match(new RegExp(`${name}="([^"]*)"`))?.[1] ?? '';
-    out.set(`${label('method')} ${label('result')}`, Number(m[2]));
-  }
-  return out;
-}
-
-/** What was counted between two readings, e.g. "dkim pass 4000, spf pass 4012". */
-export function countsBetween(before: ReadonlyMap<string, number>, after: ReadonlyMap<string, number>): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const [k, v] of after) if (v - (before.get(k) ?? 0) > 0) out.set(k, v - (before.get(k) ?? 0));
-  return out;
-}
+/** The inbound checks on and off, as bench/run.ts measures pairs. */
+export const checksVariant: PairVariant = {
+  flag: 'checks',
+  title: 'inbound checks',
+  names: ['checks off', 'checks on'],
+  describe: (size) => `spf, dkim, arc, dmarc monitor; 20 sessions, a ${size} DKIM-signed message, new connection per message, untrusted client, DNS on loopback`,
+  unavailable: inboundChecksUnavailable,
+  async setUp(dir) {
+    const s = await setUpInboundChecks(dir);
+    return {
+      message: s.message,
+      file: s.file,
+      size: s.size,
+      config: (on) => s.config(on),
+      counts: (ops) => metricCounts(ops, 'mailplane_inbound_auth_total', ['method', 'result']),
+      // smtp-source's messages are signed and SPF-aligned; the probe's too
+      ran: (on, seen, messages) => (on ? ['dkim pass', 'spf pass', 'dmarc pass'].every((k) => (seen.get(k) ?? 0) >= messages) : seen.size === 0),
+      stop: () => {
+        s.dns.stop();
+        return Promise.resolve();
+      },
+    };
+  },
+};

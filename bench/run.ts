@@ -1,11 +1,14 @@
 // `npm run bench`: mailplane against Postfix and a bare smtp-server+fsync baseline, measured in the
 // same run with Postfix's smtp-source as the load generator, mailplane with its inbound checks on
-// and off (bench/checks.ts), then mailplane at scale (bench/scale.ts).
+// and off (bench/checks.ts) and with its spam filter on and off (bench/spam.ts), then mailplane at
+// scale (bench/scale.ts).
 // Prints a table and writes bench/results/latest.{json,md}. Never part of `npm test`.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { countsBetween, inboundAuthCounts, inboundChecksUnavailable, setUpInboundChecks, type InboundChecks } from './checks.js';
+import { checksVariant } from './checks.js';
+import { countsBetween, type PairSetup, type PairVariant } from './pairs.js';
+import { spamVariant } from './spam.js';
 import { ensureSmtpSource, freePort, idleConnections, mailplaneConfig, percentile, probeLatency, ROOT, smtpSource, startBaseline, startSink, startMailplane, type ServerUnderTest } from './harness.js';
 import { postfixUnavailable, startPostfix } from './postfix.js';
 import { reloadUnderLoad } from './reload.js';
@@ -17,8 +20,11 @@ const SECONDS = QUICK ? 1.5 : 3;
 const HEADLINE = process.argv.includes('--headline') ? Number(process.argv[process.argv.indexOf('--headline') + 1] ?? 5) : 0;
 // `--scale`: only the rows at scale (for working on them); nothing is written to bench/results.
 const SCALE = process.argv.includes('--scale') && !HEADLINE;
-// `--checks N`: only mailplane with its inbound checks on and off, N interleaved pairs; nothing is written.
-const CHECKS_ONLY = process.argv.includes('--checks') && !HEADLINE && !SCALE ? Number(process.argv[process.argv.indexOf('--checks') + 1] ?? 3) : 0;
+// `--checks N` / `--spam N`: only mailplane with its inbound checks / its spam filter on and off,
+// N interleaved pairs; nothing is written.
+const PAIRS: readonly PairVariant[] = [checksVariant, spamVariant];
+const PAIR_ONLY = HEADLINE || SCALE ? null : (PAIRS.find((v) => process.argv.includes(`--${v.flag}`)) ?? null);
+const PAIR_ROUNDS = PAIR_ONLY ? Number(process.argv[process.argv.indexOf(`--${PAIR_ONLY.flag}`) + 1] ?? 3) : 0;
 // `--queue N`: queued entries for the start-up row (a million; a tenth of that with --quick).
 const QUEUE = process.argv.includes('--queue') ? Number(process.argv[process.argv.indexOf('--queue') + 1]) : QUICK ? 100_000 : 1_000_000;
 
@@ -97,14 +103,14 @@ async function main(): Promise<void> {
     console.log(
       `${r.server.padEnd(12)}  ${String(r.sessions).padStart(8)}  ${(r.size >= 1024 ? kib(r.size) : `${r.size} B`).padEnd(7)}  ${(r.reuse ? 'reuse' : 'new').padEnd(5)}  ${String(r.messages).padStart(8)}  ${r.rate.toFixed(0).padStart(7)}  ${r.cpuMsPerMsg.toFixed(3).padStart(10)}  ${r.p50.toFixed(2).padStart(6)}  ${r.p99.toFixed(2).padStart(6)}${r.ok ? '' : '  (errors)'}`,
     );
-  if (CHECKS_ONLY) {
+  if (PAIR_ONLY) {
     try {
-      rows.push(...(await inboundChecksRows(bin, join(work, 'checks'), started, CHECKS_ONLY, print)));
+      rows.push(...(await pairRows(PAIR_ONLY, bin, join(work, PAIR_ONLY.flag), started, PAIR_ROUNDS, print)));
     } finally {
       await stopAll();
     }
-    const checks = checksSummary(rows);
-    console.log(`\n${checks ? checksLine(checks) : 'inbound checks: not measured'}\n(--checks: nothing written to bench/results)`);
+    const s = pairSummary(PAIR_ONLY, rows);
+    console.log(`\n${s ? pairLine(PAIR_ONLY, s) : `${PAIR_ONLY.title}: not measured`}\n(--${PAIR_ONLY.flag}: nothing written to bench/results)`);
     rmSync(work, { recursive: true, force: true });
     return;
   }
@@ -144,7 +150,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    if (!HEADLINE) rows.push(...(await inboundChecksRows(bin, join(work, 'checks'), started, QUICK ? 1 : 3, print)));
+    if (!HEADLINE) for (const v of PAIRS) rows.push(...(await pairRows(v, bin, join(work, v.flag), started, QUICK ? 1 : 3, print)));
   } finally {
     await stopAll();
   }
@@ -175,8 +181,8 @@ async function main(): Promise<void> {
 
   const summary = summarize(rows);
   console.log(`\nheadline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): ${headline(summary)}`);
-  const checks = checksSummary(rows);
-  if (checks) console.log(checksLine(checks));
+  const pairs = Object.fromEntries(PAIRS.map((v) => [v.flag, pairSummary(v, rows)]));
+  for (const v of PAIRS) if (pairs[v.flag]) console.log(pairLine(v, pairs[v.flag]!));
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version },
@@ -185,7 +191,8 @@ async function main(): Promise<void> {
     memory,
     scale,
     summary,
-    checks,
+    checks: pairs.checks ?? null,
+    spam: pairs.spam ?? null,
   };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
@@ -213,59 +220,58 @@ async function atScale(bin: string, work: string, started: Started, stopAll: () 
 }
 
 /**
- * mailplane with inbound checks on and off (bench/checks.ts): the headline scenario (20 sessions,
- * new connection per message) with a DKIM-signed message from an untrusted client, `rounds`
- * interleaved pairs after an unrecorded warm-up. Each row says whether the checks ran as
- * configured: on, every message measured was DKIM-verified; off, nothing was checked.
+ * mailplane with a feature on and off (PairVariant: the inbound checks of bench/checks.ts, the
+ * spam filter of bench/spam.ts): the headline scenario (20 sessions, new connection per message)
+ * with the variant's message from an untrusted client, `rounds` interleaved pairs after an
+ * unrecorded warm-up. Each row says whether the feature ran as configured (the variant reads the
+ * server's metrics around it): on, for every message measured; off, for none.
  */
-async function inboundChecksRows(bin: string, dir: string, started: Started, rounds: number, print: (r: Row) => void): Promise<Row[]> {
-  if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--checks takes a number of rounds (at least 1)');
-  const unavailable = inboundChecksUnavailable();
+async function pairRows(v: PairVariant, bin: string, dir: string, started: Started, rounds: number, print: (r: Row) => void): Promise<Row[]> {
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--${v.flag} takes a number of rounds (at least 1)`);
+  const unavailable = v.unavailable();
   if (unavailable) {
-    console.log(`*** the inbound-checks rows are left out of this run: ${unavailable} ***`);
+    console.log(`*** the ${v.title} rows are left out of this run: ${unavailable} ***`);
     return [];
   }
-  let setup: InboundChecks | null = null;
+  let setup: PairSetup | null = null;
   try {
-    setup = await setUpInboundChecks(dir);
+    setup = await v.setUp(dir);
     const servers: { server: ServerUnderTest; ops: number; on: boolean }[] = [];
     for (const on of [false, true]) {
       const [port, ops] = [await freePort(), await freePort()];
       const d = join(dir, on ? 'on' : 'off');
       const { extra, options } = setup.config(on);
       const s = await started(startMailplane(d, mailplaneConfig(d, port, ops, extra, options), ops, port));
-      servers.push({ server: { ...s, name: on ? 'checks on' : 'checks off' }, ops, on });
+      servers.push({ server: { ...s, name: v.names[on ? 1 : 0] }, ops, on });
     }
     const load = { file: setup.file, message: setup.message };
     for (const { server } of servers) await measure(bin, server, 20, setup.size, false, load);
     const rows: Row[] = [];
     for (let i = 0; i < rounds; i++) {
       for (const { server, ops, on } of rotate(servers, i)) {
-        const before = await inboundAuthCounts(ops);
+        const before = await setup.counts(ops);
         const r = await measure(bin, server, 20, setup.size, false, load);
-        const seen = countsBetween(before, await inboundAuthCounts(ops));
-        const checked = [...seen].map(([k, v]) => `${k} ${v}`).join(', ');
-        // smtp-source's messages are signed and SPF-aligned; the probe's too
-        const ran = on ? (seen.get('dkim pass') ?? 0) >= r.messages && (seen.get('spf pass') ?? 0) >= r.messages && (seen.get('dmarc pass') ?? 0) >= r.messages : seen.size === 0;
-        if (!ran) {
+        const seen = countsBetween(before, await setup.counts(ops));
+        const what = [...seen].map(([k, n]) => `${k} ${n}`).join(', ');
+        if (!setup.ran(on, seen, r.messages)) {
           r.ok = false;
-          console.log(`*** ${server.name}: the checks did not run as configured (${checked || 'nothing checked'} for ${r.messages} messages) ***`);
+          console.log(`*** ${server.name}: did not run as configured (${what || 'nothing counted'} for ${r.messages} messages) ***`);
         }
         rows.push(r);
         print(r);
-        if (on && i === 0) console.log(`              checked: ${checked}`);
+        if (on && i === 0) console.log(`              counted: ${what}`);
       }
     }
     return rows;
   } finally {
-    setup?.dns.stop();
+    await setup?.stop();
   }
 }
 
-/** The inbound-checks rows: medians on and off, and the ratio on/off, overall and round by round. */
-function checksSummary(rows: readonly Row[]) {
-  const on = rows.filter((r) => r.server === 'checks on');
-  const off = rows.filter((r) => r.server === 'checks off');
+/** A variant's rows: medians on and off, and the ratio on/off, overall and round by round. */
+function pairSummary(v: PairVariant, rows: readonly Row[]) {
+  const on = rows.filter((r) => r.server === v.names[1]);
+  const off = rows.filter((r) => r.server === v.names[0]);
   if (!on.length || !off.length) return null;
   const median = (rs: readonly Row[], f: (r: Row) => number) => percentile(rs.map(f), 50);
   return {
@@ -283,9 +289,9 @@ function checksSummary(rows: readonly Row[]) {
   };
 }
 
-function checksLine(c: NonNullable<ReturnType<typeof checksSummary>>, bold = ''): string {
+function pairLine(v: PairVariant, c: NonNullable<ReturnType<typeof pairSummary>>, bold = ''): string {
   return (
-    `inbound checks (spf, dkim, arc, dmarc monitor; 20 sessions, a ${kib(c.size)} DKIM-signed message, new connection per message, untrusted client, DNS on loopback; median of ${c.rounds}): ` +
+    `${v.title} (${v.describe(kib(c.size))}; median of ${c.rounds}): ` +
     `on ${c.on.toFixed(0)} msg/s (${c.cpuOn.toFixed(3)} CPU ms/msg, p50 ${c.p50On.toFixed(2)} ms), off ${c.off.toFixed(0)} msg/s (${c.cpuOff.toFixed(3)} CPU ms/msg, p50 ${c.p50Off.toFixed(2)} ms): ` +
     `on/off ${bold}${c.ratio.toFixed(2)}×${bold} (round by round: ${c.roundRatios.map((x) => `${x.toFixed(2)}×`).join(', ')})${c.ok ? '' : ' (errors)'}`
   );
@@ -373,7 +379,8 @@ function markdown(r: {
   memory: Awaited<ReturnType<typeof memoryRun>>;
   scale: ScaleResult;
   summary: ReturnType<typeof summarize>;
-  checks: ReturnType<typeof checksSummary>;
+  checks: ReturnType<typeof pairSummary>;
+  spam: ReturnType<typeof pairSummary>;
 }): string {
   const lines = [
     `Run ${r.date} on ${String(r.machine.cpus)}× ${String(r.machine.model)}, ${String(r.machine.memGiB)} GiB, Linux ${String(r.machine.kernel)}, Node ${String(r.machine.node)}.`,
@@ -394,7 +401,8 @@ function markdown(r: {
     '',
     `Headline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): ${headline(r.summary, '**')}.`,
     '',
-    ...(r.checks ? [`${checksLine(r.checks, '**').replace(/^inbound checks/, 'Inbound checks')}.`, ''] : []),
+    ...(r.checks ? [`${pairLine(checksVariant, r.checks, '**').replace(/^inbound checks/, 'Inbound checks')}.`, ''] : []),
+    ...(r.spam ? [`${pairLine(spamVariant, r.spam, '**').replace(/^spam filter/, 'Spam filter')}.`, ''] : []),
     `Reload under load: ${r.reload.applied}/${r.reload.changes} changes applied, file change → applied p50 ${r.reload.p50.toFixed(0)} ms, p99 ${r.reload.p99.toFixed(0)} ms; ${r.reload.failed} failed or 4xx/5xx transactions out of ${r.reload.sent}.`,
     '',
     `Memory: ${r.memory.rss0.toFixed(1)} MiB idle, ${r.memory.rss1k.toFixed(1)} MiB with 1,000 idle connections, ${r.memory.rss5k.toFixed(1)} MiB with 5,000 (${r.memory.perConnKiB.toFixed(1)} KiB per connection); ${r.memory.rssAt1.toFixed(1)} MiB after ${r.memory.at1} messages, ${r.memory.rssAt2.toFixed(1)} MiB after ${r.memory.at2}. Start-up to /readyz: ${r.memory.startupMs.toFixed(0)} ms (median of 3).`,

@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream';
 import { authenticate, type AuthenticateResult } from 'mailauth';
 import { configuredResolver } from '../outbound/dns.js';
+import { DnsCache } from './dns-cache.js';
 import type { PolicySpec } from '../plan/specs.js';
 import { decide, decideUnfinished, enforcing, type Decision, type Rules } from './inbound-verdict.js';
 
@@ -48,7 +49,8 @@ export class InboundAuth {
     domains: readonly string[],
   ) {
     const resolver = configuredResolver(checks.dnsServers, checks.dnsTimeoutMs);
-    this.resolve = (name, rr) => resolver.resolve(name, rr);
+    const cache = new DnsCache((name, rr) => resolver.resolve(name, rr));
+    this.resolve = (name, rr) => cache.lookup(name, rr);
     this.rules = { dmarc: checks.dmarc, ownDomains: checks.ownDomains, arcTrustedSealers: checks.arcTrustedSealers, domains: new Set(domains) };
   }
 
