@@ -70,10 +70,19 @@ export class TestRspamd {
   controllerPort = 0;
   log = '';
 
-  constructor(private readonly dnsPort: number) {}
+  /** @param bayesRedis a Redis port: Rspamd then keeps a Bayes classifier there (learning through the controller, password `test`) */
+  constructor(
+    private readonly dnsPort: number,
+    private readonly bayesRedis: number | null = null,
+  ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** host:port of the controller worker (learning; password `test`) */
+  get controller(): string {
+    return `127.0.0.1:${this.controllerPort}`;
   }
 
   async start(): Promise<this> {
@@ -98,7 +107,20 @@ worker "normal" { bind_socket = "127.0.0.1:${this.port}"; count = 1; }
 worker "controller" { bind_socket = "127.0.0.1:${this.controllerPort}"; count = 1; password = "test"; }
 actions { reject = 15; add_header = 6; greylist = 4; }
 lua = "${d}/rules.lua";
-`,
+${
+  this.bayesRedis === null
+    ? ''
+    : `redis { servers = "127.0.0.1:${this.bayesRedis}"; }
+classifier "bayes" {
+  backend = "redis";
+  servers = "127.0.0.1:${this.bayesRedis}";
+  min_learns = 1;
+  min_tokens = 1;
+  statfile { symbol = "BAYES_HAM"; spam = false; }
+  statfile { symbol = "BAYES_SPAM"; spam = true; }
+}
+`
+}`,
     );
     const root = process.getuid?.() === 0;
     const user = root && spawnSync('id', ['_rspamd']).status === 0 ? '_rspamd' : null;
