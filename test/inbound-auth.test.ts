@@ -67,6 +67,8 @@ describe('inbound authentication checks (monitor only)', { skip: !dkimpyOrSkip()
       txt: {
         'good.test': [['v=spf1 ip4:127.0.0.1 -all']],
         'client.good.test': [['v=spf1 ip4:127.0.0.1 -all']],
+        // only 127.0.0.7 may send for soft.test; anyone else is a softfail (~all)
+        'soft.test': [['v=spf1 ip4:127.0.0.7 ~all']],
         'sel._domainkey.good.test': [strings],
         '_dmarc.good.test': [['v=DMARC1; p=reject']],
       },
@@ -102,6 +104,16 @@ describe('inbound authentication checks (monitor only)', { skip: !dkimpyOrSkip()
     assert.match(fail[0]!, /\bspf=fail\b/);
     assert.match(fail[0]!, /\bdkim=pass\b/);
     assert.match(fail[0]!, /\bdmarc=pass\b/, 'aligned DKIM still passes DMARC');
+  });
+
+  test('SPF softfail from a client the record does not list, pass from the one it does', async () => {
+    assert.match(await send(env, { sender: 'news@soft.test', body: mail('spf-softfail', 'news@soft.test') }), /^250/);
+    assert.match(await send(env, { from: CLIENTS.other, sender: 'news@soft.test', body: mail('spf-soft-listed', 'news@soft.test') }), /^250/);
+    const soft = authResults(await server.waitFor('stored', () => stored(env, 'alice', 'spf-softfail')));
+    assert.match(soft[0]!, /\bspf=softfail\b/);
+    const listed = authResults(await server.waitFor('stored', () => stored(env, 'alice', 'spf-soft-listed')));
+    assert.match(listed[0]!, /\bspf=pass\b/);
+    assert.ok((await server.metric('mailplane_inbound_auth_total', 'method="spf",result="softfail"'))! >= 1);
   });
 
   test('a body changed after signing does not pass DKIM, and DMARC fails without aligned SPF', async () => {
