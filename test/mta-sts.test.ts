@@ -7,7 +7,7 @@
 // MX the policy names, else the mail waits (and says why); `testing` delivers and counts.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { join } from 'node:path';
@@ -159,6 +159,62 @@ describe('MTA-STS', () => {
     assert.equal(good.for('carol@mismatch.test').length, 0);
     assert.equal(plain.for('dave@notls.test').length, 0, 'never sent in clear');
     assert.ok((await mp.metric('mailplane_mta_sts_total', 'result="deferred"'))! >= 3);
+  });
+
+  test('mailplane to mailplane: a second server fetches our policy over HTTPS (through a TLS proxy, as an Ingress would) and delivers under enforce', async () => {
+    // the proxy: TLS for mta-sts.example.org, forwarding to the ops endpoint with the Host header
+    const ca = testCa();
+    const proxyCert = issueCertificate({ commonName: 'mta-sts.example.org', dnsNames: ['mta-sts.example.org'], issuer: { certPem: ca.certPem, keyPem: ca.keyPem } });
+    const proxy = createServer({ key: proxyCert.keyPem, cert: proxyCert.certPem }, (req, res) => {
+      const up = httpRequest({ host: '127.0.0.1', port: env.ports.ops, path: req.url, method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.writeHead(502).end());
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve, reject) => {
+      proxy.once('error', reject);
+      proxy.listen(443, '127.0.0.10', () => resolve());
+    });
+    const policy = (await get('mta-sts.example.org')).body;
+    const id = createHash('sha256').update(policy).digest('hex').slice(0, 32);
+    dns.zone.mx = { ...dns.zone.mx, 'example.org': [{ priority: 10, exchange: 'mail.example.com' }] };
+    dns.zone.a = { ...dns.zone.a, 'mail.example.com': ['127.0.0.1'], 'mta-sts.example.org': ['127.0.0.10'] };
+    dns.zone.txt = { ...dns.zone.txt, '_mta-sts.example.org': [[`v=STSv1; id=${id}`]] };
+    const env2 = await makeEnv();
+    const caFile = join(env2.dir, 'test-ca.pem');
+    writeFileSync(caFile, ca.certPem);
+    const config2 = baseConfig(env2, {
+      delivery: `delivery:\n  minRetryDelay: 300ms\n  maxRetryDelay: 600ms\n  mxPort: ${env.ports.mx}\n  connectTimeout: 2s\n  dns: { servers: [127.0.0.1:${env.ports.dns}], timeout: 2s }\n`,
+    })
+      .replace('hostname: mail.example.com', 'hostname: mx2.sender.test')
+      .replace('domains: [example.com, example.org]', 'domains: [sender.test]');
+    const mp2 = await startMailplane(env2, config2, { NODE_EXTRA_CA_CERTS: caFile });
+    try {
+      const { client } = await SmtpClient.connect({ port: env2.ports.mx, localAddress: CLIENTS.exempt });
+      await client.ehlo();
+      const r = await client.send('carol@sender.test', ['bob@example.org'], message('mailplane-to-mailplane'));
+      assert.equal(r.data?.code, 250);
+      await client.quit();
+      const copy = await mp.waitFor(
+        'stored at the first server',
+        () => {
+          const dir = join(env.dataDir, 'mail', 'bob', 'new');
+          return existsSync(dir)
+            ? readdirSync(dir)
+                .map((f) => readFileSync(join(dir, f), 'latin1'))
+                .find((m) => m.includes('Subject: mailplane-to-mailplane'))
+            : undefined;
+        },
+        20_000,
+      );
+      assert.match(copy, /^Received: from mx2\.sender\.test .*\r\n\t.*with ESMTPS/m, 'received over TLS');
+      assert.equal(await mp2.metric('mailplane_mta_sts_total', 'result="enforced"'), 1);
+    } finally {
+      await mp2.stop();
+      proxy.close();
+    }
   });
 
   test('testing: delivered as without a policy, the mismatch counted', async () => {
