@@ -3,6 +3,8 @@
 // the cluster. `--check` fails when the committed file is stale.
 import { readFileSync } from 'node:fs';
 import { writeOrCheck } from './generated.js';
+import { addonProperties, relaxConfigForAddons } from './helm-addons-schema.js';
+import { clusterProperties, relaxConfigForCluster } from './helm-cluster-schema.js';
 
 const SCHEMA = new URL('../schema/mailserver.schema.json', import.meta.url);
 const OUT = new URL('../helm/mailplane/values.schema.json', import.meta.url);
@@ -147,10 +149,16 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
         prometheusRule: strict({ enabled: bool(), labels: stringMap('Labels of the PrometheusRule.') }),
         dashboard: strict({ enabled: bool(), labels: stringMap('Labels of the dashboard ConfigMap.'), annotations: stringMap('Annotations of the dashboard ConfigMap.'), namespace: str() }),
       }),
+      // dns, mtaSts, rspamd, mailboxes: the optional parts around the server
+      ...addonProperties,
+      // replicas > 1
+      ...clusterProperties,
     },
     definitions,
   };
 }
 
 const { config, definitions } = embedConfigSchema(JSON.parse(readFileSync(SCHEMA, 'utf8')) as Schema);
+relaxConfigForAddons(config);
+relaxConfigForCluster(config);
 writeOrCheck(OUT, `${JSON.stringify(chartSchema(config, definitions), null, 2)}\n`, 'helm/mailplane/values.schema.json');

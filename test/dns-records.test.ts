@@ -284,7 +284,14 @@ test('mailplane dns --format external-dns: DNSEndpoint documents that parse, one
       const quoted = [...t.matchAll(/"([^"]*)"/g)].map((m) => m[1]!);
       return quoted.length ? quoted.join('') : t;
     });
-    const want = rec.type === 'MX' ? `10 ${rec.exchange}` : rec.type === 'TXT' ? rec.value : rec.type === 'SRV' ? `${rec.priority} ${rec.weight} ${rec.port} ${rec.target}` : rec.address;
+    const want =
+      rec.type === 'MX'
+        ? `10 ${rec.exchange}`
+        : rec.type === 'TXT'
+          ? rec.value
+          : rec.type === 'SRV'
+            ? `${rec.priority} ${rec.weight} ${rec.port} ${rec.target === '.' ? '.' : `${(rec.target ?? '').replace(/\.$/, '')}.`}`
+            : rec.address;
     assert.ok(rebuilt.includes(want!), `${rec.name} ${rec.type}: ${want} in ${JSON.stringify(e.targets)}`);
   }
   const dkim = endpoints.find((e) => e.dnsName === 'mp2026a._domainkey.example.com')!;

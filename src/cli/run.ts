@@ -11,6 +11,7 @@ import { Controller, StartupError, type ConfigProvider } from '../reconcile/cont
 import { ConfigWatcher } from '../reconcile/watch.js';
 import { AuthLimiter, ClientConnections } from '../smtp/limits.js';
 import { SendRateLimiter } from '../smtp/send-rate.js';
+import { SharedLimits } from '../cluster/shared-limits.js';
 import { SpamFilter } from '../filter/spam-filter.js';
 import { MailLog } from '../ops/mail-log.js';
 import { UsageError, type Command } from './command.js';
@@ -72,14 +73,15 @@ Options:
     }
 
     const metrics = new Metrics();
+    // set below: the hand-off ends the process the way SIGTERM does
+    let leave: (reason: string) => void = () => {};
     const controller = new Controller(provider, {
       log,
       metrics,
-      authLimiter: new AuthLimiter(),
-      sendRate: new SendRateLimiter(),
-      clients: new ClientConnections(),
+      limits: new SharedLimits({ auth: new AuthLimiter(), rate: new SendRateLimiter(), clients: new ClientConnections() }, metrics, log),
       mailLog: new MailLog(log),
       spamFilter: new SpamFilter(metrics, log),
+      leave: (reason) => leave(reason),
     });
     let watcher: ConfigWatcher | null = null;
     const reconcile = async (reason: string) => {
@@ -107,6 +109,9 @@ Options:
         log.info('stopped');
       })();
       stopRequested?.(signal);
+    };
+    leave = (reason) => {
+      if (!stopping) stop(reason);
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

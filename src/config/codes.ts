@@ -43,6 +43,10 @@ export const ISSUE_CODES = {
     "`dns.spfInclude` names more includes than SPF's limit of 10 DNS lookups leaves room for beside `mx` (error), or `relay.enabled` with no include: receivers fail SPF for the mail the relay sends (warning).",
   MP_DNS_ADDRESS: 'An address in `dns.addresses` is private, loopback, link-local or documentation space (warning): A, AAAA and PTR records name the address other servers connect to.',
   MP_MTA_STS: '`mtaSts.mode: enforce` while no mx listener offers STARTTLS: senders honouring the policy could not deliver to us.',
+  MP_CLUSTER:
+    '`cluster` settings that cannot work: a Redis URL that does not parse, a password or peer secret file that is empty or too short, a `peers.handoff` that is not host:port; or `cluster` (which implies several replicas) with `mailboxes.store: maildir`, which would split mailboxes between the replicas (use `store: lmtp`).',
+  MP_PEER_LISTENER:
+    'A `role: peer` listener that the internet could use: bound to all interfaces or a public address while neither `smtp.auth.exemptClients` nor `cluster.peers.secretFile` (with TLS on the listener) limits who may send there; or one with `tls: implicit`, which the hand-off client does not speak.',
 } as const;
 
 export type IssueCode = keyof typeof ISSUE_CODES;

@@ -6,7 +6,7 @@ import type { Secret } from './secret.js';
 import type { TlsMaterial } from '../tls/material.js';
 import type { DkimKeyMaterial } from '../dkim/key.js';
 
-export type ListenerRole = 'mx' | 'submission';
+export type ListenerRole = 'mx' | 'submission' | 'peer';
 export type ListenerTls = 'none' | 'starttls' | 'implicit';
 
 export interface ListenerSpec {
@@ -54,6 +54,8 @@ export interface RejectedRecipients {
   readonly delayMs: number;
   /** 0 = never */
   readonly disconnectAfter: number;
+  /** with cluster.redis: refused RCPTs are also counted per client address over this window, across replicas */
+  readonly windowMs: number;
 }
 
 export interface TlsFiles {
@@ -209,6 +211,28 @@ export interface MtaStsState {
   readonly maxAge: number;
 }
 
+/** cluster.redis: where the replicas share their abuse counters (password a Secret) */
+export interface RedisState {
+  /** as written, without a password (the password comes from passwordFile) */
+  readonly url: string;
+  readonly password: Secret | null;
+  readonly timeoutMs: number;
+  readonly keyPrefix: string;
+}
+
+/** cluster.peers: where this replica's queue goes when it leaves (host lower case) */
+export interface PeersState {
+  readonly handoff: { readonly host: string; readonly port: number };
+  /** the shared secret of peer listeners and the hand-off client (null: exempt clients only) */
+  readonly secret: Secret | null;
+}
+
+/** cluster: several replicas of this config (null parts: not configured) */
+export interface ClusterState {
+  readonly redis: RedisState | null;
+  readonly peers: PeersState | null;
+}
+
 export interface DesiredState {
   /** sha256 over everything the state means, secrets as per-process keyed digests: "did anything change?" */
   readonly hash: string;
@@ -231,6 +255,7 @@ export interface DesiredState {
   readonly dkim: { readonly keys: readonly DkimKey[] };
   readonly dns: DnsState;
   readonly mtaSts: MtaStsState;
+  readonly cluster: ClusterState;
   /** every file the state depends on, absolute; watched for changes */
   readonly watchedFiles: readonly string[];
 }

@@ -10,6 +10,7 @@
 import { readFile as readFileAsync } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { checkLdap, checkLocalUsers } from './check-accounts.js';
+import { checkCluster } from './check-cluster.js';
 import { checkDkim } from './check-dkim.js';
 import { checkMailboxes } from './check-mailboxes.js';
 import { checkInbound } from './check-inbound.js';
@@ -170,6 +171,19 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
     brokenOne,
   );
   const spamFilter = broken('inbound') ? null : checkInbound(ctx, map(cfg.inbound));
+  const cluster = broken('cluster')
+    ? null
+    : checkCluster(
+        ctx,
+        map(cfg.cluster),
+        {
+          listeners: list(smtp.listeners),
+          exemptClients: broken('smtp.auth.exemptClients') ? [] : list(auth.exemptClients),
+          store: broken('mailboxes') ? null : ((map(cfg.mailboxes) as NonNullable<MailserverConfig['mailboxes']>).store ?? 'maildir'),
+          smtpEnabled: smtp.enabled !== false,
+        },
+        brokenOne,
+      );
   const dns = checkDns(ctx, cfg, brokenOne);
   const listen = broken('observability') ? null : checkListen(ctx, cfg.observability?.listen ?? '', cfg.observability?.tokenFile);
   if (listen && !broken('smtp.listeners')) {
@@ -181,7 +195,7 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
   }
 
   const errors = ctx.issues.filter((i) => i.severity === 'error');
-  if (ctx.missing.size || errors.length || !relay || !listen || !delivery || !mailboxes || !dns) return { ctx, cfg, resolved: null };
+  if (ctx.missing.size || errors.length || !relay || !listen || !delivery || !mailboxes || !dns || !cluster) return { ctx, cfg, resolved: null };
   return {
     ctx,
     cfg,
@@ -204,6 +218,7 @@ function check(parsed: Parsed, reads: ReadonlyMap<string, FileRead>, opts: LoadO
       spamFilter,
       dns: dns.dns,
       mtaSts: dns.mtaSts,
+      cluster,
       files: ctx.files,
     },
   };

@@ -6,6 +6,7 @@ import { canonical, type SecretMode } from './canonical.js';
 import type { Cidr } from './cidr.js';
 import type {
   AccountsState,
+  ClusterState,
   DeliveryState,
   DesiredState,
   MailboxesState,
@@ -47,6 +48,8 @@ export interface Resolved {
   /** dns and mtaSts, checked (check-dns.ts) */
   readonly dns: DnsState;
   readonly mtaSts: MtaStsState;
+  /** cluster, checked (check-cluster.ts) */
+  readonly cluster: ClusterState;
   /** absolute path → content of every referenced file */
   readonly files: ReadonlyMap<string, string>;
 }
@@ -94,6 +97,7 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
           delayAfter: limits.rejectedRecipients!.delayAfter!,
           delayMs: parseDuration(limits.rejectedRecipients!.delay!),
           disconnectAfter: limits.rejectedRecipients!.disconnectAfter!,
+          windowMs: parseDuration(limits.rejectedRecipients!.window!),
         },
       },
       drainGraceMs: parseDuration(smtp.drainGrace!),
@@ -108,6 +112,7 @@ export function normalize(cfg: MailserverConfig, r: Resolved): DesiredState {
     dkim: { keys: r.dkim },
     dns: r.dns,
     mtaSts: r.mtaSts,
+    cluster: r.cluster,
     watchedFiles: [r.configPath, ...[...r.files.keys()].sort()],
   };
   const { configPath: _c, watchedFiles: _w, ...meaning } = body;

@@ -30,6 +30,7 @@ export interface MailserverConfig {
   dns?: DnsConfig;
   mtaSts?: MtaStsConfig;
   observability?: ObservabilityConfig;
+  cluster?: ClusterConfig;
 }
 /**
  * SMTP service: listeners, TLS, authentication policy and limits.
@@ -82,9 +83,9 @@ export interface ListenerConfig {
    */
   address?: string;
   /**
-   * `mx`: inbound mail from the internet for our domains (no AUTH needed to deliver to local users). `submission`: mail clients of our users, who must authenticate when `smtp.auth.required` is true.
+   * `mx`: inbound mail from the internet for our domains (no AUTH needed to deliver to local users). `submission`: mail clients of our users, who must authenticate when `smtp.auth.required` is true. `peer`: cluster-internal, where the other replicas hand their queues over (`mailplane queue handoff`, see docs/cluster.md): only clients in `smtp.auth.exemptClients`, or those that log in with `cluster.peers.secretFile` (AUTH PLAIN as `peer`, inside STARTTLS), may send here, to any recipient, without sending rates or spam scanning; everyone else gets 530 5.7.0 at MAIL. `validate` refuses a peer listener on all interfaces or a public address that neither exempt clients nor a peer secret protect, and one with `tls: implicit`.
    */
-  role: 'mx' | 'submission';
+  role: 'mx' | 'submission' | 'peer';
   /**
    * `none`: plain text only, AUTH never offered. `starttls`: plain text with STARTTLS. `implicit`: TLS from the first byte ("SMTP-SSL", usually port 465).
    */
@@ -195,6 +196,10 @@ export interface RejectedRecipientsConfig {
    * Refused RCPTs after which the session is answered 421 4.7.0 and closed; 0 = never.
    */
   disconnectAfter?: number;
+  /**
+   * With `cluster.redis`: refused RCPTs are also counted per client address across sessions and replicas, over this window from the first of them; a session is delayed and closed by the larger of its own count and its address's count. Without Redis (or while it is down) only the session's own count applies.
+   */
+  window?: number | string;
 }
 /**
  * Where users and their passwords come from.
@@ -605,4 +610,45 @@ export interface ObservabilityConfig {
    * How mail addresses appear in the log lines of accepted messages, recipient outcomes and refusals: `full`, or `redact` (the domain and a keyed hash of the local part, the same for the same address, so lines still join up; the key is `<dataDir>/log-redact.key`).
    */
   logAddresses?: 'full' | 'redact';
+}
+/**
+ * Several replicas of this config (docs/cluster.md): the abuse limits they share in Redis, and the peer their queues are handed to when a replica leaves. Either part implies several replicas, so `mailboxes.store` must then be `lmtp` (a Maildir store would split mailboxes between replicas).
+ */
+export interface ClusterConfig {
+  redis?: ClusterRedisConfig;
+  peers?: ClusterPeersConfig;
+}
+/**
+ * Redis holding the failed-AUTH lockouts, sending rates, per-client connection counts and harvest counters of all replicas, so that N replicas allow what one allows. Only counters with an expiry are kept there, never mail or queue state. When Redis cannot be reached or answers slower than `timeout`, each replica decides on its own counters at once (logged, `mailplane_cluster_redis_up 0`) and returns to Redis when it answers again.
+ */
+export interface ClusterRedisConfig {
+  /**
+   * `redis://host:port/db`, or `rediss://` for TLS (certificate verified against the system CAs). A user name in the URL is used; put the password in `passwordFile`, not in the URL.
+   */
+  url: string;
+  /**
+   * File holding the Redis password (trailing newline ignored). Never logged, never shown in /status. Watched like other referenced files.
+   */
+  passwordFile?: string;
+  /**
+   * The longest an SMTP decision waits for Redis; slower counts as Redis being down (the replica's own counters decide).
+   */
+  timeout?: number | string;
+  /**
+   * Prefix of every key mailplane writes, so that several deployments can share one Redis.
+   */
+  keyPrefix?: string;
+}
+/**
+ * Where a replica's queue goes when the replica leaves for good (`mailplane queue handoff`, run by the Helm chart's preStop hook): every queued message with its undelivered recipients, original sender and arrival time, over SMTP to a `role: peer` listener of the other replicas, each deleted here only after the peer's 250.
+ */
+export interface ClusterPeersConfig {
+  /**
+   * `host:port` of the other replicas' peer listener, such as a Kubernetes Service `mailplane-smtp-peers:2525`.
+   */
+  handoff: string;
+  /**
+   * File holding a shared secret (at least 16 characters, trailing newline ignored): the hand-off logs in with it (AUTH PLAIN, user `peer`, only inside TLS whose certificate is this config's own or valid for `hostname`), and peer listeners accept it. Without it only `smtp.auth.exemptClients` may use a peer listener. Never logged.
+   */
+  secretFile?: string;
 }

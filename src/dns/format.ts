@@ -124,7 +124,8 @@ export function externalDnsTarget(r: DnsRecord): string {
     case 'TXT':
       return r.strings.length === 1 ? r.value : rdata(r).replace(/^\( | \)$/g, '');
     case 'SRV':
-      return `${r.priority} ${r.weight} ${r.port} ${bare(r.target)}`;
+      // the external-dns CRD refuses an SRV target without its final dot (the whole DNSEndpoint with it)
+      return `${r.priority} ${r.weight} ${r.port} ${r.target === '.' ? '.' : `${bare(r.target)}.`}`;
     case 'A':
     case 'AAAA':
       return r.address;

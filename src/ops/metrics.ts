@@ -79,7 +79,7 @@ export class Metrics {
   });
   readonly delivery = new Counter({
     name: 'mailplane_delivery_total',
-    help: 'Delivery attempts per recipient, by transport (local: written into the Maildir; relay, mx; lmtp: local mail delivered to the LMTP server) and result (delivered, deferred, bounced, failed).',
+    help: 'Delivery attempts per recipient, by transport (local: written into the Maildir; relay, mx; lmtp: local mail delivered to the LMTP server; handoff: handed to another replica while this one leaves) and result (delivered, deferred, bounced, failed).',
     labelNames: ['transport', 'result'] as const,
     registers: [this.registry],
   });
@@ -227,6 +227,36 @@ export class Metrics {
     },
   });
 
+  /** set by the shared limits: whether Redis answers (null: no cluster.redis) */
+  clusterRedisSource: (() => { up: boolean } | null) | null = null;
+  readonly clusterRedisUp = new Gauge({
+    name: 'mailplane_cluster_redis_up',
+    help: 'Whether Redis (cluster.redis) answers, so that the abuse limits are shared across replicas (1), or not (0: this replica decides on its own counters). Also 0 without cluster.redis (an unlabelled gauge is always exported): mailplane_cluster_redis_state_changes_total rises only with cluster.redis set.',
+    registers: [this.registry],
+    collect: () => {
+      const s = this.clusterRedisSource?.() ?? null;
+      this.clusterRedisUp.reset();
+      if (s) this.clusterRedisUp.set(s.up ? 1 : 0);
+    },
+  });
+  readonly clusterRedisChanges = new Counter({
+    name: 'mailplane_cluster_redis_state_changes_total',
+    help: 'Changes of whether Redis (cluster.redis) answers, by the state entered (up, down); each is logged.',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+  readonly clusterDecisions = new Counter({
+    name: 'mailplane_cluster_limit_decisions_total',
+    help: "Abuse-limit decisions (lockout, sending rate, connections per client, harvest) with cluster.redis, by where they were taken: redis (shared), local (this replica's own counters: Redis down or slower than cluster.redis.timeout).",
+    labelNames: ['store'] as const,
+    registers: [this.registry],
+  });
+  readonly handoffActive = new Gauge({
+    name: 'mailplane_handoff_active',
+    help: 'Whether this replica is handing its queue to a peer (mailplane queue handoff): 1 from the request until the queue is empty and the process exits.',
+    registers: [this.registry],
+  });
+
   readonly accountsLookupDuration = new Histogram({
     name: 'mailplane_accounts_lookup_duration_seconds',
     help: 'Time the account backend took to answer, by backend (local, ldap) and operation (auth, recipient, sender).',
@@ -314,6 +344,9 @@ export class Metrics {
     for (const rule of ['dmarc', 'own_domain']) for (const action of ['reject', 'junk', 'tempfail', 'arc_override']) this.inboundActions.inc({ rule, action }, 0);
     for (const action of ['no_action', 'greylist', 'add_header', 'rewrite_subject', 'soft_reject', 'reject', 'error', 'too_big']) this.spamScans.inc({ action }, 0);
     for (const result of ['enforced', 'deferred', 'testing_ok', 'testing_violation', 'fetch_error']) this.mtaSts.inc({ result }, 0);
+    for (const state of ['up', 'down']) this.clusterRedisChanges.inc({ state }, 0);
+    for (const store of ['redis', 'local']) this.clusterDecisions.inc({ store }, 0);
+    this.handoffActive.set(0);
   }
 
   /** Starts the series of a listener at zero so dashboards see it before the first event. */

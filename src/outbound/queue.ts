@@ -50,7 +50,9 @@ export interface DeliveryContext {
   /** where recipient outcomes are logged */
   readonly mailLog: MailLog;
   /** operator requests that are not about the queue (`mailplane unlock`) */
-  readonly unlock: (address: string | null) => { ok: boolean; message: string };
+  readonly unlock: (address: string | null) => RequestResult | Promise<RequestResult>;
+  /** `mailplane queue handoff`: this replica leaves and hands its queue to a peer (started; the answer says to whom) */
+  readonly handoff?: () => RequestResult;
 }
 
 export interface QueueStats {
@@ -81,6 +83,9 @@ export type Fate = 'delivered' | 'deferred' | 'bounced' | 'expired' | 'deleted';
 const unreported = (e: QueueEntry, r: QueueRecipient) => r.state === 'failed' && !r.notified && !e.bounced;
 
 const REQUEST_POLL_MS = 300;
+/** While handing off, a peer that does not take a message is tried again after this, doubling up to HANDOFF_MAX_RETRY_MS. */
+const HANDOFF_RETRY_MS = 1000;
+const HANDOFF_MAX_RETRY_MS = 10_000;
 const PROGRESS_LOG_MS = 5000;
 /** How long one batch of the loader may hold the event loop. */
 const BATCH_MS = 2;
@@ -114,6 +119,8 @@ export class OutboundQueue {
   /** DSNs being made, per message: one at a time, so no failure is reported twice */
   private readonly reporting = new Map<string, Promise<boolean>>();
   private ctx: (() => DeliveryContext) | null = null;
+  /** the peer everything goes to while this replica leaves (null: delivering as usual) */
+  private handingOff: Transport | null = null;
   private stopping = false;
   private idle: (() => void) | null = null;
   private loader: Worker | null = null;
@@ -152,6 +159,8 @@ export class OutboundQueue {
   /** Applies the serving generation's limits (called on every applied generation). */
   reconfigure(): void {
     if (!this.ctx) return;
+    // one message at a time to the peer: a crash duplicates at most the one in flight
+    if (this.handingOff) return this.scheduler.setLimits({ total: 1, perDestination: Infinity });
     const { transport, settings } = this.ctx();
     this.scheduler.setLimits({ total: settings.concurrency, perDestination: transport.kind === 'relay' ? Infinity : settings.destinationConcurrency });
   }
@@ -238,6 +247,33 @@ export class OutboundQueue {
     const kind = this.ctx?.().transport.kind ?? 'queue';
     for (const r of entry?.recipients ?? []) if (r.state === 'pending') this.outcome(entry!, r, 'deleted', r.lmtp ? 'lmtp' : kind);
     return true;
+  }
+
+  /**
+   * Leaving for good: from now on every message goes to `peer` (another replica's peer listener),
+   * one at a time, all due now; a recipient is done when the peer answered 250 for it, a message
+   * is removed once none is pending (as after any delivery). Those the peer cannot take now are
+   * tried again after a second, doubling up to ten. Messages being delivered as usual finish
+   * first, then follow.
+   */
+  handoff(peer: Transport): void {
+    this.handingOff = peer;
+    this.holds.clear();
+    this.reconfigure();
+    this.retry(null);
+  }
+
+  /** Nothing queued and nothing being attempted: what a hand-off waits for. */
+  get empty(): boolean {
+    return this.index.size === 0 && this.scheduler.running === 0;
+  }
+
+  /** The serving context, with the peer in place of every transport while handing off. */
+  private context(): DeliveryContext {
+    const ctx = this.ctx!();
+    const peer = this.handingOff;
+    if (!peer) return ctx;
+    return { ...ctx, transport: peer, lmtp: peer, settings: { ...ctx.settings, minRetryDelayMs: HANDOFF_RETRY_MS, maxRetryDelayMs: HANDOFF_MAX_RETRY_MS } };
   }
 
   /** Stops starting attempts; resolves when those in flight have finished. */
@@ -355,7 +391,7 @@ export class OutboundQueue {
   private async attempt(job: number): Promise<void> {
     const row = this.scheduler.ownerOf(job);
     const id = this.index.idOf(row);
-    const ctx = this.ctx!();
+    const ctx = this.context();
     // the job's destination decides the transport: the LMTP server's recipients, or a domain's (relay or MX)
     const lmtp = this.scheduler.destinationOf(job) === LMTP_DESTINATION;
     const t = lmtp ? (ctx.lmtp ?? null) : ctx.transport;
@@ -405,7 +441,8 @@ export class OutboundQueue {
     const s = ctx.settings;
     const domain = this.scheduler.destinationOf(job);
     const lmtp = domain === LMTP_DESTINATION;
-    const kind = lmtp ? 'lmtp' : ctx.transport.kind;
+    const handoff = ctx.transport.kind === 'handoff';
+    const kind = lmtp && !handoff ? 'lmtp' : ctx.transport.kind;
     const mine = entry.recipients.filter((r) => r.state === 'pending' && destinationOf(r) === domain);
     if (!mine.length) return null;
     const fail = (response: string) => mine.map((r): RecipientResult => ({ address: r.address, outcome: 'failed', response, remote: null }));
@@ -417,7 +454,9 @@ export class OutboundQueue {
       this.holds.delete(LMTP_DESTINATION); // a new LMTP server (or client)
       this.lmtpHoldsFor = ctx.lmtp ?? null;
     }
-    const key = lmtp ? LMTP_DESTINATION : ctx.transport.kind === 'relay' ? '*' : domain;
+    // the relay, or the hand-off peer, is one destination for all
+    const key = handoff || ctx.transport.kind === 'relay' ? '*' : lmtp ? LMTP_DESTINATION : domain;
+    const shown = handoff ? 'handoff' : key === '*' ? 'relay' : lmtp ? 'lmtp' : key;
     const hold = this.holds.get(key);
     // the header block, read once: for loop detection, and for the From: domain when signing
     let header: Promise<string> | null = null;
@@ -447,7 +486,7 @@ export class OutboundQueue {
     } else {
       const started = performance.now();
       const now = Date.now();
-      const delivery = { id: entry.id, destination: key === '*' ? 'relay' : lmtp ? 'lmtp' : domain, since: now, attempt: entry.attempts + 1, host: null as string | null };
+      const delivery = { id: entry.id, destination: shown, since: now, attempt: entry.attempts + 1, host: null as string | null };
       this.delivering.set(job, delivery);
       let reached: boolean;
       try {
@@ -459,7 +498,8 @@ export class OutboundQueue {
             to: mine.map((r) => r.address),
             eightBitMime: entry.body === '8BITMIME',
             smtputf8: entry.smtputf8 === true,
-            ...(lmtp ? { paths: mine.map((r) => lmtpPath(r.lmtp!)) } : {}),
+            arrivedAt: entry.arrivedAt,
+            ...(lmtp && !handoff ? { paths: mine.map((r) => lmtpPath(r.lmtp!)) } : {}),
           },
           this.source(entry, dkim, lmtp ? (entry.lmtpOffset ?? 0) : (entry.bodyOffset ?? 0)),
           (results) => this.record(open, entry, results, ctx, kind),
@@ -474,7 +514,7 @@ export class OutboundQueue {
       else {
         const reason = mine[0]!.lastResponse ?? 'unreachable';
         this.holds.set(key, { until: Date.now() + s.minRetryDelayMs, reason });
-        this.log.warn('destination unreachable: its messages wait for the retry', { destination: key === '*' ? 'relay' : lmtp ? 'lmtp' : key, reason });
+        this.log.warn('destination unreachable: its messages wait for the retry', { destination: shown, reason });
       }
     }
     if (open.deleted) return null; // deleted by an operator meanwhile
@@ -791,7 +831,7 @@ export class OutboundQueue {
         this.log.warn('operator request refused', { request: t.path, reason: t.problem });
         result = { ok: false, message: t.problem };
       } else {
-        if (!this.loaded && t.req.op !== 'unlock' && t.req.op !== 'deliveries') continue; // queue requests wait until every entry is known
+        if (!this.loaded && t.req.op !== 'unlock' && t.req.op !== 'deliveries') continue; // queue requests (hand-off too) wait until every entry is known
         result = await this.apply(t.req).catch((e: Error) => ({ ok: false, message: e.message }));
       }
       await this.answer(t.path, result);
@@ -816,6 +856,7 @@ export class OutboundQueue {
 
   private async apply(req: QueueRequest): Promise<RequestResult> {
     if (req.op === 'unlock') return this.ctx!().unlock(req.address);
+    if (req.op === 'handoff') return this.ctx!().handoff?.() ?? { ok: false, message: 'this server cannot hand its queue off' };
     if (req.op === 'deliveries') {
       const deliveries = this.deliveries();
       return { ok: true, message: `${deliveries.length} deliver${deliveries.length === 1 ? 'y' : 'ies'} in progress`, deliveries };

@@ -1,4 +1,4 @@
-// Operator requests for a running server (`mailplane queue retry|delete|list`, `mailplane unlock`),
+// Operator requests for a running server (`mailplane queue retry|delete|list|handoff`, `mailplane unlock`),
 // passed as files in <dataDir>/queue/requests/ so that only the server writes its state while it runs.
 // A command run as root for a server that runs as a service user gives what it writes to the
 // owner of the queue folder, so the server can read it (and a folder an earlier root run left
@@ -12,7 +12,9 @@ export type QueueRequest =
   | { readonly op: 'delete'; readonly id: string }
   | { readonly op: 'unlock'; readonly address: string | null }
   /** the deliveries in progress, for `queue list` */
-  | { readonly op: 'deliveries' };
+  | { readonly op: 'deliveries' }
+  /** leave: stop accepting, hand every queued message to cluster.peers.handoff, exit when the queue is empty (`queue handoff`) */
+  | { readonly op: 'handoff' };
 
 /** A delivery attempt running now. */
 export interface DeliveryInProgress {
@@ -103,7 +105,8 @@ export async function takeRequests(queueDir: string): Promise<Taken[]> {
       ((req.op === 'retry' && (req.id === null || typeof req.id === 'string')) ||
         (req.op === 'delete' && typeof req.id === 'string') ||
         (req.op === 'unlock' && (req.address === null || typeof req.address === 'string')) ||
-        req.op === 'deliveries')
+        req.op === 'deliveries' ||
+        req.op === 'handoff')
     )
       out.push({ path, req });
     else out.push({ path, problem: 'the request is not one this server understands (a newer mailplane wrote it?)' });

@@ -37,6 +37,8 @@ export interface Envelope {
   readonly smtputf8?: boolean;
   /** what RCPT TO names for each of `to`, in the same order (LMTP: the login, `alice` or `alice+Junk`); absent: the addresses */
   readonly paths?: readonly string[];
+  /** when the message first arrived (ms since the epoch): what the hand-off to a peer passes on (outbound/peer.ts) */
+  readonly arrivedAt?: number;
 }
 
 /** A queued message, read from disk anew for every attempt (never held whole in memory). */
@@ -45,7 +47,8 @@ export interface MessageSource {
 }
 
 export interface Transport {
-  readonly kind: 'relay' | 'mx' | 'lmtp';
+  /** handoff: to another replica's peer listener, while this one leaves (outbound/peer.ts) */
+  readonly kind: 'relay' | 'mx' | 'lmtp' | 'handoff';
   /**
    * Sends; onResults is called as groups of recipients finish (persist them at once), onHost
    * each time a host is tried (for the deliveries in progress that `queue list` shows). Resolves

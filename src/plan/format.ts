@@ -49,6 +49,8 @@ export function describe(a: Action): { title: string; details: readonly string[]
       return { title: 'update mailboxes: local copies of new messages follow, deliveries in flight over LMTP finish', details: a.changes };
     case 'dovecot.update':
       return { title: "update Dovecot's passwd-file: written atomically, Dovecot rereads it at the next login", details: a.changes };
+    case 'cluster.update':
+      return { title: 'update cluster settings: the shared limits move to the new Redis in place, a hand-off uses the new peer', details: a.changes };
   }
 }
 

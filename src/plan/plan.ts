@@ -34,7 +34,9 @@ export type Action =
   /** where local copies go (Maildir or LMTP), the LMTP server */
   | { readonly kind: 'mailboxes.update'; readonly changes: readonly string[] }
   /** the passwd-file written for Dovecot: users added, removed, given a new password (never the hash itself) */
-  | { readonly kind: 'dovecot.update'; readonly changes: readonly string[] };
+  | { readonly kind: 'dovecot.update'; readonly changes: readonly string[] }
+  /** cluster: the Redis of the shared limits (switched in place), the hand-off peer */
+  | { readonly kind: 'cluster.update'; readonly changes: readonly string[] };
 
 export interface Plan {
   readonly from: string | null; // public hash of the applied state
@@ -150,6 +152,8 @@ export function diff(applied: SpecView | null, desired: SpecView): Plan {
   if (mailboxes.length) actions.push({ kind: 'mailboxes.update', changes: mailboxes });
   const dovecot = describeChanges(a.dovecot ?? null, b.dovecot ?? null, 'dovecot').map((c) => c.replace(/^dovecot\.users\.([^.]+)\.passwordHash: changed$/, 'dovecot.users.$1: password changed'));
   if (dovecot.length) actions.push({ kind: 'dovecot.update', changes: dovecot });
+  const cluster = describeChanges(a.cluster ?? null, b.cluster ?? null, 'cluster');
+  if (cluster.length) actions.push({ kind: 'cluster.update', changes: cluster });
   return { from: applied.hash, to: desired.hash, actions };
 }
 

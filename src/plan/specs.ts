@@ -6,6 +6,8 @@ import { formatCidr } from '../config/cidr.js';
 import type {
   AuthPolicy,
   DeliveryState,
+  PeersState,
+  RedisState,
   DesiredState,
   InboundChecks,
   LdapSettings,
@@ -51,6 +53,8 @@ export interface PolicySpec {
   readonly maxReceivedHeaders: number;
   /** inbound.checks, with the resolvers they query (delivery.dns) */
   readonly inbound: InboundChecks & { readonly junkFolder: string; readonly spamFilter: SpamFilterState | null; readonly dnsServers: readonly string[]; readonly dnsTimeoutMs: number };
+  /** cluster.peers.secretFile: what AUTH on peer listeners compares with (null: exempt clients only) */
+  readonly peerSecret: Secret | null;
 }
 
 /** The account backend: local users, or the directory (which needs our domains for aliases). */
@@ -118,6 +122,16 @@ export type DovecotSpec = {
   readonly postmaster: boolean;
 } | null;
 
+/**
+ * Several replicas (cluster): the Redis the abuse counters are shared in (applied in place: the
+ * limits switch to the new client) and where this replica's queue goes when it leaves (read when
+ * `mailplane queue handoff` runs).
+ */
+export interface ClusterSpec {
+  readonly redis: RedisState | null;
+  readonly peers: PeersState | null;
+}
+
 export interface Specs {
   /** active listeners only (none while smtp.enabled is false), by name */
   readonly listeners: Readonly<Record<string, ListenerComponent>>;
@@ -140,11 +154,28 @@ export interface Specs {
   readonly mailboxes: MailboxesSpec;
   /** the passwd-file for Dovecot, checked and (when its content differs) written on every applied generation */
   readonly dovecot: DovecotSpec;
+  /** shared limits in Redis, the hand-off peer */
+  readonly cluster: ClusterSpec;
 }
 
 export type Component = keyof Specs;
 
-export const COMPONENTS: readonly Component[] = ['listeners', 'tls', 'policy', 'accounts', 'transport', 'delivery', 'storage', 'ops', 'opsAccess', 'logging', 'signing', 'mailboxes', 'dovecot'];
+export const COMPONENTS: readonly Component[] = [
+  'listeners',
+  'tls',
+  'policy',
+  'accounts',
+  'transport',
+  'delivery',
+  'storage',
+  'ops',
+  'opsAccess',
+  'logging',
+  'signing',
+  'mailboxes',
+  'dovecot',
+  'cluster',
+];
 
 export function specsOf(s: DesiredState): Specs {
   const a = s.smtp.auth;
@@ -171,6 +202,7 @@ export function specsOf(s: DesiredState): Specs {
       drainGraceMs: s.smtp.drainGraceMs,
       maxReceivedHeaders: d.maxReceivedHeaders,
       inbound: { ...s.inbound.checks, junkFolder: s.inbound.junkFolder, spamFilter: s.inbound.spamFilter, dnsServers: d.dnsServers, dnsTimeoutMs: d.dnsTimeoutMs },
+      peerSecret: s.cluster.peers?.secret ?? null,
     },
     accounts: s.accounts.type === 'local' ? { type: 'local', users: s.accounts.users } : { type: 'ldap', ldap: ldapSpec(s.accounts.ldap), domains: s.domains },
     transport: {
@@ -197,6 +229,7 @@ export function specsOf(s: DesiredState): Specs {
     },
     mailboxes: { store: s.mailboxes.store, lmtp: s.mailboxes.lmtp, hostname: s.hostname, connectTimeoutMs: d.connectTimeoutMs },
     dovecot: dovecotSpec(s),
+    cluster: { redis: s.cluster.redis, peers: s.cluster.peers },
   };
 }
 

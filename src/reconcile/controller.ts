@@ -11,8 +11,10 @@ import type { Metrics } from '../ops/metrics.js';
 import type { Plan } from '../plan/plan.js';
 import { summarize } from '../plan/format.js';
 import type { Listener } from '../smtp/listener.js';
-import type { AuthLimiter, ClientConnections } from '../smtp/limits.js';
-import type { SendRateLimiter } from '../smtp/send-rate.js';
+import type { SharedLimits } from '../cluster/shared-limits.js';
+import type { RequestResult } from '../outbound/requests.js';
+import { PeerTransport } from '../outbound/peer.js';
+import { formatLmtpTarget } from '../config/check-mailboxes.js';
 import type { SpamFilter } from '../filter/spam-filter.js';
 import { mtaStsPolicy } from '../dns/mta-sts.js';
 import type { MailLog } from '../ops/mail-log.js';
@@ -45,12 +47,20 @@ export interface ConfigProvider {
 export interface ControllerDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
-  readonly authLimiter: AuthLimiter;
-  readonly sendRate: SendRateLimiter;
-  readonly clients: ClientConnections;
+  /** the abuse limits (lockouts, sending rates, connections per client, harvest), shared across replicas with cluster.redis */
+  readonly limits: SharedLimits;
   readonly mailLog: MailLog;
   /** inbound.spamFilter: configured with each applied generation */
   readonly spamFilter: SpamFilter;
+  /** ends the process (as SIGTERM does) once a hand-off has emptied the queue */
+  readonly leave?: (reason: string) => void;
+}
+
+/** A hand-off in progress (`mailplane queue handoff`), for /status. */
+interface Leaving {
+  readonly since: number;
+  readonly peer: string;
+  state: 'draining sessions' | 'waiting for the journal' | 'handing off' | 'done';
 }
 
 export class StartupError extends Error {
@@ -67,6 +77,8 @@ export class Controller {
   private queued: Promise<ReloadResult> | null = null;
   private nextNumber = 1;
   private stopping = false;
+  /** set once this replica hands its queue off and leaves: nothing is applied or served any more */
+  private leaving: Leaving | null = null;
   /** what the latest load read (its files are watched, its warnings logged) */
   private lastLoaded: LoadResult | null = null;
   /** when the reloads started failing (null while they succeed) */
@@ -82,11 +94,11 @@ export class Controller {
     private readonly d: ControllerDeps,
   ) {
     this.eventLoop = new EventLoopMonitor(d.metrics);
-    d.metrics.activeLockouts = () => d.authLimiter.active().length;
+    d.metrics.activeLockouts = () => d.limits.lockouts().length;
     this.tx = {
       log: d.log,
       metrics: d.metrics,
-      sessionDeps: { metrics: d.metrics, log: d.log, authLimiter: d.authLimiter, sendRate: d.sendRate, clients: d.clients, mailLog: d.mailLog, spamFilter: d.spamFilter },
+      sessionDeps: { metrics: d.metrics, log: d.log, limits: d.limits, mailLog: d.mailLog, spamFilter: d.spamFilter },
       makeOps: (host, port) =>
         new OpsServer(host, port, {
           ready: () => this.ready(),
@@ -125,7 +137,7 @@ export class Controller {
   }
 
   reconcile(reason: string): Promise<ReloadResult> {
-    if (this.stopping) return Promise.resolve(this.result('unchanged', [], [], null, 0));
+    if (this.stopping || this.leaving) return Promise.resolve(this.result('unchanged', [], [], null, 0));
     if (!this.running) {
       this.running = this.runOnce(reason).finally(() => {
         this.running = null;
@@ -140,7 +152,7 @@ export class Controller {
   }
 
   ready(): boolean {
-    return !this.stopping && this.applied !== null && this.applied.storage.outbound.ready() && [...this.rt.pool.values()].every((b) => b.server.listening);
+    return !this.stopping && !this.leaving && this.applied !== null && this.applied.storage.outbound.ready() && [...this.rt.pool.values()].every((b) => b.server.listening);
   }
 
   status(): unknown {
@@ -150,9 +162,21 @@ export class Controller {
       rt: this.rt,
       lastAttempt: this.lastAttempt,
       eventLoop: this.eventLoop,
-      lockouts: this.d.authLimiter.active(),
+      lockouts: this.d.limits.lockouts(),
       spamFilter: this.d.spamFilter.status(),
+      cluster: this.clusterStatus(),
     });
+  }
+
+  /** Redis of the shared limits (never its password), the hand-off peer, a hand-off in progress. */
+  private clusterStatus(): unknown {
+    const peers = this.applied?.state.cluster.peers ?? null;
+    const l = this.leaving;
+    return {
+      ...(this.d.limits.status() as object),
+      peers: peers ? { handoff: formatLmtpTarget(peers.handoff), secret: peers.secret ? 'set' : null } : null,
+      handoff: l ? { state: l.state, peer: l.peer, since: new Date(l.since).toISOString() } : null,
+    };
   }
 
   /** Stops accepting everywhere, lets sessions finish within graceMs, then closes the rest. */
@@ -170,6 +194,7 @@ export class Controller {
     await this.applied?.lmtp?.close();
     await this.applied?.accounts.close();
     this.d.spamFilter.close();
+    await this.d.limits.close();
     this.eventLoop.stop();
   }
 
@@ -186,15 +211,81 @@ export class Controller {
       signer: gen.signer,
       mailLog: this.d.mailLog,
       unlock: (address) => this.unlock(address),
+      handoff: () => this.handoff(),
     };
   }
 
-  /** `mailplane unlock`: lifts one address's AUTH lockout, or all of them. */
-  unlock(address: string | null): { ok: boolean; message: string } {
-    const n = this.d.authLimiter.unlock(address);
+  /** `mailplane unlock`: lifts one address's AUTH lockout, or all of them (in Redis too: on every replica). */
+  async unlock(address: string | null): Promise<RequestResult> {
+    let n: number;
+    try {
+      n = await this.d.limits.unlock(address);
+    } catch (e) {
+      return { ok: false, message: (e as Error).message };
+    }
     this.d.log.info('AUTH lockout lifted by an operator', { client: address ?? 'all', lifted: n });
     if (address === null) return { ok: true, message: `lifted ${n} lockout${n === 1 ? '' : 's'}` };
     return n ? { ok: true, message: `lifted the lockout of ${address}` } : { ok: false, message: `${address} is not locked out` };
+  }
+
+  /**
+   * `mailplane queue handoff`: this replica leaves for good. Answered at once (to whom, how much);
+   * then: stop accepting, let sessions finish (smtp.drainGrace), wait until the journal has handed
+   * every accepted message to the queue, deliver the whole queue to cluster.peers.handoff one
+   * message at a time (outbound/queue.ts handoff()), and exit once it is empty.
+   */
+  handoff(): RequestResult {
+    const gen = this.applied;
+    const peers = gen?.state.cluster.peers ?? null;
+    if (!gen || !peers) return { ok: false, message: 'cluster.peers.handoff is not configured: there is no peer to hand the queue to' };
+    const peer = formatLmtpTarget(peers.handoff);
+    const queued = [...this.rt.oldStorages, gen.storage].reduce((n, s) => n + s.stats().active + s.stats().deferred, 0);
+    if (this.leaving) return { ok: true, message: `already handing the queue to ${peer} (${this.leaving.state}); ${queued} message${queued === 1 ? '' : 's'} left` };
+    this.leaving = { since: Date.now(), peer, state: 'draining sessions' };
+    this.d.metrics.handoffActive.set(1);
+    this.d.log.info('leaving: no new connections; once sessions have finished the queue goes to a peer, then the process exits', { peer, messages: queued });
+    void this.leave(gen, peers).catch((e: Error) => this.d.log.error('hand-off failed: the queue stays in the data dir, delivered when a replica runs on it again', { error: e }));
+    return { ok: true, message: `stopped accepting; handing ${queued} message${queued === 1 ? '' : 's'} to ${peer}, then exiting` };
+  }
+
+  private async leave(gen: Generation, peers: NonNullable<Generation['state']['cluster']['peers']>): Promise<void> {
+    const l = this.leaving!;
+    const rt = this.rt;
+    await Promise.all([...rt.pool.values()].map((b) => b.close()));
+    rt.pool.clear();
+    await Promise.all([...new Set<Listener>([...gen.listeners.values(), ...rt.draining])].map((x) => x.drain(gen.state.smtp.drainGraceMs)));
+    const storages = [...rt.oldStorages, gen.storage];
+    // what the sessions accepted reaches the queue at the journal's next checkpoint
+    l.state = 'waiting for the journal';
+    await until(() => this.stopping || storages.every((s) => s.intake.unreleasedCount === 0));
+    if (this.stopping) return;
+    const tls = gen.state.smtp.tls;
+    const peer = new PeerTransport({
+      host: peers.handoff.host,
+      port: peers.handoff.port,
+      secret: peers.secret,
+      hostname: gen.state.hostname,
+      fingerprint256: tls?.material.fingerprint256 ?? null,
+      connectTimeoutMs: gen.state.delivery.connectTimeoutMs,
+    });
+    l.state = 'handing off';
+    for (const s of storages) s.outbound.handoff(peer);
+    let lastLog = Date.now();
+    // empty: nothing queued, nothing attempted, nothing (a bounce made meanwhile) waiting for the journal
+    await until(() => {
+      if (this.stopping) return true;
+      if (Date.now() - lastLog > 5000) {
+        lastLog = Date.now();
+        const left = storages.reduce((n, s) => n + s.stats().active + s.stats().deferred, 0);
+        this.d.log.info('handing off', { peer: l.peer, left, lastError: peer.health().lastError ?? undefined });
+      }
+      return storages.every((s) => s.outbound.empty && s.intake.unreleasedCount === 0);
+    });
+    await peer.close();
+    if (this.stopping) return;
+    l.state = 'done';
+    this.d.log.info('hand-off complete: the queue is empty, exiting', { peer: l.peer, seconds: Math.round((Date.now() - l.since) / 1000) });
+    this.d.leave?.('handoff complete');
   }
 
   private async runOnce(reason: string): Promise<ReloadResult> {
@@ -223,6 +314,7 @@ export class Controller {
     this.nextNumber++;
     this.d.mailLog.configure(desired.observability.logAddresses, desired.storage.dataDir);
     this.d.spamFilter.configure(desired.inbound.spamFilter);
+    this.d.limits.configure(desired.cluster.redis);
     commit(this.tx, this.rt, prepared);
     return this.finish(reason, this.result('applied', [], warnings, prepared.plan, t0));
   }
@@ -312,4 +404,9 @@ export class Controller {
       this.d.log.warn('config warning', { warning: formatIssue(w) });
     }
   }
+}
+
+/** Resolves once cond() holds (looked at every 100 ms). */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 100));
 }

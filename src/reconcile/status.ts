@@ -20,6 +20,8 @@ export interface StatusSource {
   readonly lockouts: readonly Lockout[];
   /** the spam filter, whether it answers and its last error (null: none configured) */
   readonly spamFilter: unknown;
+  /** the Redis of the shared limits (never its password), the hand-off peer, a hand-off in progress */
+  readonly cluster: unknown;
 }
 
 export interface LastAttempt {
@@ -113,6 +115,7 @@ export function buildStatus(c: StatusSource): unknown {
     /** client addresses refused AUTH and submission after too many failed AUTH attempts */
     authLockouts: c.lockouts.map((l) => ({ address: l.address, failures: l.failures, since: iso(l.since), until: iso(l.until) })),
     spamFilter: c.spamFilter,
+    cluster: c.cluster,
     eventLoop: { worstDelayMs: round(c.eventLoop.worstMs), lastSecondWorstDelayMs: round(c.eventLoop.lastSecondMs) },
   };
 }

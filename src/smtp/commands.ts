@@ -19,12 +19,16 @@ export interface CommandContext {
   readonly smtputf8: boolean;
   /** the first configured domain: where a domainless <postmaster> goes (null: left as it is) */
   readonly primaryDomain: string | null;
+  /** another replica on a peer listener: MAIL may carry X-MAILPLANE-ARRIVED */
+  readonly peer?: boolean;
 }
 
 export type CheckedCommand = { readonly ok: true; readonly line: string } | { readonly ok: false; readonly reply: SmtpReply };
 
 /** MAIL parameters of the extensions we advertise after EHLO (8BITMIME, SMTPUTF8, SIZE, AUTH inside TLS). */
 const MAIL_PARAMETERS = new Set(['SIZE', 'BODY', 'SMTPUTF8']);
+/** The MAIL parameter of the hand-off between replicas (session.ts): accepted from peers only. */
+const PEER_PARAMETER = 'X-MAILPLANE-ARRIVED';
 /**
  * Keywords registered for MAIL or RCPT (IANA "SMTP Service Extensions"): a bare one is a
  * parameter we may not support (555); any other bare word after the path is junk (501).
@@ -105,7 +109,7 @@ export function checkAddressCommand(verb: 'MAIL' | 'RCPT', line: string, ctx: Co
     const keyword = eq < 0 ? token : token.slice(0, eq);
     if (!KEYWORD.test(keyword) || (eq < 0 && !REGISTERED.has(keyword.toUpperCase()))) return { ok: false, reply: Replies.textAfterPath() };
     const name = keyword.toUpperCase();
-    const advertised = ctx.esmtp && verb === 'MAIL' && (MAIL_PARAMETERS.has(name) || (name === 'AUTH' && ctx.secure));
+    const advertised = ctx.esmtp && verb === 'MAIL' && (MAIL_PARAMETERS.has(name) || (name === 'AUTH' && ctx.secure) || (name === PEER_PARAMETER && ctx.peer === true));
     if (!advertised) return { ok: false, reply: Replies.parameterNotSupported(name) };
     if (name === 'SMTPUTF8') smtputf8 = true;
   }

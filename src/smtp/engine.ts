@@ -67,6 +67,8 @@ export interface EngineOptions {
 }
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+/** The EHLO keyword of peer listeners: the hand-off client (outbound/peer.ts) requires it. */
+export const HANDOFF_EXTENSION = 'X-MAILPLANE-HANDOFF';
 const ID_PREFIX = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 let nextConnection = 0;
 
@@ -141,6 +143,8 @@ export class MailplaneConnection extends SMTPConnection {
     const st = (this.session as Session).mp;
     const out = lines.filter((l) => !l.startsWith('AUTH ') || this.secure).filter((l) => !/^SIZE\b/.test(l));
     if (st) out.push(`SIZE ${st.policy.maxMessageSize}`);
+    // a peer listener says it takes the hand-off of other replicas (their arrival times with MAIL)
+    if (st?.spec?.role === 'peer') out.push(HANDOFF_EXTENSION);
     return out;
   }
 
@@ -176,7 +180,7 @@ export class MailplaneConnection extends SMTPConnection {
     const session = this.session as Session;
     if (session.envelope.mailFrom) return super.handler_MAIL(command, callback);
     const line = command.toString();
-    const checked = checkAddressCommand('MAIL', line, { esmtp: session.openingCommand === 'EHLO', secure: this.secure, smtputf8: false, primaryDomain: null });
+    const checked = checkAddressCommand('MAIL', line, { esmtp: session.openingCommand === 'EHLO', secure: this.secure, smtputf8: false, primaryDomain: null, peer: session.mp?.peer === true });
     if (!checked.ok) {
       refuse(this, checked.reply);
       return callback();

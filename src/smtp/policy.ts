@@ -3,6 +3,7 @@
 import type { AccountBackend } from '../accounts/backend.js';
 import { AddressSet, parseCidr } from '../config/cidr.js';
 import type { RejectedRecipients, SendRate, SpamFilterState } from '../config/desired-state.js';
+import type { Secret } from '../config/secret.js';
 import type { PolicySpec } from '../plan/specs.js';
 import { InboundAuth } from './inbound-auth.js';
 
@@ -31,6 +32,8 @@ export interface SessionPolicy {
   readonly spamFilter: SpamFilterState | null;
   /** inbound.junkFolder */
   readonly junkFolder: string;
+  /** cluster.peers.secretFile: the password of the login `peer` on peer listeners (null: exempt clients only) */
+  readonly peerSecret: Secret | null;
 }
 
 /** The policy from its spec alone (plan/specs.ts): what it reads is what a change to it rebuilds. */
@@ -55,6 +58,7 @@ export function buildPolicy(spec: PolicySpec, generation: number, accounts: Acco
     inboundAuth: InboundAuth.from(spec.hostname, spec.inbound, spec.domains),
     spamFilter: spec.inbound.spamFilter,
     junkFolder: spec.inbound.junkFolder,
+    peerSecret: spec.peerSecret,
     auth: Object.freeze({ maxFailures: a.maxFailures, windowMs: a.failureWindowMs, lockoutMs: a.lockoutMs }),
   });
 }

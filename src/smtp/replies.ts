@@ -20,6 +20,8 @@ export const Replies = {
   unknownRecipient: (addr: string) => r(550, '5.1.1', `<${addr}>: Recipient address rejected: User unknown`, 'unknown_recipient'),
   relayDenied: (addr: string) => r(554, '5.7.1', `<${addr}>: Relay access denied`, 'relay_denied'),
   authRequired: () => r(530, '5.7.0', 'Authentication required', 'auth_required'),
+  /** MAIL on a peer listener from a client that is neither exempt nor logged in with the peer secret */
+  peerOnly: () => r(530, '5.7.0', 'Authentication required: this listener takes mail from the other replicas only', 'auth_required'),
   encryptionRequired: () => r(538, '5.7.11', 'Encryption required for requested authentication mechanism', 'tls_required'),
   authFailed: () => r(535, '5.7.8', 'Authentication credentials invalid', 'auth_failed'),
   authUnavailable: () => r(454, '4.7.0', 'Temporary authentication failure, try again later', 'temporary_failure'),
@@ -45,6 +47,7 @@ export const Replies = {
   parameterNotSupported: (keyword: string) => r(555, '5.5.4', `Parameter not supported: ${keyword.slice(0, 64)}`, 'syntax'),
   nonAsciiAddress: () => r(553, '5.6.7', 'Non-ASCII address not permitted without SMTPUTF8', 'syntax'),
   badAddress: (addr: string) => r(501, '5.1.3', `<${addr}>: Bad address syntax`, 'syntax'),
+  badParameter: (keyword: string) => r(501, '5.5.4', `Bad value of ${keyword.slice(0, 64)}`, 'syntax'),
   dmarcReject: (domain: string) => r(550, '5.7.1', `Message rejected: the From: domain ${domain} publishes a DMARC policy of reject and this message fails its authentication`, 'dmarc'),
   spoofedOwnDomain: (domain: string) =>
     r(550, '5.7.1', `Message rejected: From: claims ${domain}, a domain of this server, but the message has neither a valid DKIM signature nor an SPF pass for it`, 'own_domain'),

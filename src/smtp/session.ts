@@ -1,5 +1,6 @@
 // The SMTP policy, one handler per step of a session. A session pins the policy of the
 // generation it connected under; every decision below reads that pinned snapshot.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
@@ -16,8 +17,7 @@ import { newQueueId } from '../store/queue-entry.js';
 import type { Logger } from '../ops/logger.js';
 import type { Metrics } from '../ops/metrics.js';
 import { splitAddress } from '../mail/addresses.js';
-import type { AuthLimiter, ClientConnections } from './limits.js';
-import type { SendRateLimiter } from './send-rate.js';
+import type { ConnectionToken, SharedLimits } from '../cluster/shared-limits.js';
 import type { MailLog } from '../ops/mail-log.js';
 import type { SpamFilter } from '../filter/spam-filter.js';
 import { unmapV4 } from '../config/cidr.js';
@@ -41,7 +41,18 @@ export interface SessionState {
   readonly spec: ListenerSpec;
   /** the client's address (IPv4-mapped IPv6 as IPv4) */
   readonly client: string;
+  /** exempt or LAN-bypassed (on a peer listener: exempt only) */
   readonly trusted: boolean;
+  /**
+   * Another replica on a peer listener (an exempt client, or logged in with the peer secret): it
+   * may relay anywhere and use the peer-only MAIL parameter, with no sending rate, harvest count or
+   * spam scan (its mail was judged where it first arrived).
+   */
+  peer: boolean;
+  /** what counts this connection against its address's limit (released when it closes) */
+  readonly connection: ConnectionToken;
+  /** this transaction's original arrival time (the peer-only MAIL parameter X-MAILPLANE-ARRIVED), else null */
+  arrivedAt: number | null;
   readonly startedAt: number;
   tls: { version: string; cipher: string } | null;
   user: string | null;
@@ -56,17 +67,16 @@ export interface SessionState {
   remote: Map<string, string>;
 }
 
-export type Session = SMTPServerSession & { mp?: SessionState };
+export type Session = SMTPServerSession & { mp?: SessionState; mpClosed?: boolean };
 
 export interface SessionDeps {
   readonly listener: string;
   readonly metrics: Metrics;
   readonly log: Logger;
-  readonly authLimiter: AuthLimiter;
-  readonly sendRate: SendRateLimiter;
+  /** the abuse limits: lockouts, sending rates, connections per client, harvest (shared across replicas with cluster.redis) */
+  readonly limits: SharedLimits;
   readonly mailLog: MailLog;
   readonly spamFilter: SpamFilter;
-  readonly clients: ClientConnections;
   /** what new sessions pin: the context of the generation serving now */
   readonly current: () => ListenerContext;
   /** open sessions on this listener, the new one included */
@@ -90,21 +100,36 @@ export class SessionHandlers {
     const ip = session.remoteAddress;
     const cur = this.d.current();
     this.d.metrics.smtpConnections.inc({ listener: this.d.listener });
-    const trusted = isTrusted(cur.policy, ip);
-    // a locked-out address may still bring mail to our users (mx); submission is closed to it
-    if (cur.spec.role !== 'mx' && !trusted && this.d.authLimiter.isLocked(ip)) {
-      this.d.log.warn('connection refused: client locked out after failed AUTH', { listener: this.d.listener, client: unmapV4(ip) });
-      return cb(this.refuse(Replies.tooManyFailures()));
-    }
-    if (this.d.openSessions() > cur.maxConnections || !this.d.clients.acquire(ip, cur.maxConnectionsPerClient)) {
-      return cb(this.refuse(Replies.tooManyConnections()));
-    }
+    // on a peer listener only exempt clients are trusted: LAN bypass does not reach there
+    const peerListener = cur.spec.role === 'peer';
+    const trusted = peerListener ? cur.policy.exemptClients.has(ip) : isTrusted(cur.policy, ip);
+    if (this.d.openSessions() > cur.maxConnections) return cb(this.refuse(Replies.tooManyConnections()));
+    // a locked-out address may still bring mail to our users (mx); submission and peer listeners are closed to it
+    this.d.limits.connect(ip, { checkLock: cur.spec.role !== 'mx' && !trusted, maxPerClient: cur.maxConnectionsPerClient }).then(
+      (d) => {
+        if (d.refused === 'locked') {
+          this.d.log.warn('connection refused: client locked out after failed AUTH', { listener: this.d.listener, client: unmapV4(ip) });
+          return cb(this.refuse(Replies.tooManyFailures()));
+        }
+        if (d.refused) return cb(this.refuse(Replies.tooManyConnections()));
+        if (session.mpClosed) return this.d.limits.release(d.token); // gone while it was counted
+        this.opened(session, cur, trusted, peerListener && trusted, d.token);
+        cb();
+      },
+      (err: Error) => cb(err),
+    );
+  }
+
+  private opened(session: Session, cur: ListenerContext, trusted: boolean, peer: boolean, connection: ConnectionToken): void {
     session.mp = {
       policy: cur.policy,
       intake: cur.intake,
       spec: cur.spec,
-      client: unmapV4(ip),
+      client: unmapV4(session.remoteAddress),
       trusted,
+      peer,
+      connection,
+      arrivedAt: null,
       startedAt: Date.now(),
       tls: null,
       user: null,
@@ -117,7 +142,6 @@ export class SessionHandlers {
       remote: new Map(),
     };
     this.d.metrics.smtpSessionsActive.inc({ listener: this.d.listener });
-    cb();
   }
 
   onSecure(socket: TLSSocket, session: Session, cb: Cb): void {
@@ -130,43 +154,50 @@ export class SessionHandlers {
     const st = session.mp;
     if (!st) return cb(Replies.authFailed());
     this.authenticate(st, auth, session.remoteAddress).then(
-      (user) => {
-        st.user = user;
+      (who) => {
+        if (who.peer) st.peer = true;
+        else st.user = who.user;
         this.d.metrics.smtpAuth.inc({ listener: this.d.listener, result: 'success' });
-        cb(null, { user });
+        cb(null, { user: who.user ?? PEER_LOGIN });
       },
       (err: Error) => cb(this.reject(st, err)),
     );
   }
 
-  private async authenticate(st: SessionState, auth: SMTPServerAuthentication, ip: string): Promise<string> {
+  /** The user logged in, or (on a peer listener, with the peer secret) a peer. */
+  private async authenticate(st: SessionState, auth: SMTPServerAuthentication, ip: string): Promise<{ user: string | null; peer: boolean }> {
     const { policy } = st;
-    const limiter = this.d.authLimiter;
+    const limits = this.d.limits;
     // on mx the session stays open after a refused AUTH: mail to our users goes on
     const lockedReply = () => (st.spec.role === 'mx' ? Replies.authLockedOut() : Replies.tooManyFailures());
-    if (!st.trusted && limiter.isLocked(ip)) {
+    const login = (auth.username ?? '').trim();
+    const check = await limits.authCheck(ip, login, policy.auth);
+    if (!st.trusted && check.lockout) {
       this.d.log.warn('AUTH refused: client locked out after failed AUTH', { listener: this.d.listener, client: st.client });
       throw lockedReply();
     }
-    const login = (auth.username ?? '').trim();
     const authzid = (auth as { authzid?: string }).authzid ?? '';
     const authcid = (auth as { authcid?: string }).authcid ?? '';
-    const fail = (reply: SmtpReply): never => {
+    const fail = async (reply: SmtpReply): Promise<never> => {
       this.d.metrics.smtpAuth.inc({ listener: this.d.listener, result: 'failure' });
       this.d.log.warn('AUTH failed', { listener: this.d.listener, client: st.client, method: auth.method });
-      const lockout = limiter.recordFailure(ip, login, policy.auth, st.trusted);
+      const lockout = await limits.recordFailure(ip, login, policy.auth, st.trusted);
       if (!lockout) throw reply;
       this.d.log.warn('AUTH lockout started', { listener: this.d.listener, client: st.client, failures: lockout.failures, lockoutSeconds: Math.round(policy.auth.lockoutMs / 1000) });
       throw lockedReply();
     };
     if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') return fail(Replies.authFailed());
     if (authzid && authcid && authzid !== authcid) return fail(Replies.authIdentity());
-    const delay = limiter.userDelayMs(login, policy.auth);
-    if (delay) await new Promise((r) => setTimeout(r, delay));
+    if (check.userDelayMs) await new Promise((r) => setTimeout(r, check.userDelayMs));
+    // a peer listener knows one login: the peer secret (our users log in on submission listeners)
+    if (st.spec.role === 'peer') {
+      if (policy.peerSecret && login === PEER_LOGIN && sameSecret(auth.password ?? '', policy.peerSecret.reveal())) return { user: null, peer: true };
+      return fail(Replies.authFailed());
+    }
     const { local, domain } = splitAddress(login);
     const name = login.includes('@') ? (policy.domains.has(domain) ? local : '') : login;
     const outcome = await policy.accounts.authenticate(name, auth.password ?? '');
-    if (outcome.ok) return outcome.user;
+    if (outcome.ok) return { user: outcome.user, peer: false };
     if (outcome.reason === 'unavailable') {
       this.d.metrics.smtpAuth.inc({ listener: this.d.listener, result: 'error' });
       this.d.log.warn('account backend unavailable during AUTH', { listener: this.d.listener, backend: policy.accounts.kind, detail: outcome.detail });
@@ -179,20 +210,32 @@ export class SessionHandlers {
     const st = session.mp;
     if (!st) return cb(Replies.storageError());
     const refused = (err: Error) => this.reject(st, err, { command: 'MAIL', address: address.address });
-    const overRate = this.overRate(st, 1);
-    if (overRate) return cb(refused(overRate));
-    this.mailFrom(st, address).then(
-      () => cb(),
-      (err: Error) => cb(refused(err)),
-    );
+    this.overRate(st, 1)
+      .then((overRate) => {
+        if (overRate) throw overRate;
+        return this.mailFrom(st, address);
+      })
+      .then(
+        () => cb(),
+        (err: Error) => cb(refused(err)),
+      );
   }
 
   private async mailFrom(st: SessionState, address: SMTPServerAddress): Promise<void> {
     const { policy } = st;
     st.local = new Map();
     st.remote = new Map();
+    st.arrivedAt = null;
     if (st.spec.role === 'submission' && policy.authRequired && !st.user && !st.trusted) throw Replies.authRequired();
+    // a peer listener takes mail from the other replicas only
+    if (st.spec.role === 'peer' && !st.peer) throw Replies.peerOnly();
     const args = address.args as Record<string, string> | false | undefined;
+    const arrived = args ? args[ARRIVED_PARAMETER] : undefined;
+    if (arrived !== undefined) {
+      if (!st.peer) throw Replies.parameterNotSupported(ARRIVED_PARAMETER); // commands.ts refuses it first
+      if (!/^\d{1,15}$/.test(arrived)) throw Replies.badParameter(ARRIVED_PARAMETER);
+      st.arrivedAt = Math.min(Number(arrived), Date.now());
+    }
     const declared = Number((args && args.SIZE) || 0);
     if (declared > policy.maxMessageSize) throw Replies.tooBig(policy.maxMessageSize);
     if (st.user && address.address) {
@@ -215,40 +258,46 @@ export class SessionHandlers {
     const st = session.mp;
     if (!st) return cb(Replies.storageError());
     const refused = (err: Error) => this.reject(st, err, { command: 'RCPT', address: address.address });
-    const overRate = this.overRate(st, st.local.size + st.remote.size + 1);
-    if (overRate) return cb(refused(overRate));
-    this.rcptTo(st, address.address, session.envelope.rcptTo.length).then(
-      () => cb(),
-      (err: Error) => this.refuseRecipient(st, refused(err), cb, address.address),
-    );
+    this.overRate(st, st.local.size + st.remote.size + 1).then((overRate) => {
+      if (overRate) return cb(refused(overRate));
+      this.rcptTo(st, address.address, session.envelope.rcptTo.length).then(
+        () => cb(),
+        (err: Error) => this.refuseRecipient(st, refused(err), cb, address.address),
+      );
+    }, cb);
   }
 
   /**
    * Directory-harvest defence: refused RCPTs beyond `delayAfter` are answered after a delay
    * (the server's time: the command timeout does not run), and the one that reaches
-   * `disconnectAfter` gets 421 and closes the session.
+   * `disconnectAfter` gets 421 and closes the session. With cluster.redis the count is the larger
+   * of the session's and its address's across sessions and replicas (within the window).
    */
   private refuseRecipient(st: SessionState, reply: SmtpReply, cb: Cb, address: string): void {
     if (reply.reason !== 'unknown_recipient' && reply.reason !== 'relay_denied') return cb(reply);
+    if (st.peer) return cb(reply); // another replica handing over: its refusals are no harvest
     const limits = st.policy.rejectedRecipients;
-    const n = ++st.rejectedRecipients;
-    if (limits.disconnectAfter > 0 && n >= limits.disconnectAfter) {
-      this.d.log.warn('session closed: too many rejected recipients', { listener: this.d.listener, client: st.client, rejected: n });
-      return cb(this.reject(st, Replies.tooManyRejectedRecipients(), { command: 'RCPT', address }));
-    }
-    if (n > limits.delayAfter && limits.delayMs > 0) setTimeout(() => cb(reply), limits.delayMs);
-    else cb(reply);
+    const own = ++st.rejectedRecipients;
+    this.d.limits.harvest(st.client, limits.windowMs).then((shared) => {
+      const n = Math.max(own, shared ?? 0);
+      if (limits.disconnectAfter > 0 && n >= limits.disconnectAfter) {
+        this.d.log.warn('session closed: too many rejected recipients', { listener: this.d.listener, client: st.client, rejected: n });
+        return cb(this.reject(st, Replies.tooManyRejectedRecipients(), { command: 'RCPT', address }));
+      }
+      if (n > limits.delayAfter && limits.delayMs > 0) setTimeout(() => cb(reply), limits.delayMs);
+      else cb(reply);
+    }, cb);
   }
 
   /**
    * The sending rate of an authenticated user, or of a trusted address without AUTH: whether
    * one more message with `recipients` recipients would exceed it (the reply, logged), or null.
    */
-  private overRate(st: SessionState, recipients: number): SmtpReply | null {
+  private async overRate(st: SessionState, recipients: number): Promise<SmtpReply | null> {
     const key = rateKey(st);
     if (key === null) return null;
     const rate = st.policy.sendRate;
-    const over = this.d.sendRate.exceeds(key, rate, recipients);
+    const over = await this.d.limits.rateExceeds(key, rate, recipients);
     if (!over) return null;
     const limit = over === 'messages' ? rate.messages : rate.recipients;
     this.d.log.warn('sending rate limit reached', { listener: this.d.listener, client: st.client, user: st.user ?? undefined, limit: `${limit} ${over} per ${formatDuration(rate.windowMs)}` });
@@ -283,7 +332,7 @@ export class SessionHandlers {
       }
       throw Replies.unknownRecipient(address);
     }
-    if (st.user || st.trusted) {
+    if (st.user || st.trusted || st.peer) {
       st.remote.set(key, address);
       return;
     }
@@ -320,7 +369,7 @@ export class SessionHandlers {
     });
     const { head, queueOffset } = traceHead(sender, local, received);
     // RFC 8601 §5: results claiming our host name are ours to add; from outside they are forged
-    const filter = st.trusted ? null : new AuthResultsFilter(policy.hostname);
+    const filter = st.trusted || st.peer ? null : new AuthResultsFilter(policy.hostname);
     const body = st.intake.openBody(id, head, { maxSize: policy.maxMessageSize, maxLineLength: policy.maxLineLength }, filter);
     let over = false;
     stream.on('data', (c: Buffer) => {
@@ -394,7 +443,8 @@ export class SessionHandlers {
   ): Promise<{ stored: StoredBody; offset: number; targets: LocalTarget[] }> {
     const { policy } = st;
     const auth = policy.inboundAuth && m.local.length && st.spec.role === 'mx' && st.user === null && !st.trusted ? policy.inboundAuth : null;
-    const spam = policy.spamFilter && (st.user === null || policy.spamFilter.scanSubmissions) ? policy.spamFilter : null;
+    // mail a peer hands over was scanned where it first arrived
+    const spam = policy.spamFilter && !st.peer && (st.user === null || policy.spamFilter.scanSubmissions) ? policy.spamFilter : null;
     if (!auth && !spam) return { stored: await body.finish(), offset: m.queueOffset, targets: m.local };
     const authInput = { ip: st.client, helo: session.hostNameAppearsAs ?? '', sender: m.sender };
     const scanInput = (message: Readable, length: number): ScanInput => ({
@@ -525,9 +575,11 @@ export class SessionHandlers {
     startedAt: number,
     m: Pick<IncomingMessage, 'body' | 'queueOffset' | 'size' | 'eightBitMime' | 'smtputf8'>,
   ): Promise<string> {
-    const result = await st.intake.accept({ id, sender, local, remote: [...st.remote.values()], ...m });
+    // handed over by a peer: its original arrival, and its DKIM signature (if any) already in the bytes
+    const handedOver = st.arrivedAt !== null ? { arrivedAt: st.arrivedAt, dkim: '' } : {};
+    const result = await st.intake.accept({ id, sender, local, remote: [...st.remote.values()], ...m, ...handedOver });
     const key = rateKey(st);
-    if (key !== null) this.d.sendRate.record(key, st.policy.sendRate, local.length + st.remote.size);
+    if (key !== null) this.d.limits.rateRecord(key, st.policy.sendRate, local.length + st.remote.size);
     st.accepted++;
     const metrics = this.d.metrics;
     metrics.smtpMessages.inc({ listener: this.d.listener, result: 'accepted' });
@@ -557,9 +609,10 @@ export class SessionHandlers {
 
   onClose(session: Session): void {
     const st = session.mp;
+    if (!st) session.mpClosed = true; // its connection may still be being counted (onConnect)
     if (!st?.counted) return;
     st.counted = false;
-    this.d.clients.release(session.remoteAddress);
+    this.d.limits.release(st.connection);
     this.d.metrics.smtpSessionsActive.dec({ listener: this.d.listener });
     this.d.log.info('session closed', {
       listener: this.d.listener,
@@ -597,7 +650,21 @@ export class SessionHandlers {
   }
 }
 
-/** Whose sending rate a session counts against: its user, else a trusted client's address. */
+/** Whose sending rate a session counts against: its user, else a trusted client's address (a peer: none). */
 function rateKey(st: SessionState): string | null {
+  if (st.peer) return null;
   return st.user !== null ? `user ${st.user}` : st.trusted ? `client ${st.client}` : null;
+}
+
+/** The login of the peer secret on peer listeners. */
+export const PEER_LOGIN = 'peer';
+
+/** The MAIL parameter only peers may use: the message's original arrival (ms since the epoch). */
+export const ARRIVED_PARAMETER = 'X-MAILPLANE-ARRIVED';
+
+/** Compares a password with the peer secret in constant time. */
+function sameSecret(given: string, secret: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(secret).digest();
+  return timingSafeEqual(a, b);
 }

@@ -43,6 +43,8 @@ export interface IncomingMessage {
   readonly smtputf8?: boolean;
   /** the entry's DKIM header fields when already decided (a DSN to a remote sender, signed as it is built): QueueEntry.dkim */
   readonly dkim?: string;
+  /** when the message first arrived, if before now: a message another replica handed over keeps its arrival (its lifetime runs from then) */
+  readonly arrivedAt?: number;
 }
 
 export interface IntakeResult {
@@ -142,7 +144,7 @@ export class Intake {
         version: 1,
         id: msg.id,
         sender: msg.sender,
-        arrivedAt: now,
+        arrivedAt: Math.min(msg.arrivedAt ?? now, now),
         size: msg.size,
         ...(msg.queueOffset ? { bodyOffset: msg.queueOffset } : {}),
         ...(msg.eightBitMime ? { body: '8BITMIME' as const } : {}),

@@ -68,6 +68,9 @@ function expected(path: string, ldap: boolean): Component[] {
   if (path === 'observability.logAddresses') return ['logging'];
   if (path.startsWith('observability')) return ['ops'];
   if (path.startsWith('dkim')) return ['signing'];
+  // the peer secret: what peer listeners accept (policy) and what the hand-off client sends
+  if (path === 'cluster.peers.secret') return ['policy', 'cluster'];
+  if (path.startsWith('cluster')) return ['cluster'];
   return [];
 }
 
@@ -101,6 +104,8 @@ async function configs(): Promise<{ local: DesiredState; ldap: DesiredState }> {
   writeFileSync(join(dir, 'secrets', 'relay'), 'relay-password\n');
   writeFileSync(join(dir, 'secrets', 'bind'), 'bind-password\n');
   writeFileSync(join(dir, 'secrets', 'users'), `carol:${USERS.bob.hash}\n`);
+  writeFileSync(join(dir, 'secrets', 'redis'), 'redis-password\n');
+  writeFileSync(join(dir, 'secrets', 'peer'), 'peer-secret-of-the-cluster\n');
   writeFileSync(join(dir, 'secrets', 'dkim-rsa'), generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   writeFileSync(join(dir, 'secrets', 'dkim-ed'), generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
   const common = `version: 1
@@ -138,6 +143,9 @@ accounts:
   const ldap = await loadConfigText(
     join(dir, 'ldap.yaml'),
     `${common}mailboxes: { store: lmtp, lmtp: { address: /run/dovecot/lmtp } }
+cluster:
+  redis: { url: "redis://redis.example:6379/0", passwordFile: secrets/redis }
+  peers: { handoff: "peers.example:2525", secretFile: secrets/peer }
 accounts:
   type: ldap
   ldap: { url: ldaps://ldap.example.com, caFile: ${join(dir, 'ca.pem')}, bindDn: cn=svc, bindPasswordFile: secrets/bind, userBase: ou=people }

@@ -161,6 +161,8 @@ secretFiles must not come from a value in clear. */}}
 {{- define "mailplane.terminationGracePeriodSeconds" -}}
 {{- $drain := include "mailplane.seconds" (dig "smtp" "drainGrace" "30s" (.Values.config | default dict)) | int -}}
 {{- $grace := .Values.terminationGracePeriodSeconds | int -}}
+{{- /* replicas > 1: long enough for the preStop hand-off (_cluster.tpl) */ -}}
+{{- $grace = max $grace (include "mailplane.cluster.minGrace" . | int) -}}
 {{- if le $grace (add $drain 5) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than config.smtp.drainGrace (%ds) plus 5s, or the kubelet kills sessions that are still finishing; raise it to at least %d" $grace $drain (add $drain 10)) -}}
 {{- end -}}
