@@ -195,6 +195,7 @@ export class HeaderScan {
 }
 
 const AUTH_RESULTS = 'authentication-results:';
+const EMPTY_CHUNK = Buffer.alloc(0);
 /** An Authentication-Results field held longer than this is judged on what was held. */
 const MAX_HELD_FIELD = 64 * 1024;
 const SP = 32;
@@ -227,37 +228,52 @@ export class AuthResultsFilter {
     if (this.done) return input;
     const chunk = this.carry ? Buffer.concat([this.carry, input]) : input;
     this.carry = null;
+    // what goes on: runs of kept bytes (subarrays, no copy) and fields let through after holding
     const out: Buffer[] = [];
+    let keepFrom = 0;
+    const flushKept = (to: number) => {
+      if (to > keepFrom) out.push(chunk.subarray(keepFrom, to));
+      keepFrom = to;
+    };
     let i = 0;
     while (i < chunk.length) {
       const lf = chunk.indexOf(LF, i);
       if (lf < 0) {
+        flushKept(i);
         this.carry = Buffer.from(chunk.subarray(i));
+        keepFrom = chunk.length;
         break;
       }
-      const line = chunk.subarray(i, lf + 1);
+      const start = i;
+      const first = chunk[start]!;
       i = lf + 1;
-      const first = line[0]!;
       if (first === SP || first === HT) {
-        if (this.field) this.hold(line);
-        else out.push(line);
+        if (this.field) {
+          flushKept(start);
+          this.hold(chunk.subarray(start, i));
+          keepFrom = i;
+        }
         continue;
       }
-      this.closeField(out);
+      if (this.field) {
+        flushKept(start);
+        this.closeField(out);
+      }
       if (first === CR || first === LF) {
         this.done = true;
-        out.push(chunk.subarray(lf + 1 - line.length));
-        return out.length === 1 && out[0]!.length === chunk.length ? chunk : Buffer.concat(out);
+        break;
       }
-      if (line.length >= AUTH_RESULTS.length && line.subarray(0, AUTH_RESULTS.length).toString('latin1').toLowerCase() === AUTH_RESULTS) {
+      if ((first | 0x20) === 0x61 && i - start >= AUTH_RESULTS.length && chunk.toString('latin1', start, start + AUTH_RESULTS.length).toLowerCase() === AUTH_RESULTS) {
+        flushKept(start);
         this.field = [];
         this.fieldBytes = 0;
-        this.hold(line);
-      } else {
-        out.push(line);
+        this.hold(chunk.subarray(start, i));
+        keepFrom = i;
       }
     }
-    return out.length === 1 ? out[0]! : Buffer.concat(out);
+    flushKept(chunk.length);
+    if (out.length === 1) return out[0]!;
+    return out.length ? Buffer.concat(out) : EMPTY_CHUNK;
   }
 
   /** What is still held at the end of the message (a header section without a body). */
