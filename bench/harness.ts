@@ -93,7 +93,8 @@ observability:
 `;
 }
 
-export async function startMailplane(dir: string, config: string, ops: number, port: number): Promise<ServerUnderTest & { startupMs: number; pid: number }> {
+/** `onSpawn` is told the process id at once, before the server is ready (to watch it start). */
+export async function startMailplane(dir: string, config: string, ops: number, port: number, onSpawn?: (pid: number) => void): Promise<ServerUnderTest & { startupMs: number; pid: number }> {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'mailserver.yaml');
   writeFileSync(file, config);
@@ -103,6 +104,7 @@ export async function startMailplane(dir: string, config: string, ops: number, p
   child.stderr.on('data', (d) => {
     if (log.length < 100_000) log += d;
   });
+  onSpawn?.(child.pid!);
   // ready = /readyz answers 200 (config applied, every listener bound, queue loaded)
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -132,12 +134,17 @@ export function startSink(dir: string, port: number): Promise<ServerUnderTest> {
  * The sink as a relay's far end: delivered() is how many messages it has received so far, and
  * reached(n) resolves with the performance.now() at which the n-th arrived.
  */
-export async function startCountingSink(dir: string, port: number): Promise<ServerUnderTest & { delivered(): number; reached(n: number): Promise<number> }> {
+export async function startCountingSink(
+  dir: string,
+  port: number,
+  script = 'bench/sink-server.mjs',
+  args: readonly string[] = ['--count'],
+): Promise<ServerUnderTest & { delivered(): number; reached(n: number): Promise<number> }> {
   let delivered = 0;
   let partial = '';
   const waiting: { n: number; resolve: (at: number) => void }[] = [];
   // it prints its running count after every message, one line each
-  const s = await startScript('sink', 'bench/sink-server.mjs', dir, port, ['--count'], (d) => {
+  const s = await startScript('sink', script, dir, port, [...args], (d) => {
     const lines = (partial + d).split('\n');
     partial = lines.pop()!;
     const last = lines.at(-1);

@@ -12,6 +12,7 @@ import { spamVariant } from './spam.js';
 import { ensureSmtpSource, freePort, idleConnections, mailplaneConfig, percentile, probeLatency, ROOT, smtpSource, startBaseline, startSink, startMailplane, type ServerUnderTest } from './harness.js';
 import { postfixUnavailable, startPostfix } from './postfix.js';
 import { reloadUnderLoad } from './reload.js';
+import { bigQueueRestart, restartLine, restartMarkdown, type RestartResult } from './restart.js';
 import { bigMessages, fanOut, queueStartup, removeTree, scaleLine, scaleMarkdown, schedulingCost, type ScaleResult, type Started } from './scale.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -25,6 +26,8 @@ const SCALE = process.argv.includes('--scale') && !HEADLINE;
 const PAIRS: readonly PairVariant[] = [checksVariant, spamVariant];
 const PAIR_ONLY = HEADLINE || SCALE ? null : (PAIRS.find((v) => process.argv.includes(`--${v.flag}`)) ?? null);
 const PAIR_ROUNDS = PAIR_ONLY ? Number(process.argv[process.argv.indexOf(`--${PAIR_ONLY.flag}`) + 1] ?? 3) : 0;
+// `--restart`: only the row "25 × 20 MB queued, restart, slow relay"; nothing is written.
+const RESTART_ONLY = process.argv.includes('--restart') && !HEADLINE && !SCALE;
 // `--queue N`: queued entries for the start-up row (a million; a tenth of that with --quick).
 const QUEUE = process.argv.includes('--queue') ? Number(process.argv[process.argv.indexOf('--queue') + 1]) : QUICK ? 100_000 : 1_000_000;
 
@@ -90,6 +93,16 @@ async function main(): Promise<void> {
     servers.push(server);
     return server;
   };
+  if (RESTART_ONLY) {
+    try {
+      console.log(`  ${restartLine(await bigQueueRestart(join(work, 'scale-restart'), started))}`);
+    } finally {
+      await stopAll();
+    }
+    console.log('\n(--restart: nothing written to bench/results)');
+    rmSync(work, { recursive: true, force: true });
+    return;
+  }
   if (SCALE) {
     await atScale(bin, work, started, stopAll);
     console.log('\n(--scale: nothing written to bench/results)');
@@ -202,7 +215,7 @@ async function main(): Promise<void> {
 }
 
 /** The rows at scale (bench/scale.ts), each printed as soon as it is measured. */
-async function atScale(bin: string, work: string, started: Started, stopAll: () => Promise<void>): Promise<ScaleResult> {
+async function atScale(bin: string, work: string, started: Started, stopAll: () => Promise<void>): Promise<ScaleResult & { restart: RestartResult }> {
   console.log('\nat scale…');
   try {
     const row = <T>(r: T, line: (r: T) => string) => {
@@ -210,10 +223,11 @@ async function atScale(bin: string, work: string, started: Started, stopAll: () 
       return r;
     };
     const big = row(await bigMessages(bin, join(work, 'scale-big'), started), scaleLine.big);
+    const restart = row(await bigQueueRestart(join(work, 'scale-restart'), started), restartLine);
     const fan = row(await fanOut(bin, join(work, 'scale-fanout'), started), scaleLine.fanOut);
     const queue = row(await queueStartup(join(work, 'scale-queue'), QUEUE, started), scaleLine.queue);
     const scheduling = row(schedulingCost(), scaleLine.scheduling);
-    return { big, fanOut: fan, queue, scheduling };
+    return { big, fanOut: fan, queue, scheduling, restart };
   } finally {
     await stopAll();
   }
@@ -377,7 +391,7 @@ function markdown(r: {
   rows: Row[];
   reload: Awaited<ReturnType<typeof reloadUnderLoad>>;
   memory: Awaited<ReturnType<typeof memoryRun>>;
-  scale: ScaleResult;
+  scale: ScaleResult & { restart: RestartResult };
   summary: ReturnType<typeof summarize>;
   checks: ReturnType<typeof pairSummary>;
   spam: ReturnType<typeof pairSummary>;
@@ -408,6 +422,7 @@ function markdown(r: {
     `Memory: ${r.memory.rss0.toFixed(1)} MiB idle, ${r.memory.rss1k.toFixed(1)} MiB with 1,000 idle connections, ${r.memory.rss5k.toFixed(1)} MiB with 5,000 (${r.memory.perConnKiB.toFixed(1)} KiB per connection); ${r.memory.rssAt1.toFixed(1)} MiB after ${r.memory.at1} messages, ${r.memory.rssAt2.toFixed(1)} MiB after ${r.memory.at2}. Start-up to /readyz: ${r.memory.startupMs.toFixed(0)} ms (median of 3).`,
     '',
     ...scaleMarkdown(r.scale),
+    restartMarkdown(r.scale.restart),
     '',
   );
   return lines.join('\n');

@@ -66,7 +66,8 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
         existingSecret: str('A kubernetes.io/tls Secret you manage.'),
         certManager: strict({
           enabled: bool(),
-          issuerRef: strict({ name: str(), kind: { type: 'string', enum: ['Issuer', 'ClusterIssuer'] }, group: str() }),
+          // any kind: external issuers (AWSPCAClusterIssuer, GoogleCASClusterIssuer, ...) have their own
+          issuerRef: strict({ name: str(), kind: { type: 'string', minLength: 1 }, group: str() }),
           dnsNames: { type: 'array', items: { type: 'string', minLength: 1 } },
           duration: str(),
           renewBefore: str(),
@@ -77,7 +78,7 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
             encoding: { type: 'string', enum: ['PKCS1', 'PKCS8'] },
           }),
         }),
-        selfSigned: bool('Without existingSecret or certManager: a self-signed certificate made by Helm.'),
+        selfSigned: bool('Without existingSecret or certManager: a self-signed certificate issued by cert-manager through a self-signed Issuer of the release.'),
       }),
       secretFiles: {
         type: 'object',
@@ -92,7 +93,13 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
         existingSecret: str('A Secret you manage holding the bearer token of the ops endpoint (at least 16 characters); empty: the chart makes one and keeps it across upgrades.'),
         key: { type: 'string', minLength: 1, pattern: '^[-._a-zA-Z0-9]+$', description: 'The key of the token in existingSecret.' },
       }),
-      image: strict({ repository: { type: 'string', minLength: 1 }, tag: str(), digest: str(), pullPolicy: { type: 'string', enum: ['Always', 'IfNotPresent', 'Never'] } }),
+      // repository may be empty here: the chart then says what to set (no public registry publishes the image)
+      image: strict({
+        repository: str('The image built from the Dockerfile, in your registry: required.'),
+        tag: str(),
+        digest: str(),
+        pullPolicy: { type: 'string', enum: ['Always', 'IfNotPresent', 'Never'] },
+      }),
       imagePullSecrets: arr(),
       nameOverride: str(),
       fullnameOverride: str(),
@@ -102,6 +109,8 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
       extraEnv: arr(),
       extraVolumes: arr(),
       extraVolumeMounts: arr(),
+      extraContainers: arr('More containers of the pod, as in a pod spec.'),
+      extraInitContainers: arr('Init containers run before mailplane, as in a pod spec.'),
       persistence: strict({
         enabled: bool(),
         existingClaim: str(),
@@ -109,6 +118,11 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
         storageClassName: str(),
         accessModes: { type: 'array', items: { type: 'string', enum: ['ReadWriteOnce', 'ReadWriteOncePod', 'ReadWriteMany', 'ReadOnlyMany'] } },
         annotations: stringMap('Annotations of the PersistentVolumeClaims.'),
+        fixOwnership: bool('An init container gives the data volume to the pod user (storage that ignores fsGroup).'),
+      }),
+      persistentVolumeClaimRetentionPolicy: strict({
+        whenDeleted: { type: 'string', enum: ['Retain', 'Delete'] },
+        whenScaled: { type: 'string', enum: ['Retain', 'Delete'] },
       }),
       service: strict({
         type: { type: 'string', enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] },
@@ -120,14 +134,35 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
         loadBalancerSourceRanges: { type: 'array', items: { type: 'string' } },
         annotations: stringMap('Annotations of the SMTP Service (load balancer settings).'),
         labels: stringMap('Labels of the SMTP Service.'),
+        submission: strict({
+          enabled: bool('A second Service for `listeners`, which leave the main one.'),
+          listeners: { type: 'array', items: { type: 'string', minLength: 1 } },
+          type: { type: 'string', enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] },
+          externalTrafficPolicy: { type: 'string', enum: ['', 'Local', 'Cluster'] },
+          loadBalancerIP: str(),
+          loadBalancerClass: str(),
+          loadBalancerSourceRanges: { type: 'array', items: { type: 'string' } },
+          annotations: stringMap('Annotations of the second Service.'),
+          labels: stringMap('Labels of the second Service.'),
+        }),
       }),
       terminationGracePeriodSeconds: { type: 'integer', minimum: 1 },
       livenessProbe: obj('Probe settings besides httpGet (periods, thresholds).'),
       readinessProbe: obj('Probe settings besides httpGet (periods, thresholds).'),
+      startupProbe: obj('A startup probe on /healthz: its settings besides httpGet; empty: none.'),
+      lifecycle: obj('Container lifecycle hooks (preStop...).'),
       resources: obj(),
       podSecurityContext: obj(),
       securityContext: obj(),
-      serviceAccountName: str(),
+      serviceAccount: strict({
+        create: bool('Make a ServiceAccount for the release.'),
+        name: str('Its name (default: the release fullname), or an existing one.'),
+        annotations: stringMap('Annotations of the ServiceAccount the chart makes (a cloud IAM binding).'),
+        automountToken: bool('Mount its API token into the pod (mailplane needs none).'),
+      }),
+      serviceAccountName: str('Older name of serviceAccount.name.'),
+      dnsPolicy: { type: 'string', enum: ['', 'ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None'] },
+      dnsConfig: obj('The pod dnsConfig (nameservers, searches, options).'),
       priorityClassName: str(),
       nodeSelector: stringMap('Node labels the pods must run on.'),
       tolerations: arr(),
@@ -143,10 +178,17 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
         smtpFrom: arr('NetworkPolicyPeers allowed to reach SMTP (empty: all).'),
         opsFrom: arr("NetworkPolicyPeers allowed to reach the ops port (default: the namespace monitoring; empty: none but the node's kubelet)."),
         egress: arr('NetworkPolicyEgressRules (empty: egress not restricted).'),
+        listenerFrom: { type: 'object', description: 'NetworkPolicyPeers per listener name, instead of smtpFrom.', additionalProperties: { type: 'array' } },
+        egressFromConfig: bool('Limit egress to what the config needs (DNS, relay or port 25, LDAP, LMTP, spam filter), plus egress.'),
+        dnsTo: arr('NetworkPolicyPeers for DNS with egressFromConfig (default: kube-dns in kube-system).'),
       }),
       monitoring: strict({
         serviceMonitor: strict({ enabled: bool(), labels: stringMap('Labels of the ServiceMonitor.'), interval: str(), scrapeTimeout: str() }),
-        prometheusRule: strict({ enabled: bool(), labels: stringMap('Labels of the PrometheusRule.') }),
+        prometheusRule: strict({
+          enabled: bool(),
+          labels: stringMap('Labels of the PrometheusRule.'),
+          runbookBaseUrl: str('Where docs/runbooks.md is read: runbook_url becomes <this>#<alert>.'),
+        }),
         dashboard: strict({ enabled: bool(), labels: stringMap('Labels of the dashboard ConfigMap.'), annotations: stringMap('Annotations of the dashboard ConfigMap.'), namespace: str() }),
       }),
       // dns, mtaSts, rspamd, mailboxes: the optional parts around the server
@@ -158,7 +200,29 @@ function chartSchema(config: Schema, definitions: Schema): Schema {
   };
 }
 
+/**
+ * The defaults of the config schema's settings, nested as in mailserver.yaml: templates read them
+ * from files/config-defaults.json (Helm keeps values.schema.json out of .Files), so the chart
+ * never repeats a default (the memory check needs smtp.maxMessageSize and the budgets).
+ */
+function configDefaults(node: Schema, definitions: Schema): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, raw] of Object.entries((node.properties ?? {}) as Record<string, Schema>)) {
+    const ref = typeof raw.$ref === 'string' ? (definitions[raw.$ref.replace('#/definitions/', '')] as Schema) : {};
+    const prop = { ...ref, ...raw };
+    if (prop.type === 'object' && prop.properties) {
+      const inner = configDefaults(prop, definitions);
+      if (Object.keys(inner).length) out[key] = inner;
+    } else if (prop.default !== undefined && (typeof prop.default !== 'object' || prop.default === null)) {
+      out[key] = prop.default;
+    }
+  }
+  return out;
+}
+
+const DEFAULTS = new URL('../helm/mailplane/files/config-defaults.json', import.meta.url);
 const { config, definitions } = embedConfigSchema(JSON.parse(readFileSync(SCHEMA, 'utf8')) as Schema);
 relaxConfigForAddons(config);
 relaxConfigForCluster(config);
 writeOrCheck(OUT, `${JSON.stringify(chartSchema(config, definitions), null, 2)}\n`, 'helm/mailplane/values.schema.json');
+writeOrCheck(DEFAULTS, `${JSON.stringify(configDefaults(config, definitions), null, 2)}\n`, 'helm/mailplane/files/config-defaults.json');

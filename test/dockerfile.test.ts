@@ -43,11 +43,55 @@ const one = (stage: Instruction[], op: string) => {
   return found[0]!.args;
 };
 const values = parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8'));
+/** What /usr/local/bin/mailplane links to in the runtime stage. */
+const onPath = () => {
+  const link = final()
+    .filter((i) => i.op === 'RUN')
+    .map((i) => i.args.match(/ln -s (\S+) \/usr\/local\/bin\/mailplane\b/)?.[1])
+    .find(Boolean);
+  assert.ok(link, 'no RUN ln -s … /usr/local/bin/mailplane');
+  return link;
+};
 
-test("the image runs `mailplane run` with the config path the chart mounts, as the chart's user, on the config's ports", () => {
+test('the runtime stage keeps no package manager, carries OCI labels, and every stage is on the base pinned by digest', () => {
+  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const pin = text.match(/^ARG NODE_IMAGE=(\S+)$/m)?.[1] ?? '';
+  assert.match(pin, /^node:24-bookworm-slim@sha256:[0-9a-f]{64}$/, 'Node 24, pinned by digest');
+  for (const [name, stage] of stages()) assert.equal(stage[0]!.args.split(/\s+/)[0], '${NODE_IMAGE}', `stage ${name || 'runtime'} is on the pinned base`);
+  const removed = final()
+    .filter((i) => i.op === 'RUN')
+    .map((i) => i.args)
+    .join(' ');
+  for (const gone of [
+    '/usr/local/lib/node_modules/npm',
+    '/usr/local/lib/node_modules/corepack',
+    '/opt/yarn-*',
+    '/usr/local/bin/npm',
+    '/usr/local/bin/npx',
+    '/usr/local/bin/yarn',
+    '/usr/local/bin/corepack',
+  ]) {
+    assert.ok(removed.includes(gone), `the runtime stage removes ${gone}`);
+  }
+  assert.ok(removed.includes('rm -rf /var/lib/apt/lists/*'));
+  const labels = final()
+    .filter((i) => i.op === 'LABEL')
+    .map((i) => i.args)
+    .join(' ');
+  for (const key of ['title', 'description', 'licenses', 'version', 'revision', 'created', 'base.name'])
+    assert.match(labels, new RegExp(`org\\.opencontainers\\.image\\.${key.replace('.', '\\.')}=`), key);
+  assert.match(labels, /licenses="Apache-2\.0"/);
+});
+
+test("the image's entrypoint is the mailplane command under tini, by default `run` with the config path the chart mounts, as the chart's user, on the config's ports", () => {
   const stage = final();
-  assert.deepEqual(JSON.parse(one(stage, 'ENTRYPOINT')), ['node', '/app/bin/mailplane.js', 'run']);
-  assert.deepEqual(JSON.parse(one(stage, 'CMD')), ['--config', `/etc/mailplane/config/${values.configMapKey}`]);
+  assert.deepEqual(JSON.parse(one(stage, 'ENTRYPOINT')), ['/usr/bin/tini', '--', 'mailplane']);
+  assert.deepEqual(JSON.parse(one(stage, 'CMD')), ['run', '--config', `/etc/mailplane/config/${values.configMapKey}`]);
+  assert.ok(
+    stage.some((i) => i.op === 'RUN' && /apt-get install -y --no-install-recommends tini\b/.test(i.args)),
+    'tini is installed as PID 1',
+  );
+  assert.match(onPath(), /^\/app\/bin\/mailplane\.js$/, 'mailplane is on PATH');
   assert.equal(one(stage, 'USER'), `${values.podSecurityContext.runAsUser}:${values.podSecurityContext.runAsGroup}`);
   const ports = one(stage, 'EXPOSE').split(/\s+/).map(Number);
   assert.deepEqual(ports, [...values.config.smtp.listeners.map((l: { port: number }) => l.port), Number(values.config.observability.listen.split(':')[1])]);
@@ -100,8 +144,8 @@ test('the files the image gets are enough to run mailplane from the image layout
     join(dir, 'mailserver.yaml'),
     'version: 1\nhostname: mail.example.com\ndomains: [example.com]\nsmtp:\n  tls: { certFile: tls.crt, keyFile: tls.key }\n  listeners:\n    - { name: mx, port: 2525, role: mx }\n',
   );
-  const entry = JSON.parse(one(final(), 'ENTRYPOINT')) as string[];
-  const bin = join(app, relative('/app', entry[1]!));
+  // ENTRYPOINT mailplane: the link on PATH, into the app
+  const bin = join(app, relative('/app', onPath()));
   const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { cwd: app, encoding: 'utf8' });
   const validated = run(['validate', join(dir, 'mailserver.yaml')]);
   assert.equal(validated.status, 0, validated.stdout + validated.stderr);

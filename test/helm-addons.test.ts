@@ -18,7 +18,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { test } from 'node:test';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { BIN, mailplane, ROOT } from './helpers/cli.js';
-import { CHART, find, findAll, helm, helmOrSkip, HELM_FIXTURES, render, renderFailing } from './helpers/helm.js';
+import { CHART, find, findAll, helm, HELM_FIXTURES, helmOrSkip, IMAGE_VALUES, render, renderFailing } from './helpers/helm.js';
 import { validateManifests, type Manifest } from './helpers/k8s-validate.js';
 import { podFiles, volumeFiles, writeAtomic, type Cluster, type PodFiles } from './helpers/pod-files.js';
 import { accepts, freePorts } from './helpers/ports.js';
@@ -343,7 +343,7 @@ test('mtaSts.ingress: only /.well-known/mta-sts.txt of every mta-sts.<domain>, t
 
 test('with every add-on: helm lint, the Kubernetes schemas and CRDs, mailplane validate on the rendered config; none of them rolls the mailplane pods', { skip }, async () => {
   const values = ['addons-all.yaml'];
-  const lint = helm(['lint', '--strict', CHART, '-f', join(HELM_FIXTURES, values[0]!)]);
+  const lint = helm(['lint', '--strict', CHART, '-f', IMAGE_VALUES, '-f', join(HELM_FIXTURES, values[0]!)]);
   assert.equal(lint.code, 0, lint.stdout + lint.stderr);
   const ms = render({ values });
   const kinds = ms.map((m) => `${m.kind}/${m.metadata.name}`).sort();

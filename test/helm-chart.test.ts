@@ -13,7 +13,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { BIN, mailplane } from './helpers/cli.js';
-import { CHART, find, findAll, helm, helmOrSkip, HELM_FIXTURES, render, renderFailing } from './helpers/helm.js';
+import { CHART, find, findAll, helm, helmOrSkip, HELM_FIXTURES, IMAGE_VALUES, render, renderFailing } from './helpers/helm.js';
 import { validateManifests, type Labelled, type Manifest } from './helpers/k8s-validate.js';
 import { podFiles, volumeFiles, writeAtomic, type Cluster, type PodFiles } from './helpers/pod-files.js';
 import { freePorts } from './helpers/ports.js';
@@ -60,7 +60,7 @@ const podMount = (ms: readonly Manifest[], name: string) => container(ms).volume
 
 test('helm lint --strict passes with the defaults and every values file', { skip }, () => {
   for (const v of VARIANTS) {
-    const r = helm(['lint', '--strict', CHART, ...v.values.flatMap((f) => ['-f', join(HELM_FIXTURES, f)])]);
+    const r = helm(['lint', '--strict', CHART, '-f', IMAGE_VALUES, ...v.values.flatMap((f) => ['-f', join(HELM_FIXTURES, f)])]);
     assert.equal(r.code, 0, `${v.name}:\n${r.stdout}${r.stderr}`);
     assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
   }
@@ -191,7 +191,7 @@ test('a config change leaves the pod template alone (it reloads in place); an im
   }
   const newImage = render({ values: ['minimal.yaml'], set: { 'image.tag': '0.2.0' } });
   assert.notDeepEqual(statefulSet(newImage).spec.template, podBefore);
-  assert.equal(container(newImage).image, 'mailplane/mailplane:0.2.0');
+  assert.equal(container(newImage).image, 'registry.example.com/mailplane:0.2.0');
 });
 
 test('the pod runs without root on a read-only root filesystem with no capabilities, probed on the ops port', { skip }, () => {
@@ -276,15 +276,24 @@ test('storage: a volume claim per pod at dataDir by default, or an existing clai
   );
 });
 
-test('TLS: a self-signed certificate by default, an existing Secret, or the Secret a cert-manager Certificate writes', { skip }, () => {
+test('TLS: a self-signed certificate by default (a cert-manager self-signed Issuer), an existing Secret, or the Secret a cert-manager Certificate writes', { skip }, () => {
   const tlsVolume = (ms: readonly Manifest[]) => statefulSet(ms).spec.template.spec.volumes.find((v: any) => v.name === 'tls');
 
   const defaults = render({ values: ['minimal.yaml'] });
-  const selfSigned = find(defaults, 'Secret', 'mail-mailplane-tls');
-  assert.equal(selfSigned.type, 'kubernetes.io/tls');
-  const cert = new X509Certificate(Buffer.from(selfSigned.data['tls.crt'], 'base64'));
-  assert.equal(cert.checkHost('mail.example.net'), 'mail.example.net');
+  const selfSigned = find(defaults, 'Certificate');
+  assert.equal(selfSigned.spec.secretName, 'mail-mailplane-tls');
+  assert.deepEqual(selfSigned.spec.dnsNames, ['mail.example.net']);
+  assert.deepEqual(selfSigned.spec.issuerRef, { name: 'mail-mailplane-selfsigned', kind: 'Issuer', group: 'cert-manager.io' });
+  assert.deepEqual(find(defaults, 'Issuer', 'mail-mailplane-selfsigned').spec, { selfSigned: {} });
   assert.equal(tlsVolume(defaults).secret.secretName, 'mail-mailplane-tls');
+  // cert-manager issues it into the Secret the pod mounts, for the host name
+  const issued = podFiles(defaults, withIssuedCertificates(defaults)).volumes.get('tls')!.files['tls.crt']!;
+  assert.equal(new X509Certificate(issued).checkHost('mail.example.net'), 'mail.example.net');
+  assert.deepEqual(
+    render({ values: ['minimal.yaml'] }).filter((m) => m.kind !== 'Secret'),
+    defaults.filter((m) => m.kind !== 'Secret'),
+    'the same on every render',
+  );
 
   const existing = render({ values: ['existing-secrets.yaml'] });
   assert.equal(tlsVolume(existing).secret.secretName, 'mail-example-com-tls');
@@ -306,7 +315,7 @@ test('TLS: a self-signed certificate by default, an existing Secret, or the Secr
 
 test('secret files: from values into a chart Secret, or from existing Secrets, in one folder the config refers to', { skip }, () => {
   const ldap = render({ values: ['ldap.yaml'] });
-  const pod = podFiles(ldap, CLUSTER);
+  const pod = podFiles(ldap, withIssuedCertificates(ldap));
   const secrets = pod.volumes.get('secrets')!;
   assert.equal(secrets.dir, join(pod.root, '/etc/mailplane/secrets'));
   assert.deepEqual(Object.keys(secrets.files).sort(), ['ldap-bind-password', 'ldap-ca.crt']);
@@ -327,7 +336,7 @@ test('DKIM keys: the Secret dkim.existingSecret as a read-only folder (0440) whe
   assert.equal(statefulSet(ms).spec.template.spec.securityContext.fsGroup, 10001, 'the files belong to the pod group (fsGroup), which reads them');
   assert.ok(!findAll(ms, 'Secret').some((x) => /dkim/.test(x.metadata.name)), 'the chart makes no Secret of DKIM keys');
   // where the server looks for each key is a file of the mounted Secret
-  const pod = podFiles(ms, CLUSTER);
+  const pod = podFiles(ms, withIssuedCertificates(ms));
   const mounted = pod.volumes.get('dkim')!;
   assert.equal(mounted.dir, join(pod.root, '/etc/mailplane/dkim'));
   for (const k of renderedConfig(ms).dkim.keys) {
@@ -340,7 +349,7 @@ test('DKIM keys: the Secret dkim.existingSecret as a read-only folder (0440) whe
   assert.ok(ok.stdout.includes(`${pod.configFile}: ok`), ok.stdout);
   assert.ok(!(ok.stdout + ok.stderr).includes('PRIVATE KEY'), 'no key bytes printed');
   // a key the config names but the Secret lacks: the config is refused at that key
-  const lacking = podFiles(ms, { secrets: { ...CLUSTER.secrets, 'mail-dkim': { 'example.org.mp2026a.key': CLUSTER.secrets!['mail-dkim']!['example.org.mp2026a.key']! } } });
+  const lacking = podFiles(ms, { secrets: { ...withIssuedCertificates(ms).secrets, 'mail-dkim': { 'example.org.mp2026a.key': CLUSTER.secrets!['mail-dkim']!['example.org.mp2026a.key']! } } });
   const bad = await mailplane(['validate', lacking.configFile]);
   assert.equal(bad.code, 1, bad.stdout + bad.stderr);
   assert.match(bad.stdout + bad.stderr, /dkim\.keys\[1\]\.privateKeyFile: file "\.\.\/dkim\/example\.org\.mp2026e\.key" does not exist/);
@@ -395,7 +404,7 @@ test('the ops token: a random one in a chart Secret by default, or a Secret you 
   assert.deepEqual(tokenVolume(defaults).secret, { secretName: 'mail-mailplane-ops-token', defaultMode: 0o440, items: [{ key: 'token', path: 'token' }] });
   assert.equal(renderedConfig(defaults).observability.tokenFile, '../ops-token/token');
   // where the server looks for it is where the pod has it
-  const pod = podFiles(defaults);
+  const pod = podFiles(defaults, withIssuedCertificates(defaults));
   const file = resolve(dirname(pod.configFile), renderedConfig(defaults).observability.tokenFile);
   assert.equal(file, join(pod.volumes.get('ops-token')!.dir, 'token'));
   assert.ok(existsSync(file));
@@ -489,7 +498,7 @@ test('existingConfigMap: the pod mounts a ConfigMap you manage, laid out by the 
   const pod = statefulSet(ms).spec.template.spec;
   assert.deepEqual(pod.volumes.find((v: any) => v.name === 'config').configMap, { name: 'mail-config', items: [{ key: 'server.yaml', path: 'server.yaml' }] });
   const own = stringifyYaml(parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8')).config);
-  const files = podFiles(ms, { configMaps: { 'mail-config': { 'server.yaml': own } } });
+  const files = podFiles(ms, { ...withIssuedCertificates(ms), configMaps: { 'mail-config': { 'server.yaml': own } } });
   assert.equal(files.configFile, join(files.root, '/etc/mailplane/config/server.yaml'));
   const r = await mailplane(['validate', files.configFile]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -505,7 +514,10 @@ test('monitoring: ServiceMonitor on the headless ops port, the rules and dashboa
   );
   assert.equal(selected[0]!.spec.ports.find((p: any) => p.name === sm.spec.endpoints[0].port).port, 9465);
   assert.equal(sm.metadata.labels.release, 'kube-prometheus-stack');
-  assert.deepEqual(sm.spec.endpoints[0].relabelings, [{ action: 'replace', targetLabel: 'job', replacement: 'mailplane' }]);
+  assert.deepEqual(sm.spec.endpoints[0].relabelings, [
+    { action: 'replace', targetLabel: 'job', replacement: 'mailplane' },
+    { action: 'replace', sourceLabels: ['__meta_kubernetes_pod_name'], targetLabel: 'instance' },
+  ]);
 
   const rule = find(ms, 'PrometheusRule');
   assert.deepEqual(rule.spec, parseYaml(readFileSync(join(CHART, 'rules/mailplane-alerts.yaml'), 'utf8')));
@@ -539,8 +551,13 @@ test('monitoring: ServiceMonitor on the headless ops port, the rules and dashboa
   }
   // none of it without asking, but the NetworkPolicy, which is on by default
   const plain = render().map((m) => m.kind);
-  for (const kind of ['ServiceMonitor', 'PrometheusRule', 'PodDisruptionBudget', 'Certificate']) assert.ok(!plain.includes(kind), kind);
+  for (const kind of ['ServiceMonitor', 'PrometheusRule', 'PodDisruptionBudget']) assert.ok(!plain.includes(kind), kind);
   assert.ok(plain.includes('NetworkPolicy'));
+  assert.deepEqual(
+    findAll(render(), 'Certificate').map((c) => c.spec.issuerRef.name),
+    ['mail-mailplane-selfsigned'],
+    'the self-signed certificate, from cert-manager',
+  );
 });
 
 /** A server whose /status and /-/reload want the ops token: the test's own requests carry it. */
@@ -591,7 +608,7 @@ test("in the pod's file layout, a changed ConfigMap, a renewed certificate, a ch
     'secretFiles.users': { value: users },
   });
   const v1 = loopbackOps(render({ values: ['minimal.yaml'], set: values(['example.net'], `bob:${USERS.bob.hash}\n`) }), ops!);
-  const pod = podFiles(v1);
+  const pod = podFiles(v1, withIssuedCertificates(v1));
   const mp = runInPod(pod, dataDir, { mx: mx!, submission: submission!, submissions: submissions!, ops: ops! });
   const bare = (path: string, token?: string) => fetch(`http://127.0.0.1:${ops}${path}`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   try {
@@ -661,7 +678,7 @@ test("in the pod's file layout, a new DKIM key in the Secret is signing without 
     }),
     ops!,
   );
-  const pod = podFiles(ms, CLUSTER);
+  const pod = podFiles(ms, withIssuedCertificates(ms));
   const mp = runInPod(pod, dataDir, { mx: mx!, ops: ops! });
   const keys = async () => (await mp.status()).dkim.keys.map((k: any) => [k.selector, k.algorithm, k.fingerprint]);
   try {

@@ -30,7 +30,7 @@ const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8'));
 const panels: any[] = dashboard.panels.filter((p: any) => p.type !== 'row');
 
 /** Grafana's variables as the dashboard's "All" selection sends them. */
-const grafana = (expr: string) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$job', 'mailplane').replaceAll('$instance', '.*');
+const grafana = (expr: string) => expr.replaceAll('$__rate_interval', '1m').replaceAll('$namespace', '.*').replaceAll('$job', 'mailplane').replaceAll('$instance', '.*');
 
 /** Every PromQL expression of the dashboard: panel targets, annotations, variable queries (label_values' selector). */
 function dashboardExprs(): { where: string; expr: string }[] {
@@ -81,6 +81,12 @@ test('every alert has unit tests that see it fire and stay quiet', () => {
     'mailplane_dkim_signing_failures_total',
     'mailplane_inbound_auth_actions_total',
     'mailplane_spam_filter_up',
+    'mailplane_relay_failures_total',
+    'mailplane_accounts_backend_failures_total',
+    'process_start_time_seconds',
+    'process_resident_memory_bytes',
+    'mailplane_memory_limit_bytes',
+    'mailplane_storage_volume_available_bytes',
   ]) {
     assert.ok(watched(metric).length > 0, `no alert on ${metric}`);
   }
@@ -92,7 +98,7 @@ test('the dashboard: every panel queries the data source variable and filters by
   assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
   assert.deepEqual(
     dashboard.templating.list.map((v: any) => v.name),
-    ['datasource', 'job', 'instance'],
+    ['datasource', 'namespace', 'job', 'instance'],
   );
   for (const p of panels) {
     assert.ok(p.targets?.length, `panel ${p.title} has no query`);
@@ -102,6 +108,7 @@ test('the dashboard: every panel queries the data source variable and filters by
         const m = (label: string) => s.matchers.find((x) => x.label === label);
         assert.equal(m('job')?.value, 'mailplane', `${p.title}: ${t.expr} does not filter by $job`);
         assert.equal(m('instance')?.value, '.*', `${p.title}: ${t.expr} does not filter by $instance`);
+        assert.equal(m('namespace')?.value, '.*', `${p.title}: ${t.expr} does not filter by $namespace`);
       }
     }
   }
@@ -133,6 +140,13 @@ test('the dashboard: every panel queries the data source variable and filters by
     'mailplane_spam_scans_total',
     'mailplane_spam_scan_duration_seconds_bucket',
     'mailplane_spam_filter_up',
+    'up',
+    'process_start_time_seconds',
+    'process_resident_memory_bytes',
+    'mailplane_memory_limit_bytes',
+    'mailplane_event_loop_delay_seconds_bucket',
+    'mailplane_storage_volume_available_bytes',
+    'mailplane_storage_volume_size_bytes',
   ]) {
     assert.ok(used.has(metric), `the dashboard does not show ${metric}`);
   }
@@ -183,7 +197,7 @@ after(async () => {
   await rspamd?.stop();
 });
 
-const CHECK = { targetLabels: ['job', 'instance'], synthetic: ['up'] };
+const CHECK = { targetLabels: ['job', 'instance', 'namespace'], synthetic: ['up'] };
 
 test('every dashboard and alert query uses only metrics, labels and label values a live mailplane exports', () => {
   const problems: string[] = [];
@@ -221,6 +235,7 @@ test('a real Prometheus scraping mailplane answers every dashboard panel with da
     assert.deepEqual(empty, [], 'panels without data');
     for (const a of dashboard.annotations.list) assert.equal((await prom.query(grafana(a.expr))).status, 'success', a.name);
     for (const v of ['job', 'instance']) {
+      // (namespace: only in a cluster, where the ServiceMonitor's targets carry it)
       const r = await prom.api(`label/${v}/values`, { 'match[]': 'mailplane_config_generation_info{job=~"mailplane"}' });
       assert.ok((r.data as string[]).length > 0, `variable ${v} has no values`);
     }

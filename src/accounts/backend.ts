@@ -21,6 +21,7 @@ export interface AccountBackend {
   /** every local part (name or alias) a user may use as sender, lower case */
   senderLocalParts(user: string): Promise<SenderOutcome>;
   /** state for /status and metrics */
-  health(): { up: boolean; detail?: string };
+  /** up: the last request (or check) answered; failures: failed requests and checks so far */
+  health(): { up: boolean; detail?: string; failures?: number };
   close(): Promise<void>;
 }

@@ -11,6 +11,8 @@ import type { AccountBackend, AuthOutcome, RecipientOutcome, SenderOutcome } fro
 
 const MAILBOX_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const CACHE_MAX = 10_000;
+/** A name the check looks up: nobody has it, and finding no one is an answer. */
+const CHECK_NAME = 'mailplane-health-check';
 
 /** RFC 4515: a value inside a filter cannot close it, widen it with * or inject NUL. */
 export function escapeFilterValue(v: string): string {
@@ -20,6 +22,8 @@ export function escapeFilterValue(v: string): string {
 class Unavailable extends Error {}
 
 export class LdapAccounts implements AccountBackend {
+  /** How often a directory that failed is checked until it answers: health follows the directory, not the last lookup (tests shorten it). */
+  static recheckMs = 30_000;
   readonly kind = 'ldap' as const;
   private readonly pool: (Client | null)[];
   private readonly binding: (Promise<Client> | null)[];
@@ -29,6 +33,9 @@ export class LdapAccounts implements AccountBackend {
   private up = true;
   private detail: string | undefined;
   private closed = false;
+  /** failed requests and checks so far (mailplane_accounts_backend_failures_total) */
+  private failures = 0;
+  private recheck: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly s: LdapSpec,
@@ -114,12 +121,14 @@ export class LdapAccounts implements AccountBackend {
     }
   }
 
-  health(): { up: boolean; detail?: string } {
-    return this.up ? { up: true } : { up: false, detail: this.detail };
+  health(): { up: boolean; detail?: string; failures: number } {
+    return this.up ? { up: true, failures: this.failures } : { up: false, detail: this.detail, failures: this.failures };
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.recheck) clearInterval(this.recheck);
+    this.recheck = null;
     await Promise.all(this.pool.flatMap((c) => (c ? [c.unbind().catch(() => {})] : [])));
     this.pool.fill(null);
   }
@@ -219,11 +228,26 @@ export class LdapAccounts implements AccountBackend {
   private markUp(): void {
     this.up = true;
     this.detail = undefined;
+    if (this.recheck) clearInterval(this.recheck);
+    this.recheck = null;
   }
 
+  /**
+   * A request failed: down until one succeeds. While down the directory is checked every
+   * recheckMs (a search for a name nobody has), so that on a quiet night one failed lookup does
+   * not leave it reported down for hours: it is up again as soon as it answers.
+   */
   private markDown(e: Error): void {
+    if (this.closed) return; // a check that ended after close(): nobody asks any more
     this.up = false;
     this.detail = e.message;
+    this.failures++;
+    if (this.recheck || this.closed) return;
+    this.recheck = setInterval(() => {
+      if (this.closed) return;
+      this.search(this.userFilter(CHECK_NAME), ['1.1']).catch(() => {}); // marks up or down
+    }, LdapAccounts.recheckMs);
+    this.recheck.unref();
   }
 }
 

@@ -4,7 +4,7 @@ import type { LoadContext } from './context.js';
 import type { DeliveryState, RelayState } from './desired-state.js';
 import { Secret } from './secret.js';
 import type { DeliveryConfig, RelayConfig } from './types.generated.js';
-import { parseDuration } from './units.js';
+import { parseDuration, parseSize } from './units.js';
 
 export interface CheckOptions {
   /** true when the state will be run (a missing environment variable is then an error, not a warning) */
@@ -75,6 +75,8 @@ export function checkDelivery(ctx: LoadContext, d: DeliveryConfig): DeliveryStat
     maxLifetimeMs: parseDuration(d.maxLifetime!),
     concurrency: d.concurrency!,
     destinationConcurrency: d.destinationConcurrency!,
+    maxBytesInFlight: parseSize(d.maxBytesInFlight!),
+    startupRampMs: parseDuration(d.startupRamp!),
     maxReceivedHeaders: d.maxReceivedHeaders!,
     dnsServers: servers,
     dnsTimeoutMs: parseDuration(d.dns!.timeout!),

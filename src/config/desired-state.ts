@@ -119,6 +119,10 @@ export interface DeliveryState {
   readonly concurrency: number;
   /** attempts in flight per destination (recipient domain) */
   readonly destinationConcurrency: number;
+  /** bytes of the messages of the attempts in flight, added up, at most (one larger message goes alone) */
+  readonly maxBytesInFlight: number;
+  /** after a start, the limits grow from one attempt to all of them over this time */
+  readonly startupRampMs: number;
   readonly maxReceivedHeaders: number;
   /** resolver addresses for MX lookups; empty = the system's */
   readonly dnsServers: readonly string[];

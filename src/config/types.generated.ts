@@ -360,6 +360,14 @@ export interface DeliveryConfig {
    */
   destinationConcurrency?: number;
   /**
+   * Bytes of mail being delivered at the same time, added up over the attempts in flight (each counts its message's size), besides the count limit `concurrency`: the next message waits until it fits, and one larger than this goes alone. Message bodies stream from disk, so this bounds disk and network work and what an attempt may hold; the Helm chart counts it in the memory a config can need. Bytes or a size with a unit (KB, MB, KiB, MiB…).
+   */
+  maxBytesInFlight?: number | string;
+  /**
+   * After a start, what was queued before it goes out gradually: one delivery attempt at first, one more every `startupRamp` / `concurrency`, all of `concurrency` once this time is over; a restart on a full queue (after a relay outage, say) never starts every due message at once. Mail accepted after the start is not counted (it waits in due order behind that backlog, as always). 0: at full speed at once.
+   */
+  startupRamp?: number | string;
+  /**
    * A message with more Received headers than this (ours included) is taken to be looping: refused with 554 5.4.6 at the end of DATA when it has a local recipient, bounced from the queue otherwise.
    */
   maxReceivedHeaders?: number;

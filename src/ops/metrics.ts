@@ -1,5 +1,7 @@
 // Every Prometheus metric mailplane exports, defined in this one module. Labels never carry
 // an address or a user name: only listener names, fixed reasons and results.
+import { readFileSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 // prom-client's defaults that `promtool check metrics` rejects (gauges named *_total).
@@ -207,12 +209,24 @@ export class Metrics {
   });
   readonly relayUp = new Gauge({
     name: 'mailplane_relay_up',
-    help: 'Whether the last attempt through the relay reached it and was not refused for its credentials (1) or not (0); absent without a relay.',
+    help: 'Whether the last attempt through the relay, or the last check of it, reached it and was not refused for its credentials (1) or not (0); while it is down it is checked every minute, so this follows the relay rather than the last message. Absent without a relay.',
     registers: [this.registry],
     collect: () => {
       const up = this.relaySource?.() ?? null;
       this.relayUp.reset();
       if (up !== null) this.relayUp.set(up ? 1 : 0);
+    },
+  });
+
+  /** set by the serving generation: failed attempts and checks of the relay so far (null: no relay) */
+  relayFailuresSource: (() => number | null) | null = null;
+  private relayFailuresSeen = 0;
+  readonly relayFailures: Counter = new Counter({
+    name: 'mailplane_relay_failures_total',
+    help: 'Delivery attempts through the relay that did not reach it or were refused for the credentials, and failed checks of it while it is down (every minute).',
+    registers: [this.registry],
+    collect: (): void => {
+      this.relayFailuresSeen = addSince(this.relayFailures, this.relayFailuresSource?.() ?? null, this.relayFailuresSeen);
     },
   });
 
@@ -264,11 +278,12 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [this.registry],
   });
-  /** set by the serving generation: the account backend whose state is reported */
-  accountsSource: (() => { backend: string; up: boolean }) | null = null;
+  /** set by the serving generation: the account backend whose state is reported, and its failures so far */
+  accountsSource: (() => { backend: string; up: boolean; failures?: number }) | null = null;
+  private accountsFailuresSeen = 0;
   readonly accountsBackendUp = new Gauge({
     name: 'mailplane_accounts_backend_up',
-    help: 'Whether the account backend of the serving config answered its last request (1) or not (0).',
+    help: 'Whether the account backend of the serving config answered its last request, or the last check of it, (1) or not (0); a directory that failed is checked every 30 s until it answers, so this follows the directory rather than the last lookup.',
     labelNames: ['backend'] as const,
     registers: [this.registry],
     collect: () => {
@@ -276,6 +291,47 @@ export class Metrics {
       this.accountsBackendUp.reset();
       if (s) this.accountsBackendUp.set({ backend: s.backend }, s.up ? 1 : 0);
     },
+  });
+  readonly accountsBackendFailures: Counter = new Counter({
+    name: 'mailplane_accounts_backend_failures_total',
+    help: 'Requests to the account backend that failed (unreachable, timed out, refused the service account), and failed checks of it while it is down, by backend.',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      const s = this.accountsSource?.();
+      if (!s) return;
+      this.accountsBackendFailures.inc({ backend: s.backend }, 0);
+      this.accountsFailuresSeen = addSince(this.accountsBackendFailures.labels({ backend: s.backend }), s.failures ?? 0, this.accountsFailuresSeen);
+    },
+  });
+
+  /** set by the serving generation: the data dir, whose file system is reported */
+  dataDirSource: (() => string) | null = null;
+  readonly volumeSize: Gauge = new Gauge({
+    name: 'mailplane_storage_volume_size_bytes',
+    help: 'Size of the file system that holds storage.dataDir (the queue, the journal, the Maildirs).',
+    registers: [this.registry],
+    collect: async (): Promise<void> => {
+      const fs = await volumeOf(this.dataDirSource?.() ?? null);
+      this.volumeSize.reset();
+      if (fs) this.volumeSize.set(fs.size);
+    },
+  });
+  readonly volumeAvailable: Gauge = new Gauge({
+    name: 'mailplane_storage_volume_available_bytes',
+    help: 'Bytes of the file system that holds storage.dataDir that mailplane may still write (statfs f_bavail).',
+    registers: [this.registry],
+    collect: async (): Promise<void> => {
+      const fs = await volumeOf(this.dataDirSource?.() ?? null);
+      this.volumeAvailable.reset();
+      if (fs) this.volumeAvailable.set(fs.available);
+    },
+  });
+  readonly memoryLimit: Gauge = new Gauge({
+    name: 'mailplane_memory_limit_bytes',
+    help: "The memory limit of the process's cgroup (a container's resources.limits.memory; cgroup v2 memory.max or v1 memory.limit_in_bytes), 0 when there is none: compare process_resident_memory_bytes with it.",
+    registers: [this.registry],
+    collect: (): void => this.memoryLimit.set(cgroupMemoryLimit()),
   });
 
   readonly configLastReloadSuccessful = new Gauge({
@@ -372,6 +428,59 @@ export class Metrics {
   protected perListener(): Removable[] {
     return [this.smtpConnections, this.smtpSessionsActive, this.smtpMessages, this.smtpRejections, this.smtpAuth, this.smtpMessageSize, this.listenerUp, this.tlsCertificateExpiry];
   }
+}
+
+/** Adds to a counter what a monotonic source has counted since `seen`; returns the new mark (a source that restarted from 0: all it has). */
+function addSince(counter: { inc(n: number): void }, now: number | null, seen: number): number {
+  if (now === null) return seen;
+  const delta = now >= seen ? now - seen : now;
+  if (delta > 0) counter.inc(delta);
+  return now;
+}
+
+/** The file system of a folder: its size and what may still be written, or null when it cannot be read. */
+async function volumeOf(dir: string | null): Promise<{ size: number; available: number } | null> {
+  if (!dir) return null;
+  try {
+    const s = await statfs(dir);
+    return { size: s.blocks * s.bsize, available: s.bavail * s.bsize };
+  } catch {
+    return null;
+  }
+}
+
+let memoryLimitCache: number | null = null;
+
+/** The memory limit of this process's cgroup in bytes (read once: it does not change under a running process), 0 for none. */
+export function cgroupMemoryLimit(): number {
+  if (memoryLimitCache !== null) return memoryLimitCache;
+  memoryLimitCache = 0;
+  const read = (path: string): string | null => {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch {
+      return null;
+    }
+  };
+  // the process's own group (/proc/self/cgroup: "0::/path" for v2, "N:memory:/path" for v1), then the root as a container sees it
+  const groups = (read('/proc/self/cgroup') ?? '').split('\n');
+  const v2 = groups.find((l) => l.startsWith('0::'))?.slice(3);
+  const v1 = groups.find((l) => /^\d+:memory:/.test(l))?.replace(/^\d+:memory:/, '');
+  const candidates = [
+    ...(v2 && v2 !== '/' ? [`/sys/fs/cgroup${v2}/memory.max`] : []),
+    '/sys/fs/cgroup/memory.max',
+    ...(v1 && v1 !== '/' ? [`/sys/fs/cgroup/memory${v1}/memory.limit_in_bytes`] : []),
+    '/sys/fs/cgroup/memory/memory.limit_in_bytes',
+  ];
+  for (const path of candidates) {
+    const text = read(path);
+    if (text === null) continue;
+    const n = Number(text);
+    // "max", or v1's "no limit" (a number near 2^63)
+    if (Number.isFinite(n) && n > 0 && n < 2 ** 60) memoryLimitCache = n;
+    break;
+  }
+  return memoryLimitCache;
 }
 
 type Labels = Record<string, string | number>;

@@ -14,9 +14,9 @@ import { pendingGroups, wellFormed } from './queue-entries.js';
 import { encodeId } from './queue-index.js';
 
 /**
- * A batch: in `entries`, per entry [time, tail, arrivedAt, attempted (0/1), groups, then per
- * group: domain (an index into `domains`), due]; an id of another form has time NaN and tail
- * an index into `odd`.
+ * A batch: in `entries`, per entry [time, tail, arrivedAt, attempted (0/1), size (bytes), groups,
+ * then per group: domain (an index into `domains`), due]; an id of another form has time NaN and
+ * tail an index into `odd`.
  */
 export type FromLoader =
   /** how many entries the directory holds (counted first: the tables are sized once) */
@@ -65,7 +65,7 @@ class Batch {
     const groups = pendingGroups(e);
     if (key) this.values.push(key[0], key[1]);
     else this.values.push(NaN, this.odd.push(id) - 1);
-    this.values.push(e.arrivedAt, e.attempts > 0 ? 1 : 0, groups.length);
+    this.values.push(e.arrivedAt, e.attempts > 0 ? 1 : 0, typeof e.size === 'number' && e.size > 0 ? e.size : 0, groups.length);
     for (const [domain, due] of groups) {
       let d = this.domains.get(domain);
       if (d === undefined) this.domains.set(domain, (d = this.domains.size));

@@ -139,6 +139,8 @@ export class OutboundQueue {
   async start(ctx: () => DeliveryContext): Promise<void> {
     this.ctx = ctx;
     this.reconfigure();
+    // what was queued before this start (the loader's jobs) goes out gradually: never every due message at once
+    this.scheduler.rampUp(ctx().settings.startupRampMs);
     const startedAt = Date.now();
     try {
       await this.store.init();
@@ -162,7 +164,11 @@ export class OutboundQueue {
     // one message at a time to the peer: a crash duplicates at most the one in flight
     if (this.handingOff) return this.scheduler.setLimits({ total: 1, perDestination: Infinity });
     const { transport, settings } = this.ctx();
-    this.scheduler.setLimits({ total: settings.concurrency, perDestination: transport.kind === 'relay' ? Infinity : settings.destinationConcurrency });
+    this.scheduler.setLimits({
+      total: settings.concurrency,
+      perDestination: transport.kind === 'relay' ? Infinity : settings.destinationConcurrency,
+      bytes: settings.maxBytesInFlight,
+    });
   }
 
   /** Ready to serve: loaded, or loading a queue so large that intake should not wait for it. */
@@ -178,7 +184,7 @@ export class OutboundQueue {
 
   /** A message just accepted for other domains (the journal made it durable). */
   enqueued(entry: QueueEntry): void {
-    this.scheduler.addMany(this.add(entry.id, entry.arrivedAt, entry.attempts > 0, pendingGroups(entry)));
+    this.scheduler.addMany(this.add(entry.id, entry.arrivedAt, entry.attempts > 0, entry.size, pendingGroups(entry)));
   }
 
   stats(): QueueStats {
@@ -296,10 +302,10 @@ export class OutboundQueue {
   }
 
   /** Knows a queued message by its scheduling facts; returns its jobs (not yet in line). */
-  private add(id: string, arrivedAt: number, attempted: boolean, groups: Iterable<readonly [string, number]>): number[] {
+  private add(id: string, arrivedAt: number, attempted: boolean, size: number, groups: Iterable<readonly [string, number]>): number[] {
     const row = this.index.add(id, arrivedAt, attempted);
     const jobs: number[] = [];
-    for (const [domain, due] of groups) jobs.push(this.scheduler.create(row, domain, due));
+    for (const [domain, due] of groups) jobs.push(this.scheduler.create(row, domain, due, size));
     return this.chain(row, jobs);
   }
 
@@ -354,10 +360,11 @@ export class OutboundQueue {
           const time = v[at]!;
           const tail = v[at + 1]!;
           const row = Number.isNaN(time) ? this.index.add(m.odd[tail]!, v[at + 2]!, v[at + 3] === 1) : this.index.addKeyed(time, tail, v[at + 2]!, v[at + 3] === 1);
-          const groups = v[at + 4]!;
-          at += 5;
+          const size = v[at + 4]!;
+          const groups = v[at + 5]!;
+          at += 6;
           const mine: number[] = [];
-          for (let g = 0; g < groups; g++, at += 2) mine.push(this.scheduler.create(row, m.domains[v[at]!]!, v[at + 1]!));
+          for (let g = 0; g < groups; g++, at += 2) mine.push(this.scheduler.create(row, m.domains[v[at]!]!, v[at + 1]!, size, true));
           for (const job of this.chain(row, mine)) jobs.push(job);
           loaded++;
         }

@@ -4,7 +4,13 @@
 // ordered by due time; destinations with a free slot wait in one heap ordered by their earliest
 // job. Starting, finishing, adding or removing a job costs O(log n); nothing ever walks all
 // jobs. At most `total` jobs run at once, and at most `perDestination` for one destination, so
-// that a slow or dead domain cannot take the slots of the others.
+// that a slow or dead domain cannot take the slots of the others; and the jobs running hold at
+// most `bytes` of message between them (one job alone may hold more: a message larger than the
+// budget goes by itself). The job first in line waits for the budget rather than letting smaller
+// ones pass, so a big message is never starved. After rampUp() the jobs created `ramped` (what
+// was queued before a start) may run one at a time at first, one more every total-th of the
+// ramp's time: a restart on a full queue starts gradually, never with every due message at once,
+// while mail that arrives meanwhile is not held back.
 import { Heap } from './heap.js';
 import { grown, IntHeap, type Positions } from './int-heap.js';
 
@@ -12,6 +18,14 @@ export interface Limits {
   readonly total: number;
   /** Infinity: no limit per destination (everything goes to one relay) */
   readonly perDestination: number;
+  /** bytes of message held by the jobs running, at most (absent: no limit) */
+  readonly bytes?: number;
+}
+
+/** How many ramped jobs may run at a moment, and when one more may (Infinity: the ramp is over). */
+interface Allowance {
+  readonly ramped: number;
+  readonly next: number;
 }
 
 interface Destination {
@@ -28,6 +42,8 @@ interface Destination {
 const RUNNING = 1;
 const LIVE = 2;
 const FRESH = 4;
+/** created before a start: held to the ramp's allowance */
+const RAMPED = 8;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class Scheduler {
@@ -36,6 +52,7 @@ export class Scheduler {
   private owner = new Int32Array(1024);
   private sibling = new Int32Array(1024);
   private due = new Float64Array(1024);
+  private bytes = new Float64Array(1024);
   private flags = new Uint8Array(1024);
   private readonly positions: Positions = { pos: new Int32Array(1024) };
   private freeRows: number[] = [];
@@ -51,6 +68,8 @@ export class Scheduler {
   /** destinations at their limit (re-examined when the limit grows) */
   private readonly full = new Set<Destination>();
   private limits: Limits = { total: 20, perDestination: 5 };
+  private rampFrom = 0;
+  private rampMs = 0;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private pumping = false;
@@ -58,6 +77,10 @@ export class Scheduler {
   /** jobs waiting or running */
   size = 0;
   running = 0;
+  /** bytes of message held by the jobs running */
+  bytesRunning = 0;
+  /** ramped jobs running */
+  private rampedRunning = 0;
 
   constructor(
     private readonly run: (job: number) => void,
@@ -68,8 +91,11 @@ export class Scheduler {
     return this.dests.size;
   }
 
-  /** A new job for `owner` (a row of the caller's own table) at `destination`, not yet in line. */
-  create(owner: number, destination: string, due: number): number {
+  /**
+   * A new job for `owner` (a row of the caller's own table) at `destination`, holding `bytes`
+   * while it runs; `ramped`: held to the ramp after a start (queued before it). Not yet in line.
+   */
+  create(owner: number, destination: string, due: number, bytes = 0, ramped = false): number {
     const job = this.freeRows.pop() ?? this.newRow();
     const d = this.destination(destination);
     d.fresh++;
@@ -77,7 +103,8 @@ export class Scheduler {
     this.owner[job] = owner;
     this.sibling[job] = -1;
     this.due[job] = due;
-    this.flags[job] = LIVE | FRESH;
+    this.bytes[job] = bytes;
+    this.flags[job] = LIVE | FRESH | (ramped ? RAMPED : 0);
     this.positions.pos[job] = -1;
     this.size++;
     return job;
@@ -95,6 +122,10 @@ export class Scheduler {
     return this.due[job]!;
   }
 
+  bytesOf(job: number): number {
+    return this.bytes[job]!;
+  }
+
   isRunning(job: number): boolean {
     return (this.flags[job]! & RUNNING) !== 0;
   }
@@ -106,6 +137,13 @@ export class Scheduler {
 
   link(job: number, next: number): void {
     this.sibling[job] = next;
+  }
+
+  /** From now on ramped jobs may run one at a time, one more every total-th of `ms` (0: no ramp). */
+  rampUp(ms: number): void {
+    this.rampFrom = this.now();
+    this.rampMs = Math.max(0, ms);
+    this.pump();
   }
 
   setLimits(limits: Limits): void {
@@ -143,6 +181,8 @@ export class Scheduler {
     const d = this.destByIndex[this.dest[job]!]!;
     this.flags[job] = this.flags[job]! & ~RUNNING;
     this.running--;
+    this.bytesRunning -= this.bytes[job]!;
+    if (this.flags[job] & RAMPED) this.rampedRunning--;
     d.running--;
     if (nextDue === null) this.release(job);
     else {
@@ -178,17 +218,36 @@ export class Scheduler {
     this.pumping = true;
     try {
       const now = this.now();
-      while (this.running < this.limits.total) {
+      const allowed = this.allowance(now);
+      const budget = this.limits.bytes ?? Infinity;
+      // when to look again without a job finishing (null: only when one finishes)
+      let wake: number | null = null;
+      for (;;) {
+        if (this.running >= this.limits.total) break;
         const d = this.ready.peek();
-        if (!d || d.waiting.peekKey() > now) break;
+        if (!d) break;
+        if (d.waiting.peekKey() > now) {
+          wake = d.waiting.peekKey();
+          break;
+        }
+        const next = d.waiting.peek();
+        // the first in line waits for room in the byte budget (alone, any size goes) ...
+        if (this.running > 0 && this.bytesRunning + this.bytes[next]! > budget) break;
+        // ... or, queued before the start, for the ramp's next step
+        if (this.flags[next]! & RAMPED && this.rampedRunning >= allowed.ramped) {
+          wake = allowed.next;
+          break;
+        }
         const job = d.waiting.pop();
         this.flags[job] = this.flags[job]! | RUNNING;
         d.running++;
         this.running++;
+        this.bytesRunning += this.bytes[job]!;
+        if (this.flags[job] & RAMPED) this.rampedRunning++;
         this.refresh(d);
         this.run(job);
       }
-      this.arm(now);
+      if (wake !== null) this.arm(now, wake);
     } finally {
       this.pumping = false;
     }
@@ -197,7 +256,7 @@ export class Scheduler {
   private insert(job: number): void {
     const d = this.destByIndex[this.dest[job]!]!;
     if (this.flags[job]! & FRESH) d.fresh--;
-    this.flags[job] = LIVE;
+    this.flags[job] = LIVE | (this.flags[job]! & RAMPED);
     d.waiting.push(job, this.due[job]!);
     this.refresh(d);
   }
@@ -208,9 +267,18 @@ export class Scheduler {
     this.freeRows.push(job);
   }
 
-  private arm(now: number): void {
-    const next = this.running < this.limits.total ? this.ready.peek()?.waiting.peekKey() : undefined;
-    if (next === undefined) return;
+  /** How many ramped jobs may run at `now`: one, and one more every total-th of the ramp's time. */
+  private allowance(now: number): Allowance {
+    const total = this.limits.total;
+    const elapsed = now - this.rampFrom;
+    if (this.rampMs <= 0 || elapsed >= this.rampMs || total <= 1) return { ramped: Infinity, next: Infinity };
+    const step = this.rampMs / total;
+    const k = Math.min(total, 1 + Math.floor(Math.max(0, elapsed) / step));
+    return { ramped: k, next: this.rampFrom + k * step };
+  }
+
+  /** Wakes the scheduler at `next` (a job due, or the ramp's next step), or at once when that has come. */
+  private arm(now: number, next: number): void {
     if (next <= now) {
       setImmediate(() => this.pump());
       return;
@@ -246,6 +314,7 @@ export class Scheduler {
       this.owner = grown(this.owner, new Int32Array(n));
       this.sibling = grown(this.sibling, new Int32Array(n));
       this.due = grown(this.due, new Float64Array(n));
+      this.bytes = grown(this.bytes, new Float64Array(n));
       this.flags = grown(this.flags, new Uint8Array(n));
       this.positions.pos = grown(this.positions.pos, new Int32Array(n));
     }

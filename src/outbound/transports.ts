@@ -55,7 +55,8 @@ export interface Transport {
    * with reached: false when no host of the destination answered (connection, TLS, greeting, DNS).
    */
   send(envelope: Envelope, message: MessageSource, onResults: (r: RecipientResult[]) => Promise<void>, onHost?: (remote: string) => void): Promise<{ reached: boolean }>;
-  health(): { up: boolean | null; lastError: string | null };
+  /** failures: attempts that did not reach the next hop, and failed checks of it, so far (relay only) */
+  health(): { up: boolean | null; lastError: string | null; failures?: number };
   /** Checks reachability and credentials in the background (relay only). */
   verify?(): Promise<void>;
   close(): Promise<void>;
@@ -365,6 +366,8 @@ function explain(e: MailError, peer: Peer): string {
 }
 
 export class RelayTransport implements Transport {
+  /** How often a relay that is down is checked until it answers (tests shorten it). */
+  static recheckMs = 60_000;
   readonly kind = 'relay' as const;
   private readonly mailer: Mailer;
   private readonly hop: NextHop;
@@ -374,6 +377,11 @@ export class RelayTransport implements Transport {
   /** sends in flight, and when the last of them last made progress (started, read message bytes, ended) */
   private sending = 0;
   private progressAt = 0;
+  /** attempts and checks that found the relay down, so far; sends ended (a check's result yields to a newer send's) */
+  private failures = 0;
+  private sendsEnded = 0;
+  private recheck: NodeJS.Timeout | null = null;
+  private closed = false;
 
   constructor(
     readonly relay: RelaySpec,
@@ -425,8 +433,8 @@ export class RelayTransport implements Transport {
       this.progressAt = Date.now();
     }
     const { results, reached } = attempt;
-    this.up = reached && !attempt.authRefused;
-    this.lastError = this.up ? null : (results[0]?.response ?? null);
+    this.sendsEnded++;
+    this.setUp(reached && !attempt.authRefused, results[0]?.response ?? null);
     await onResults(results);
     return { reached };
   }
@@ -448,27 +456,58 @@ export class RelayTransport implements Transport {
    * while an attempt has waited longer than the connect timeout without any progress (a relay
    * that accepted the connection and then hangs is not up).
    */
-  health(): { up: boolean | null; lastError: string | null } {
+  health(): { up: boolean | null; lastError: string | null; failures: number } {
     const silent = Date.now() - this.progressAt;
     if (this.sending > 0 && silent > this.peer.connectTimeoutMs) {
-      return { up: false, lastError: `${this.peer.name} has not answered for ${Math.round(silent / 1000)} s: a delivery is waiting for its reply` };
+      return { up: false, lastError: `${this.peer.name} has not answered for ${Math.round(silent / 1000)} s: a delivery is waiting for its reply`, failures: this.failures };
     }
-    return { up: this.up, lastError: this.lastError };
+    return { up: this.up, lastError: this.lastError, failures: this.failures };
   }
 
   async verify(): Promise<void> {
     try {
       await this.mailer.verify();
-      if (this.up === null) this.up = true;
+      if (this.up === null) this.setUp(true, null);
     } catch (e) {
-      if (this.up === null) {
-        this.up = false;
-        this.lastError = explain(e as MailError, this.peer);
-      }
+      if (this.up === null) this.setUp(false, explain(e as MailError, this.peer));
     }
   }
 
+  /**
+   * The relay's state after an attempt or a check. Down, it is checked every RECHECK_MS
+   * (connect, TLS, login) until it answers: the state follows the relay, not the last message,
+   * which on a quiet night may be hours old.
+   */
+  private setUp(up: boolean, error: string | null): void {
+    this.up = up;
+    this.lastError = up ? null : error;
+    if (!up) this.failures++;
+    if (up && this.recheck) {
+      clearInterval(this.recheck);
+      this.recheck = null;
+    } else if (!up && !this.recheck && !this.closed) {
+      this.recheck = setInterval(() => void this.check(), RelayTransport.recheckMs);
+      this.recheck.unref();
+    }
+  }
+
+  private async check(): Promise<void> {
+    if (this.sending > 0 || this.closed) return; // an attempt in flight tells
+    const ended = this.sendsEnded;
+    let error: string | null = null;
+    try {
+      await this.mailer.verify();
+    } catch (e) {
+      error = explain(e as MailError, this.peer);
+    }
+    if (this.sendsEnded !== ended || this.sending > 0 || this.closed) return; // a newer attempt's result stands
+    this.setUp(error === null, error);
+  }
+
   close(): Promise<void> {
+    this.closed = true;
+    if (this.recheck) clearInterval(this.recheck);
+    this.recheck = null;
     this.mailer.close();
     return Promise.resolve();
   }

@@ -74,7 +74,10 @@ export interface TransportSpec {
 }
 
 /** What the queue reads at every attempt (applied in place). */
-export type DeliverySpec = Pick<DeliveryState, 'minRetryDelayMs' | 'maxRetryDelayMs' | 'maxLifetimeMs' | 'maxReceivedHeaders' | 'concurrency' | 'destinationConcurrency'>;
+export type DeliverySpec = Pick<
+  DeliveryState,
+  'minRetryDelayMs' | 'maxRetryDelayMs' | 'maxLifetimeMs' | 'maxReceivedHeaders' | 'concurrency' | 'destinationConcurrency' | 'maxBytesInFlight' | 'startupRampMs'
+>;
 
 /** One DKIM key as the signer uses it: the key (a Secret) and, for people, its public fingerprint. */
 export interface SigningKeySpec {
@@ -217,6 +220,8 @@ export function specsOf(s: DesiredState): Specs {
       maxReceivedHeaders: d.maxReceivedHeaders,
       concurrency: d.concurrency,
       destinationConcurrency: d.destinationConcurrency,
+      maxBytesInFlight: d.maxBytesInFlight,
+      startupRampMs: d.startupRampMs,
     },
     storage: { dataDir: s.storage.dataDir, memoryBudget: s.storage.memoryBudget, mailboxGroup: s.storage.mailboxGroup, mailboxMode: s.storage.mailboxMode },
     ops: { host: s.observability.host, port: s.observability.port },

@@ -213,7 +213,11 @@ export function commit(d: TransactionDeps, rt: Runtime, p: Prepared): void {
     else m.tlsCertificateExpiry.remove({ listener: name });
   }
   m.setGeneration(gen.number, gen.state.publicHash);
-  m.accountsSource = () => ({ backend: rt.applied!.accounts.kind, up: rt.applied!.accounts.health().up });
+  m.accountsSource = () => {
+    const h = rt.applied!.accounts.health();
+    return { backend: rt.applied!.accounts.kind, up: h.up, failures: h.failures ?? 0 };
+  };
+  m.dataDirSource = () => gen.state.storage.dataDir;
   gen.storage.intake.budget.limit = gen.state.storage.memoryBudget;
   gen.storage.setMailbox(gen.state.storage);
   if (!prev || prev.storage !== gen.storage) {
@@ -230,6 +234,7 @@ export function commit(d: TransactionDeps, rt: Runtime, p: Prepared): void {
   if (prev && prev.lmtp && prev.lmtp !== gen.lmtp) retireTransport(rt, prev.lmtp);
   if (!prev || prev.transport !== gen.transport) {
     m.relaySource = () => (rt.applied?.transport.kind === 'relay' ? rt.applied.transport.health().up : null);
+    m.relayFailuresSource = () => (rt.applied?.transport.kind === 'relay' ? (rt.applied.transport.health().failures ?? 0) : null);
     if (gen.transport.verify) void gen.transport.verify();
     if (prev) retireTransport(rt, prev.transport);
   }

@@ -54,10 +54,18 @@ export interface RenderOptions {
   readonly set?: Readonly<Record<string, unknown>>;
   readonly release?: string;
   readonly namespace?: string;
+  /** another copy of the chart (default: helm/mailplane) */
+  readonly chart?: string;
+  /** leave out fixtures/helm/image.yaml (the image.repository every other render names) */
+  readonly noImage?: boolean;
 }
 
+/** The values file naming an image, which the chart requires: given first, so a test's own values override it. */
+export const IMAGE_VALUES = join(HELM_FIXTURES, 'image.yaml');
+
 function templateArgs(o: RenderOptions): string[] {
-  const args = ['template', o.release ?? 'mail', CHART, '--namespace', o.namespace ?? 'mail'];
+  const args = ['template', o.release ?? 'mail', o.chart ?? CHART, '--namespace', o.namespace ?? 'mail'];
+  if (!o.noImage) args.push('-f', IMAGE_VALUES);
   for (const v of o.values ?? []) args.push('-f', v.startsWith('/') ? v : join(HELM_FIXTURES, v));
   for (const [k, v] of Object.entries(o.set ?? {})) args.push('--set-json', `${k}=${JSON.stringify(v)}`);
   return args;

@@ -5,6 +5,7 @@
 import { mkdirSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync, readlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Manifest } from './k8s-validate.js';
+import { serverCert } from './tls.js';
 import { tempDir } from './tmp.js';
 
 /** Secrets and ConfigMaps that exist in the cluster, not rendered by the chart: name → key → content. */
@@ -16,7 +17,7 @@ export interface Cluster {
 export interface PodFiles {
   /** the folder standing for the pod's / */
   readonly root: string;
-  /** the container's args, with the --config path moved under root */
+  /** the container's args after the subcommand (run), with the --config path moved under root */
   readonly args: string[];
   readonly configFile: string;
   /** the files of each ConfigMap/Secret/projected volume, by volume name */
@@ -50,6 +51,21 @@ function rendered(manifests: readonly Manifest[], kind: 'Secret' | 'ConfigMap', 
   return out;
 }
 
+/** What cert-manager writes for a Certificate of the render signed by a self-signed Issuer of the same render (the chart's default TLS), once per render. */
+const issued = new WeakMap<readonly Manifest[], Map<string, Record<string, string>>>();
+function selfSigned(manifests: readonly Manifest[], secretName: string): Record<string, string> | undefined {
+  const c = manifests.find((m) => m.kind === 'Certificate' && m.spec?.secretName === secretName);
+  const issuer = c && manifests.find((m) => m.kind === 'Issuer' && m.metadata.name === c.spec.issuerRef?.name && m.spec?.selfSigned);
+  if (!c || !issuer) return undefined;
+  let byName = issued.get(manifests);
+  if (!byName) issued.set(manifests, (byName = new Map()));
+  if (!byName.has(secretName)) {
+    const cert = serverCert(c.spec.commonName);
+    byName.set(secretName, { 'tls.crt': cert.certPem, 'tls.key': cert.keyPem, 'ca.crt': cert.certPem });
+  }
+  return byName.get(secretName);
+}
+
 interface KeyToPath {
   key: string;
   path: string;
@@ -68,7 +84,7 @@ function pick(kind: string, name: string, data: Record<string, string> | undefin
 
 /** The content of one volume of the pod spec (null for volumes that hold data, not files we know). */
 export function volumeFiles(manifests: readonly Manifest[], cluster: Cluster, volume: any): Record<string, string> | null {
-  const secret = (name: string, items?: KeyToPath[]) => pick('Secret', name, rendered(manifests, 'Secret', name) ?? cluster.secrets?.[name], items);
+  const secret = (name: string, items?: KeyToPath[]) => pick('Secret', name, rendered(manifests, 'Secret', name) ?? cluster.secrets?.[name] ?? selfSigned(manifests, name), items);
   const configMap = (name: string, items?: KeyToPath[]) => pick('ConfigMap', name, rendered(manifests, 'ConfigMap', name) ?? cluster.configMaps?.[name], items);
   if (volume.secret) return secret(volume.secret.secretName, volume.secret.items);
   if (volume.configMap) return configMap(volume.configMap.name, volume.configMap.items);
@@ -104,7 +120,9 @@ export function podFiles(manifests: readonly Manifest[], cluster: Cluster = {}):
     writeAtomic(dir, files);
     volumes.set(mount.name, { dir, files });
   }
-  const args = [...container.args];
+  // the image's entrypoint is `mailplane`: the args start with its subcommand, run
+  if (container.args[0] !== 'run') throw new Error(`the container's args do not start with the subcommand run: ${container.args.join(' ')}`);
+  const args = container.args.slice(1);
   const at = args.indexOf('--config');
   if (at < 0) throw new Error('the container is not given --config');
   args[at + 1] = join(root, args[at + 1]);

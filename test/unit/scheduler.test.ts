@@ -80,7 +80,7 @@ test('the typed-array heap of rows agrees with a plain reference under random op
   }
 });
 
-function harness(limits: { total: number; perDestination: number }) {
+function harness(limits: { total: number; perDestination: number; bytes?: number }) {
   let now = 1_000_000;
   const started: number[] = [];
   const s = new Scheduler(
@@ -88,7 +88,7 @@ function harness(limits: { total: number; perDestination: number }) {
     () => now,
   );
   s.setLimits(limits);
-  const job = (domain: string, due = now): number => s.create(0, domain, due);
+  const job = (domain: string, due = now, bytes = 0, ramped = false): number => s.create(0, domain, due, bytes, ramped);
   const running = (domain?: string) => [...new Set(started)].filter((j) => s.isRunning(j) && (domain === undefined || s.destinationOf(j) === domain)).length;
   return {
     s,
@@ -180,6 +180,97 @@ test('a job back in line waits for its due time; removal, expedite and a larger 
   h.s.setLimits({ total: 10, perDestination: 3 });
   assert.equal(h.running('d.example'), 3, 'a raised limit applies at once');
   h.s.stop();
+});
+
+test('the byte budget: the jobs running hold at most that much; one larger message goes alone; the first in line is not passed', () => {
+  const MB = 1_000_000;
+  const h = harness({ total: 20, perDestination: Infinity, bytes: 64 * MB });
+  // 25 big messages after a relay outage, all due: three fit at once, not twenty
+  const big = Array.from({ length: 25 }, (_, i) => h.job('relay', h.now - 1000 + i, 20 * MB));
+  h.s.addMany(big);
+  assert.equal(h.running(), 3);
+  assert.equal(h.s.bytesRunning, 60 * MB);
+  // a small one due later waits behind the big one first in line (no starvation of big mail)
+  const small = h.job('relay', h.now, 1000);
+  h.s.add(small);
+  assert.equal(h.s.isRunning(small), false);
+  let maxBytes = 0;
+  while (h.s.running > 0) {
+    maxBytes = Math.max(maxBytes, h.s.bytesRunning);
+    assert.ok(h.s.running <= 20);
+    h.s.done(
+      h.started.find((j) => h.s.isRunning(j))!,
+      null,
+    );
+  }
+  assert.ok(maxBytes <= 64 * MB, `${maxBytes} bytes in flight`);
+  assert.equal(h.started.length, 26, 'every job ran');
+  assert.equal(h.started.at(-1), small, 'in due order');
+  assert.equal(h.s.bytesRunning, 0);
+  // larger than the whole budget: it goes, alone, and nothing joins it until it is done
+  const huge = h.job('relay', h.now - 1, 100 * MB);
+  const after = h.job('relay', h.now, 10);
+  h.s.addMany([huge, after]);
+  assert.equal(h.s.isRunning(huge), true);
+  assert.equal(h.s.isRunning(after), false);
+  h.s.done(huge, null);
+  assert.equal(h.s.isRunning(after), true);
+  h.s.done(after, null);
+  // small mail is held back by the count alone
+  for (let i = 0; i < 30; i++) h.s.add(h.job(`d${i}.example`, h.now, 50_000));
+  assert.equal(h.running(), 20);
+  h.s.stop();
+});
+
+test('after a start, what was queued before it ramps up: one job, then one more each step; new mail is not counted', () => {
+  const h = harness({ total: 20, perDestination: 5, bytes: 64 * 1_000_000 });
+  h.s.rampUp(20_000); // a step a second
+  const jobs = Array.from({ length: 200 }, (_, i) => h.job(`d${i % 40}.example`, h.now - 60_000, 0, true));
+  h.s.addMany(jobs);
+  assert.equal(h.running(), 1, 'one job at first');
+  h.advance(999);
+  h.s.pump();
+  assert.equal(h.running(), 1);
+  h.advance(1);
+  h.s.pump();
+  assert.equal(h.running(), 2, 'one more after a step');
+  h.advance(5000);
+  h.s.pump();
+  assert.equal(h.running(), 7);
+  // a finished job is replaced, within the ramp's allowance
+  h.s.done(
+    h.started.find((j) => h.s.isRunning(j))!,
+    null,
+  );
+  assert.equal(h.running(), 7);
+  // mail accepted after the start waits behind the backlog due before it (due order, as always)
+  const fresh = h.job('new.example', h.now);
+  h.s.add(fresh);
+  assert.equal(h.s.isRunning(fresh), false);
+  h.advance(14_000);
+  h.s.pump();
+  assert.equal(h.running(), 20, 'the full limit once the ramp is over');
+  // but the ramp counts only what was queued before the start: with that backlog started,
+  // new mail takes every slot at once, beyond the ramp's allowance
+  const n = harness({ total: 20, perDestination: Infinity });
+  n.s.rampUp(20_000);
+  n.s.addMany(Array.from({ length: 3 }, () => n.job('old.example', n.now - 1000, 0, true)));
+  n.advance(2000);
+  n.s.pump();
+  assert.equal(n.running(), 3);
+  n.s.addMany(Array.from({ length: 10 }, () => n.job('new.example', n.now)));
+  assert.equal(n.running(), 13);
+  // the ramp's timer wakes the scheduler by itself (no job finishing needed)
+  const t = harness({ total: 4, perDestination: Infinity });
+  t.s.rampUp(4000);
+  t.s.addMany(Array.from({ length: 10 }, () => t.job('relay', t.now, 0, true)));
+  assert.equal(t.running(), 1);
+  // rampUp(0): everything at once
+  const c = harness({ total: 5, perDestination: Infinity });
+  c.s.rampUp(0);
+  c.s.addMany(Array.from({ length: 10 }, () => c.job('relay', c.now, 0, true)));
+  assert.equal(c.running(), 5);
+  for (const x of [h, n, t, c]) x.s.stop();
 });
 
 test('200,000 jobs: every one runs exactly once, in due order per destination; rows are reused', () => {
