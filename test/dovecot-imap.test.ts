@@ -10,12 +10,14 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, re
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BIN, ROOT } from './helpers/cli.js';
+import { BIN } from './helpers/cli.js';
 import { TestDns } from './helpers/dns.js';
 import { accepts, freePort } from './helpers/ports.js';
 import { baseConfig, makeEnv, MailplaneProcess, waitFor, type Env } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
 import { tempDir } from './helpers/tmp.js';
+import { docBlock } from './helpers/docs.js';
+import { ensureUser, idOf, sh } from './helpers/system-users.js';
 
 const DOVECOT = '/usr/sbin/dovecot';
 // test-only names for the docs' `vmail` (the mail group and Dovecot's user) and `mailplane`
@@ -38,32 +40,6 @@ if (!available) {
 }
 
 /** The fenced block after the marker comment naming this test in docs/install.md. */
-function docBlock(marker: string): string {
-  const doc = readFileSync(join(ROOT, 'docs', 'install.md'), 'utf8');
-  const at = doc.indexOf(`<!-- test/dovecot-imap.test.ts runs ${marker}`);
-  assert.ok(at >= 0, `docs/install.md has no block for ${marker}`);
-  const m = /```[a-z]*\n([\s\S]*?)```/.exec(doc.slice(at));
-  assert.ok(m, `no code block after the ${marker} marker`);
-  return m[1]!;
-}
-
-function sh(cmd: string, args: string[]): void {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-}
-
-function idOf(flag: '-u' | '-g', name: string): number {
-  return Number(spawnSync('id', [flag, name], { encoding: 'utf8' }).stdout.trim());
-}
-
-const created: string[] = [];
-/** The docs' useradd, for test-only names; removed again in after() (left over from a crashed run: reused). */
-function ensureUser(name: string): void {
-  if (spawnSync('id', [name]).status === 0) return;
-  sh('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', name]);
-  created.push(name);
-}
-
 /** Whether `user` can run this checkout's mailplane (it may live under a folder only root enters). */
 function canRunAs(user: string): boolean {
   return spawnSync('setpriv', ['--reuid', user, '--regid', user, '--init-groups', process.execPath, BIN, '--help'], { stdio: 'ignore' }).status === 0;
@@ -177,7 +153,7 @@ describe('Dovecot reads the Maildirs mailplane writes (storage.mailboxGroup)', {
     writeFileSync(mailplaneUsers, lines, { mode: 0o640 });
     chownSync(mailplaneUsers, 0, serviceGid);
 
-    const storage = docBlock('mailplane')
+    const storage = docBlock('install.md', '<!-- test/dovecot-imap.test.ts runs mailplane')
       .replaceAll('/var/lib/mailplane', env.dataDir)
       .replace(/\bvmail\b/g, VMAIL);
     // spoofed mail from our own domains goes to the junk folder (DNS: a loopback server that knows nothing)
@@ -201,7 +177,7 @@ describe('Dovecot reads the Maildirs mailplane writes (storage.mailboxGroup)', {
     const dovecotUsers = join(dovecotDir, 'users');
     writeFileSync(dovecotUsers, lines, { mode: 0o640 });
     chownSync(dovecotUsers, 0, idOf('-g', 'dovecot'));
-    const snippet = docBlock('Debian')
+    const snippet = docBlock('install.md', '<!-- test/dovecot-imap.test.ts runs Debian')
       .replaceAll('/var/lib/mailplane', env.dataDir)
       .replaceAll('/etc/dovecot/users', dovecotUsers)
       .replace(/\bvmail\b/g, VMAIL);
@@ -244,10 +220,6 @@ ${snippet}`,
     }
     await mp?.stop();
     dns?.stop();
-    for (const name of created.reverse()) {
-      spawnSync('userdel', [name]);
-      spawnSync('groupdel', [name]); // when userdel left the group behind
-    }
   });
 
   test('mail delivered over SMTP is read, flagged and moved over IMAP by Dovecot running as another user', async () => {

@@ -19,6 +19,8 @@ import { TestDns } from './helpers/dns.js';
 import { LDAP_USERS, SERVICE, Slapd, slapdAvailable } from './helpers/slapd.js';
 import { SmtpClient } from './helpers/smtp.js';
 import { tempDir } from './helpers/tmp.js';
+import { docBlock } from './helpers/docs.js';
+import { ensureUser, idOf } from './helpers/system-users.js';
 
 const DOVECOT = '/usr/sbin/dovecot';
 // test-only name for the docs' `vmail` (Dovecot's mail user, and the group of the passwd-file)
@@ -50,40 +52,6 @@ if (available && !ldapAvailable) {
   if (process.env.CI) throw new Error('the Dovecot LDAP test needs slapd and dovecot-ldap in CI');
   console.warn('\n*** SKIPPED LOUDLY: slapd or dovecot-ldap is missing; Dovecot with LDAP accounts is not tested here ***\n');
 }
-
-/** The fenced block after the marker comment naming this test in docs/dovecot.md. */
-function docBlock(marker: string): string {
-  const doc = readFileSync(join(ROOT, 'docs', 'dovecot.md'), 'utf8');
-  const at = doc.indexOf(`<!-- test/dovecot-lmtp.test.ts runs ${marker}`);
-  assert.ok(at >= 0, `docs/dovecot.md has no block for ${marker}`);
-  const m = /```[a-z]*\n([\s\S]*?)```/.exec(doc.slice(at));
-  assert.ok(m, `no code block after the ${marker} marker`);
-  return m[1]!;
-}
-
-function sh(cmd: string, args: string[]): void {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-}
-
-function idOf(flag: '-u' | '-g', name: string): number {
-  return Number(spawnSync('id', [flag, name], { encoding: 'utf8' }).stdout.trim());
-}
-
-const created: string[] = [];
-function ensureUser(name: string): void {
-  if (spawnSync('id', [name]).status === 0) return;
-  sh('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', name]);
-  created.push(name);
-}
-
-// the users this file made go when every suite of it is done (one left by a crashed run is reused)
-after(() => {
-  for (const name of created.reverse()) {
-    spawnSync('userdel', [name]);
-    spawnSync('groupdel', [name]); // when userdel left the group behind
-  }
-});
 
 /** A TLS client for IMAP and POP3: the raw bytes (latin1), read up to a pattern. */
 class Wire {
@@ -281,7 +249,7 @@ function usersYaml(names: readonly User[]): string {
 
 /** The TLS block of the docs, on the test's ports and certificate. */
 function tlsBlock(env: Env, imaps: number, pop3s: number): string {
-  return docBlock("Debian's Dovecot with this block (ports moved")
+  return docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (ports moved")
     .replace('port = 993', `port = ${imaps}`)
     .replace('port = 995', `port = ${pop3s}`)
     .replaceAll('/etc/mailplane/tls.crt', env.certFile)
@@ -323,7 +291,7 @@ describe('store lmtp: mailplane delivers to Dovecot over LMTP, IMAPS and POP3S r
     chownSync(join(dir, 'store'), idOf('-u', VMAIL), idOf('-g', VMAIL));
     passwdFile = join(env.dataDir, 'dovecot', 'passwd');
 
-    const mailplaneBlock = docBlock('mailplane with this block (lmtp store')
+    const mailplaneBlock = docBlock('dovecot.md', '<!-- test/dovecot-lmtp.test.ts runs mailplane with this block (lmtp store')
       .replaceAll('/var/lib/mailplane', env.dataDir)
       .replace(/\bvmail\b/g, VMAIL)
       .replace('127.0.0.1:24', `127.0.0.1:${lmtp}`);
@@ -342,7 +310,7 @@ describe('store lmtp: mailplane delivers to Dovecot over LMTP, IMAPS and POP3S r
     mp = await startMailplane(env, config(['alice', 'bob', 'carol', 'dave']));
 
     dovecot = new Dovecot(dir, [imaps, pop3s, lmtp]);
-    const lmtpBlock = docBlock("Debian's Dovecot with this block (lmtp store")
+    const lmtpBlock = docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (lmtp store")
       .replaceAll('/var/lib/mailplane', env.dataDir)
       .replaceAll('/var/vmail', join(dir, 'store'))
       .replace(/\bvmail\b/g, VMAIL)
@@ -548,7 +516,7 @@ describe('store maildir with the passwd-file: Dovecot reads the Maildirs mailpla
     env = await makeEnv();
     prepareEnv(env);
     [imaps, pop3s] = [await freePort(), await freePort()];
-    const block = docBlock('mailplane with this block (maildir store')
+    const block = docBlock('dovecot.md', '<!-- test/dovecot-lmtp.test.ts runs mailplane with this block (maildir store')
       .replaceAll('/var/lib/mailplane', env.dataDir)
       .replace(/\bvmail\b/g, VMAIL);
     assert.match(block, /store: maildir/);
@@ -556,7 +524,7 @@ describe('store maildir with the passwd-file: Dovecot reads the Maildirs mailpla
     const dir = tempDir('dovecot-maildir');
     chmodSync(dir, 0o711);
     dovecot = new Dovecot(dir, [imaps, pop3s]);
-    const snippet = docBlock("Debian's Dovecot with this block (maildir store")
+    const snippet = docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (maildir store")
       .replaceAll('/var/lib/mailplane', env.dataDir)
       .replace(/\bvmail\b/g, VMAIL);
     dovecot.write(`${snippet}\n${tlsBlock(env, imaps, pop3s)}`);
@@ -635,14 +603,14 @@ describe('LDAP accounts: Dovecot’s passdb and userdb ask the directory mailpla
     chownSync(join(dir, 'store'), idOf('-u', VMAIL), idOf('-g', VMAIL));
     // the CA, where Dovecot's auth process (user dovecot) reads it
     writeFileSync(join(dir, 'ldap-ca.pem'), readFileSync(slapd.caFile), { mode: 0o644 });
-    const ext = docBlock("Debian's Dovecot with this block (LDAP; the test")
+    const ext = docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (LDAP; the test")
       .replace('ldap://ldap.example.com', slapd.url)
       .replace('/etc/mailplane/ldap-ca.pem', join(dir, 'ldap-ca.pem'))
       .replace('the-bind-password', SERVICE.password);
     assert.match(ext, new RegExp(`^dn = ${SERVICE.dn}$`, 'm'), 'the docs name the same service account');
     writeFileSync(join(dir, 'dovecot-ldap.conf.ext'), ext, { mode: 0o600 });
     // the lmtp store's block, with LDAP in place of the passwd-file
-    const lmtpBlock = docBlock("Debian's Dovecot with this block (lmtp store")
+    const lmtpBlock = docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (lmtp store")
       .replace(/passdb \{[^}]*\}\n/, '')
       .replace(/userdb \{[^}]*\}\n/, '')
       .replace(/service auth \{[^}]*\}\n/, '')
@@ -650,7 +618,10 @@ describe('LDAP accounts: Dovecot’s passdb and userdb ask the directory mailpla
       .replace(/\bvmail\b/g, VMAIL)
       .replace('port = 24', `port = ${lmtp}`);
     assert.doesNotMatch(lmtpBlock, /passwd-file/);
-    const ldapBlock = docBlock("Debian's Dovecot with this block (LDAP)").replaceAll('/etc/dovecot/dovecot-ldap.conf.ext', join(dir, 'dovecot-ldap.conf.ext'));
+    const ldapBlock = docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (LDAP)").replaceAll(
+      '/etc/dovecot/dovecot-ldap.conf.ext',
+      join(dir, 'dovecot-ldap.conf.ext'),
+    );
     dovecot = new Dovecot(dir, [imaps, pop3s, lmtp]);
     dovecot.write(`${lmtpBlock}\n${ldapBlock}\n${tlsBlock(env, imaps, pop3s)}`);
     await dovecot.start();

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { test } from 'node:test';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
-import { BIN, mailplane, ROOT } from './helpers/cli.js';
+import { BIN, mailplane } from './helpers/cli.js';
 import { CHART, find, findAll, helm, HELM_FIXTURES, helmOrSkip, IMAGE_VALUES, render, renderFailing } from './helpers/helm.js';
 import { validateManifests, type Manifest } from './helpers/k8s-validate.js';
 import { podFiles, volumeFiles, writeAtomic, type Cluster, type PodFiles } from './helpers/pod-files.js';
@@ -26,6 +26,7 @@ import { USERS } from './helpers/server.js';
 import { SmtpClient } from './helpers/smtp.js';
 import { serverCert } from './helpers/tls.js';
 import { tempDir } from './helpers/tmp.js';
+import { docBlock } from './helpers/docs.js';
 
 const skip = helmOrSkip() ? false : 'helm is not installed';
 
@@ -549,14 +550,6 @@ test("rspamd: Debian's rspamadm takes the chart's config (no network: its own na
 const dovecotConf = (ms: readonly Manifest[]) => find(ms, 'ConfigMap', 'mail-mailplane-dovecot').data['dovecot.conf'] as string;
 const dovecotContainer = (ms: readonly Manifest[]) => find(ms, 'StatefulSet').spec.template.spec.containers.find((c: any) => c.name === 'dovecot');
 
-/** The fenced block after a marker comment of docs/dovecot.md (the ones test/dovecot-lmtp.test.ts runs). */
-function docBlock(marker: string): string {
-  const doc = readFileSync(join(ROOT, 'docs', 'dovecot.md'), 'utf8');
-  const at = doc.indexOf(`<!-- test/dovecot-lmtp.test.ts runs ${marker}`);
-  assert.ok(at >= 0, `docs/dovecot.md has no block for ${marker}`);
-  return /```[a-z]*\n([\s\S]*?)```/.exec(doc.slice(at))![1]!;
-}
-
 /** The settings of a Dovecot config: its lines without comments and blank lines. */
 const settings = (conf: string) =>
   conf
@@ -577,10 +570,10 @@ test('mailboxes.dovecot: dovecot.conf is the blocks of docs/dovecot.md with the 
   const lines = settings(conf);
   const contains = (block: string[]) => lines.some((_, i) => block.every((l, j) => lines[i + j] === l));
   // store maildir: the passwd-file at the chart's default (the docs' own path), `vmail` being the pod's user and group
-  const maildir = settings(docBlock("Debian's Dovecot with this block (maildir store").replaceAll('vmail', 'mailplane'));
+  const maildir = settings(docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (maildir store").replaceAll('vmail', 'mailplane'));
   assert.ok(contains(maildir), `the maildir block of docs/dovecot.md is not in dovecot.conf:\n${maildir.join('\n')}\n---\n${conf}`);
   // IMAPS and POP3S: the certificate where the pod mounts `tls`
-  const tls = settings(docBlock("Debian's Dovecot with this block (ports moved").replaceAll('</etc/mailplane/tls.', '</etc/mailplane/tls/tls.'));
+  const tls = settings(docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (ports moved").replaceAll('</etc/mailplane/tls.', '</etc/mailplane/tls/tls.'));
   assert.ok(contains(tls), `the TLS block of docs/dovecot.md is not in dovecot.conf:\n${tls.join('\n')}\n---\n${conf}`);
 
   const dir = tempDir('doveconf');

@@ -8,11 +8,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ROOT } from './helpers/cli.js';
 import { accepts, freePorts } from './helpers/ports.js';
 import { rspamdOrSkip, TestRspamd } from './helpers/rspamd.js';
 import { waitFor } from './helpers/server.js';
 import { tempDir } from './helpers/tmp.js';
+import { docBlock } from './helpers/docs.js';
 
 const DOVECOT = '/usr/sbin/dovecot';
 const REDIS = '/usr/bin/redis-server';
@@ -27,19 +27,6 @@ function available(): boolean {
   if (process.env.CI) throw new Error(`the Rspamd learning test cannot run: ${why}`);
   console.warn(`\n*** SKIPPED LOUDLY: ${why}; the documented Junk learning is not tested ***\n`);
   return false;
-}
-
-/** The fenced block that follows the first line containing `marker` in docs/rspamd.md, unindented. */
-function docBlock(marker: string): string {
-  const doc = readFileSync(join(ROOT, 'docs/rspamd.md'), 'utf8');
-  const at = doc.indexOf(marker);
-  assert.ok(at >= 0, `docs/rspamd.md has no "${marker}"`);
-  const m = /\n( *)```[a-z]*\n([\s\S]*?)\n *```/.exec(doc.slice(at));
-  assert.ok(m, `no code block after "${marker}"`);
-  return m[2]!
-    .split('\n')
-    .map((l) => l.slice(m[1]!.length))
-    .join('\n');
 }
 
 describe('Rspamd learns from moves into and out of Junk (docs/rspamd.md)', { skip: !available() }, () => {
@@ -64,9 +51,9 @@ describe('Rspamd learns from moves into and out of Junk (docs/rspamd.md)', { ski
     const etc = join(dir, 'etc');
     for (const d of ['sieve', 'sieve-pipe']) mkdirSync(join(etc, d), { recursive: true, mode: 0o755 });
     const paths = (s: string) => s.replaceAll('/etc/dovecot', etc);
-    writeFileSync(join(etc, 'sieve/report-spam.sieve'), docBlock('`/etc/dovecot/sieve/report-spam.sieve`'));
-    writeFileSync(join(etc, 'sieve/report-ham.sieve'), docBlock('`/etc/dovecot/sieve/report-ham.sieve`'));
-    const pipe = paths(docBlock('The pipe programs in')).replace('127.0.0.1:11334', rspamd.controller);
+    writeFileSync(join(etc, 'sieve/report-spam.sieve'), docBlock('rspamd.md', '`/etc/dovecot/sieve/report-spam.sieve`'));
+    writeFileSync(join(etc, 'sieve/report-ham.sieve'), docBlock('rspamd.md', '`/etc/dovecot/sieve/report-ham.sieve`'));
+    const pipe = paths(docBlock('rspamd.md', 'The pipe programs in')).replace('127.0.0.1:11334', rspamd.controller);
     assert.match(pipe, /learn_spam/);
     writeFileSync(join(etc, 'sieve-pipe/rspamd-learn-spam.sh'), pipe, { mode: 0o755 });
     writeFileSync(join(etc, 'sieve-pipe/rspamd-learn-ham.sh'), pipe.replace('learn_spam', 'learn_ham'), { mode: 0o755 });
@@ -102,7 +89,7 @@ userdb {
   args = uid=nobody gid=${spawnSync('id', ['-gn', 'nobody'], { encoding: 'utf8' }).stdout.trim()} home=${home}/%u
 }
 mail_location = maildir:~/Maildir
-${paths(docBlock('1. `apt-get install dovecot-sieve`'))}
+${paths(docBlock('rspamd.md', '1. `apt-get install dovecot-sieve`'))}
 `,
     );
     for (const s of ['report-spam', 'report-ham']) {
