@@ -303,3 +303,27 @@ test('kill -9 with queued and half-delivered messages: after restart everything 
     await relay2.stop();
   }
 });
+
+test('an LMTP store that is down holds only local mail: mail through the relay keeps going out at once', async () => {
+  const env = await makeEnv();
+  const relay = await new TestRelay({ port: await freePort(), mode: 'starttls', account: ACCOUNT }).start();
+  const lmtp = await freePort(); // nothing listens: every LMTP attempt fails and suspends the LMTP destination
+  const config = relayConfig(env, { port: relay.o.port })
+    .replace(/minRetryDelay: .*\n/, 'minRetryDelay: 1h\n')
+    .replace(/maxRetryDelay: .*\n/, 'maxRetryDelay: 2h\n')
+    .replace(/storage:\n/, `mailboxes:\n  store: lmtp\n  lmtp: { address: 127.0.0.1:${lmtp} }\nstorage:\n`);
+  const mp = await startMailplane(env, config);
+  try {
+    assert.equal((await submit(env, 'webmail@example.com', ['bob@example.com'], 'local')).code, 250);
+    await mp.waitFor('the LMTP attempt to fail', async () => (await mp.metric('mailplane_delivery_total', 'transport="lmtp",result="deferred"')) === 1);
+    // the LMTP destination is suspended for an hour now; the relay is not
+    for (let i = 0; i < 3; i++) assert.equal((await submit(env, 'webmail@example.com', [`next${i}@remote.example`], `after ${i}`)).code, 250);
+    await mp.waitFor('the later messages relayed without waiting for the LMTP server', () => [0, 1, 2].every((i) => relay.for(`next${i}@remote.example`).length === 1), 10_000);
+    assert.equal(await mp.metric('mailplane_delivery_total', 'transport="relay",result="deferred"'), undefined, 'nothing for the relay was deferred');
+    const status = await mp.status();
+    assert.equal(status.queue.deferred, 1, 'bob’s copy waits for the LMTP server');
+  } finally {
+    await mp.stop();
+    await relay.stop();
+  }
+});

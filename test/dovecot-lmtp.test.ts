@@ -7,13 +7,13 @@
 // Dovecot's LDAP passdb/userdb against the slapd the LDAP tests use.
 // Needs root (users, Dovecot's privilege drop) and Debian's dovecot-imapd, -pop3d, -lmtpd, -ldap.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ROOT } from './helpers/cli.js';
-import { accepts, freePort } from './helpers/ports.js';
+import { freePort } from './helpers/ports.js';
 import { baseConfig, makeEnv, startMailplane, waitFor, type Env, type MailplaneProcess } from './helpers/server.js';
 import { TestDns } from './helpers/dns.js';
 import { LDAP_USERS, SERVICE, Slapd, slapdAvailable } from './helpers/slapd.js';
@@ -21,8 +21,8 @@ import { SmtpClient } from './helpers/smtp.js';
 import { tempDir } from './helpers/tmp.js';
 import { docBlock } from './helpers/docs.js';
 import { ensureUser, idOf } from './helpers/system-users.js';
+import { Dovecot, dovecotDir, dovecotMissing, lmtpDovecotBlock, lmtpMailplaneBlock } from './helpers/dovecot.js';
 
-const DOVECOT = '/usr/sbin/dovecot';
 // test-only name for the docs' `vmail` (Dovecot's mail user, and the group of the passwd-file)
 const VMAIL = 'mptest-lmtp-vmail';
 // one user per hash scheme mailplane accepts; the same password for SMTP AUTH and IMAP
@@ -34,18 +34,11 @@ const USERS = {
 } as const;
 type User = keyof typeof USERS;
 
-const isRoot = process.getuid?.() === 0;
-const tools = ['useradd', 'userdel', 'groupdel'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
-const lmtpd = existsSync('/usr/lib/dovecot/lmtp') && existsSync('/usr/lib/dovecot/pop3');
-const available = isRoot && existsSync(DOVECOT) && lmtpd && tools;
+const missing = dovecotMissing();
+const available = missing === null;
 if (!available) {
-  const why = !isRoot
-    ? 'the tests do not run as root (users, Dovecot)'
-    : !existsSync(DOVECOT) || !lmtpd
-      ? 'Dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d dovecot-lmtpd)'
-      : 'useradd/userdel are missing';
-  if (process.env.CI) throw new Error(`the Dovecot LMTP test cannot run in CI: ${why}`);
-  console.warn(`\n*** SKIPPED LOUDLY: ${why}; delivery over LMTP and the Dovecot passwd-file are not tested here ***\n`);
+  if (process.env.CI) throw new Error(`the Dovecot LMTP test cannot run in CI: ${missing}`);
+  console.warn(`\n*** SKIPPED LOUDLY: ${missing}; delivery over LMTP and the Dovecot passwd-file are not tested here ***\n`);
 }
 const ldapAvailable = available && slapdAvailable() && existsSync('/usr/lib/dovecot/modules/auth/libauthdb_ldap.so');
 if (available && !ldapAvailable) {
@@ -189,60 +182,6 @@ async function deliver(env: Env, from: string, to: string[], body: Buffer | stri
   await c.quit();
 }
 
-/** A Dovecot started by the test on its own config, folders and loopback ports. */
-class Dovecot {
-  private child: ChildProcess | null = null;
-  private out = '';
-  constructor(
-    readonly dir: string,
-    private readonly ports: number[],
-  ) {}
-
-  get log(): string {
-    const file = join(this.dir, 'dovecot.log');
-    return `${this.out}\n${existsSync(file) ? readFileSync(file, 'utf8') : ''}`;
-  }
-
-  /** The test's own settings (folders, loopback), then the docs' blocks. */
-  write(blocks: string): void {
-    writeFileSync(
-      join(this.dir, 'dovecot.conf'),
-      `base_dir = ${this.dir}/run
-state_dir = ${this.dir}/state
-log_path = ${this.dir}/dovecot.log
-listen = 127.0.0.1
-# test only: refused logins answered at once (Dovecot waits 2 s by default)
-auth_failure_delay = 0
-${blocks}`,
-    );
-  }
-
-  async start(): Promise<void> {
-    this.child = spawn(DOVECOT, ['-F', '-c', join(this.dir, 'dovecot.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (d) => (this.out += d));
-    this.child.stderr!.on('data', (d) => (this.out += d));
-    const child = this.child;
-    process.on('exit', () => child.kill('SIGKILL'));
-    for (const port of this.ports)
-      await waitFor(
-        `Dovecot to listen on ${port}`,
-        () => accepts(port),
-        15_000,
-        () => this.log,
-      );
-  }
-
-  async stop(): Promise<void> {
-    const c = this.child;
-    this.child = null;
-    if (!c || c.exitCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGTERM');
-    await exited;
-    for (const port of this.ports) await waitFor(`Dovecot to stop listening on ${port}`, async () => !(await accepts(port)), 10_000);
-  }
-}
-
 function usersYaml(names: readonly User[]): string {
   return names.map((n) => `      - { name: ${n}, passwordHash: "${USERS[n].hash}"${n === 'alice' ? ', aliases: [postmaster, info]' : ''} }\n`).join('');
 }
@@ -284,17 +223,10 @@ describe('store lmtp: mailplane delivers to Dovecot over LMTP, IMAPS and POP3S r
     env = await makeEnv();
     prepareEnv(env);
     [imaps, pop3s, lmtp] = [await freePort(), await freePort(), await freePort()];
-    const dir = tempDir('dovecot-lmtp');
-    chmodSync(dir, 0o711);
-    // the docs' /var/vmail: Dovecot's own store
-    mkdirSync(join(dir, 'store'), { mode: 0o700 });
-    chownSync(join(dir, 'store'), idOf('-u', VMAIL), idOf('-g', VMAIL));
+    const { dir, store } = dovecotDir('dovecot-lmtp', VMAIL);
     passwdFile = join(env.dataDir, 'dovecot', 'passwd');
 
-    const mailplaneBlock = docBlock('dovecot.md', '<!-- test/dovecot-lmtp.test.ts runs mailplane with this block (lmtp store')
-      .replaceAll('/var/lib/mailplane', env.dataDir)
-      .replace(/\bvmail\b/g, VMAIL)
-      .replace('127.0.0.1:24', `127.0.0.1:${lmtp}`);
+    const mailplaneBlock = lmtpMailplaneBlock({ dataDir: env.dataDir, vmail: VMAIL, lmtp });
     assert.match(mailplaneBlock, /store: lmtp/);
     config = (users, extra = '') =>
       baseConfig(env, {
@@ -310,11 +242,7 @@ describe('store lmtp: mailplane delivers to Dovecot over LMTP, IMAPS and POP3S r
     mp = await startMailplane(env, config(['alice', 'bob', 'carol', 'dave']));
 
     dovecot = new Dovecot(dir, [imaps, pop3s, lmtp]);
-    const lmtpBlock = docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (lmtp store")
-      .replaceAll('/var/lib/mailplane', env.dataDir)
-      .replaceAll('/var/vmail', join(dir, 'store'))
-      .replace(/\bvmail\b/g, VMAIL)
-      .replace('port = 24', `port = ${lmtp}`);
+    const lmtpBlock = lmtpDovecotBlock({ dataDir: env.dataDir, store, vmail: VMAIL, lmtp });
     dovecot.write(`${lmtpBlock}\n${tlsBlock(env, imaps, pop3s)}`);
     await dovecot.start();
   });
@@ -597,10 +525,7 @@ describe('LDAP accounts: Dovecot’s passdb and userdb ask the directory mailpla
       .replace(/storage:\n {2}dataDir: .*\n/, `storage:\n  dataDir: ${env.dataDir}\nmailboxes:\n  store: lmtp\n  lmtp: { address: 127.0.0.1:${lmtp} }\n`);
     mp = await startMailplane(env, config);
 
-    const dir = tempDir('dovecot-ldap');
-    chmodSync(dir, 0o711);
-    mkdirSync(join(dir, 'store'), { mode: 0o700 });
-    chownSync(join(dir, 'store'), idOf('-u', VMAIL), idOf('-g', VMAIL));
+    const { dir, store } = dovecotDir('dovecot-ldap', VMAIL);
     // the CA, where Dovecot's auth process (user dovecot) reads it
     writeFileSync(join(dir, 'ldap-ca.pem'), readFileSync(slapd.caFile), { mode: 0o644 });
     const ext = docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (LDAP; the test")
@@ -610,13 +535,10 @@ describe('LDAP accounts: Dovecot’s passdb and userdb ask the directory mailpla
     assert.match(ext, new RegExp(`^dn = ${SERVICE.dn}$`, 'm'), 'the docs name the same service account');
     writeFileSync(join(dir, 'dovecot-ldap.conf.ext'), ext, { mode: 0o600 });
     // the lmtp store's block, with LDAP in place of the passwd-file
-    const lmtpBlock = docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (lmtp store")
+    const lmtpBlock = lmtpDovecotBlock({ dataDir: env.dataDir, store, vmail: VMAIL, lmtp })
       .replace(/passdb \{[^}]*\}\n/, '')
       .replace(/userdb \{[^}]*\}\n/, '')
-      .replace(/service auth \{[^}]*\}\n/, '')
-      .replaceAll('/var/vmail', join(dir, 'store'))
-      .replace(/\bvmail\b/g, VMAIL)
-      .replace('port = 24', `port = ${lmtp}`);
+      .replace(/service auth \{[^}]*\}\n/, '');
     assert.doesNotMatch(lmtpBlock, /passwd-file/);
     const ldapBlock = docBlock('dovecot.md', "<!-- test/dovecot-lmtp.test.ts runs Debian's Dovecot with this block (LDAP)").replaceAll(
       '/etc/dovecot/dovecot-ldap.conf.ext',

@@ -1,5 +1,5 @@
 // cluster: the Redis the replicas share their abuse counters in, the peer their queues go to when
-// one leaves, and what several replicas rule out. The rules (docs/cluster.md):
+// one leaves, and what several replicas rule out. The rules (docs/scaling.md):
 //   * any `cluster` setting (redis or peers) means several replicas, so `mailboxes.store` must be
 //     `lmtp`: with `maildir` each replica would write its own copy of the mailboxes (MP_CLUSTER);
 //   * a `role: peer` listener relays for whoever it trusts, so on all interfaces or a public
@@ -38,7 +38,7 @@ export function checkCluster(ctx: LoadContext, c: ClusterConfig, o: ClusterConte
     ctx.error(
       'MP_CLUSTER',
       ['cluster'],
-      'cluster settings mean several replicas, and with mailboxes.store: maildir each replica would keep its own copy of the mailboxes (a user would see only the mail that reached the replica Dovecot reads): use mailboxes.store: lmtp with one Dovecot for all replicas (docs/cluster.md)',
+      'cluster settings mean several replicas, and with mailboxes.store: maildir each replica would keep its own copy of the mailboxes (a user would see only the mail that reached the replica Dovecot reads): use mailboxes.store: lmtp with one Dovecot for all replicas (docs/scaling.md)',
       'key',
     );
     ok = false;

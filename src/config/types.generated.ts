@@ -83,7 +83,7 @@ export interface ListenerConfig {
    */
   address?: string;
   /**
-   * `mx`: inbound mail from the internet for our domains (no AUTH needed to deliver to local users). `submission`: mail clients of our users, who must authenticate when `smtp.auth.required` is true. `peer`: cluster-internal, where the other replicas hand their queues over (`mailplane queue handoff`, see docs/cluster.md): only clients in `smtp.auth.exemptClients`, or those that log in with `cluster.peers.secretFile` (AUTH PLAIN as `peer`, inside STARTTLS), may send here, to any recipient, without sending rates or spam scanning; everyone else gets 530 5.7.0 at MAIL. `validate` refuses a peer listener on all interfaces or a public address that neither exempt clients nor a peer secret protect, and one with `tls: implicit`.
+   * `mx`: inbound mail from the internet for our domains (no AUTH needed to deliver to local users). `submission`: mail clients of our users, who must authenticate when `smtp.auth.required` is true. `peer`: cluster-internal, where the other replicas hand their queues over (`mailplane queue handoff`, see docs/scaling.md): only clients in `smtp.auth.exemptClients`, or those that log in with `cluster.peers.secretFile` (AUTH PLAIN as `peer`, inside STARTTLS), may send here, to any recipient, without sending rates or spam scanning; everyone else gets 530 5.7.0 at MAIL. `validate` refuses a peer listener on all interfaces or a public address that neither exempt clients nor a peer secret protect, and one with `tls: implicit`.
    */
   role: 'mx' | 'submission' | 'peer';
   /**
@@ -620,7 +620,7 @@ export interface ObservabilityConfig {
   logAddresses?: 'full' | 'redact';
 }
 /**
- * Several replicas of this config (docs/cluster.md): the abuse limits they share in Redis, and the peer their queues are handed to when a replica leaves. Either part implies several replicas, so `mailboxes.store` must then be `lmtp` (a Maildir store would split mailboxes between replicas).
+ * Several replicas of this config (docs/scaling.md): the abuse limits they share in Redis, and the peer their queues are handed to when a replica leaves. Either part implies several replicas, so `mailboxes.store` must then be `lmtp` (a Maildir store would split mailboxes between replicas).
  */
 export interface ClusterConfig {
   redis?: ClusterRedisConfig;

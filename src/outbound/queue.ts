@@ -461,9 +461,10 @@ export class OutboundQueue {
       this.holds.delete(LMTP_DESTINATION); // a new LMTP server (or client)
       this.lmtpHoldsFor = ctx.lmtp ?? null;
     }
-    // the relay, or the hand-off peer, is one destination for all
-    const key = handoff || ctx.transport.kind === 'relay' ? '*' : lmtp ? LMTP_DESTINATION : domain;
-    const shown = handoff ? 'handoff' : key === '*' ? 'relay' : lmtp ? 'lmtp' : key;
+    // the hand-off peer is one destination for all; else the LMTP server is one for local
+    // mail, and the relay one for all other mail (an LMTP server down never holds the relay)
+    const key = handoff ? '*' : lmtp ? LMTP_DESTINATION : ctx.transport.kind === 'relay' ? '*' : domain;
+    const shown = handoff ? 'handoff' : lmtp ? 'lmtp' : key === '*' ? 'relay' : key;
     const hold = this.holds.get(key);
     // the header block, read once: for loop detection, and for the From: domain when signing
     let header: Promise<string> | null = null;

@@ -1,4 +1,4 @@
-{{/* replicas > 1 (docs/cluster.md, docs/kubernetes.md "Several replicas"): the LMTP mail store,
+{{/* replicas > 1 (docs/scaling.md, docs/kubernetes.md "Several replicas"): the LMTP mail store,
 the Redis the replicas share their abuse counters in (cluster.redis.url + existingSecret, or the
 chart's small Redis of cluster.redis.deploy), the peer listener and its Service
 <fullname>-smtp-peers that a leaving pod hands its queue to (preStop `mailplane queue handoff`),
@@ -67,7 +67,7 @@ the peer secret, and spreading the pods. Everything here is inert with replicas 
 {{- $mailboxes := $config.mailboxes | default dict -}}
 {{- $store := $mailboxes.store | default "maildir" | toString -}}
 {{- if ne $store "lmtp" -}}
-{{- fail (printf "replicas: %d needs config.mailboxes.store: lmtp (and mailboxes.lmtp.address, your Dovecot's LMTP service): with %s every replica would keep its own part of the mailboxes (docs/cluster.md)" (int .Values.replicas) $store) -}}
+{{- fail (printf "replicas: %d needs config.mailboxes.store: lmtp (and mailboxes.lmtp.address, your Dovecot's LMTP service): with %s every replica would keep its own part of the mailboxes (docs/scaling.md)" (int .Values.replicas) $store) -}}
 {{- end -}}
 {{- if not (dig "lmtp" "address" "" $mailboxes) -}}
 {{- fail (printf "replicas: %d with mailboxes.store: lmtp needs config.mailboxes.lmtp.address: the LMTP service of the Dovecot all replicas deliver to (e.g. dovecot.mail.svc:24)" (int .Values.replicas)) -}}
@@ -135,7 +135,7 @@ the peer secret, and spreading the pods. Everything here is inert with replicas 
 {{- define "mailplane.cluster.lifecycle" -}}
 {{- if include "mailplane.cluster.enabled" . -}}
 # a leaving pod (scale-down, upgrade, node drain) stops intake and hands its queue to the other
-# replicas through <fullname>-smtp-peers, then exits (docs/cluster.md)
+# replicas through <fullname>-smtp-peers, then exits (docs/scaling.md)
 lifecycle:
   preStop:
     exec:
