@@ -139,6 +139,9 @@ class PeerConnection {
         s.destroy();
         reject(new PeerError(`${name} did not accept a connection within ${spec.connectTimeoutMs / 1000} s`, false));
       }, spec.connectTimeoutMs);
+      // commands, the message and its final dot go out as written: with Nagle's algorithm the
+      // last small write of each transaction would wait for the peer's delayed ACK (~40 ms)
+      s.setNoDelay(true);
       s.once('connect', () => {
         clearTimeout(timer);
         s.removeAllListeners('error');
