@@ -17,7 +17,7 @@ import { Dovecot, dovecotDir, dovecotMissing, lmtpDovecotBlock, lmtpMailplaneBlo
 import { freePort } from './helpers/ports.js';
 import { TestRedis } from './helpers/redis.js';
 import { TestRelay } from './helpers/relay.js';
-import { baseConfig, CLIENTS, makeEnv, spawnMailplane, startMailplane, waitFor, type Env, type MailplaneProcess } from './helpers/server.js';
+import { baseConfig, CLIENTS, makeEnv, onAddress, spawnMailplane, startMailplane, waitFor, type Env, type MailplaneProcess } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
 import { ensureUser } from './helpers/system-users.js';
 
@@ -167,16 +167,18 @@ describe('three replicas over one Dovecot (LMTP), one Redis', { skip: missing !=
   /** A replica's config: its listeners on its own address, a peer listener, local mail over LMTP through the gate, limits in Redis, the hand-off to the next replica. */
   function config(r: Replica, next: Replica): string {
     writeFileSync(join(r.env.dir, 'peer-secret'), `${SECRET}\n`);
-    const base = baseConfig(r.env, {
-      // the exempt client queues hundreds of messages for the hand-off
-      extraSmtp: '  limits:\n    sendRate: { messages: 10000, recipients: 10000, window: 1h }\n',
-      relay: `relay:\n  enabled: true\n  host: 127.0.0.1\n  port: ${r.relay.o.port}\n  secure: false\n`,
-      delivery: `delivery:\n  minRetryDelay: 1s\n  maxRetryDelay: 4s\n  dns: { servers: [127.0.0.1:${r.env.ports.dns}], timeout: 1s }\n`,
-    });
+    const base = onAddress(
+      baseConfig(r.env, {
+        // the exempt client queues hundreds of messages for the hand-off
+        extraSmtp: '  limits:\n    sendRate: { messages: 10000, recipients: 10000, window: 1h }\n',
+        relay: `relay:\n  enabled: true\n  host: 127.0.0.1\n  port: ${r.relay.o.port}\n  secure: false\n`,
+        delivery: `delivery:\n  minRetryDelay: 1s\n  maxRetryDelay: 4s\n  dns: { servers: [127.0.0.1:${r.env.ports.dns}], timeout: 1s }\n`,
+      }),
+      r.address,
+    );
     const submissions = base.split('\n').find((l) => l.includes('name: submissions'))!;
     return `${base
-      .replace(submissions, `${submissions}\n    - { name: peer, address: 127.0.0.1, port: ${r.peerPort}, role: peer, tls: starttls }`)
-      .replace(/(- \{ name: \w+, address: )127\.0\.0\.1/g, `$1${r.address}`)
+      .replace(submissions, `${submissions}\n    - { name: peer, address: ${r.address}, port: ${r.peerPort}, role: peer, tls: starttls }`)
       .replace(/storage:\n {2}dataDir: .*\n/, lmtpMailplaneBlock({ dataDir: r.env.dataDir, vmail: VMAIL, lmtp: gate.port }))}cluster:
   redis: { url: "${redis.url}", timeout: 150ms }
   peers: { handoff: "${next.address}:${next.peerPort}", secretFile: peer-secret }

@@ -1,4 +1,4 @@
-// Several replicas, one set of limits: three mailplane processes share a real Redis
+// Several replicas, one set of limits: three mailplane processes on 127.0.0.2, .3 and .4 share a real Redis
 // (cluster.redis), so a lockout earned on one is seen by the others, a sending rate is spent
 // across them, connections per client and refused recipients are counted across them — three
 // replicas allow what one allows. Redis paused or killed mid-test: each replica falls back to its
@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { mailplane } from './helpers/cli.js';
 import { freePort } from './helpers/ports.js';
 import { TestRedis } from './helpers/redis.js';
-import { baseConfig, CLIENTS, makeEnv, startMailplane, USERS, waitFor, type Env, type MailplaneProcess } from './helpers/server.js';
+import { baseConfig, CLIENTS, makeEnv, onAddress, startMailplane, USERS, waitFor, type Env, type MailplaneProcess } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
 
 const REDIS_PASSWORD = 'redis-test-password-4f1c';
@@ -19,16 +19,24 @@ const REDIS_PASSWORD = 'redis-test-password-4f1c';
 let redis: TestRedis;
 const replicas: MailplaneProcess[] = [];
 
-function clusterConfig(env: Env, lmtpPort: number): string {
+/** Each replica listens on an address of its own: 127.0.0.2, .3 and .4. */
+const ADDRESSES = ['127.0.0.2', '127.0.0.3', '127.0.0.4'] as const;
+const hosts = new Map<MailplaneProcess, string>();
+const hostOf = (mp: MailplaneProcess) => hosts.get(mp)!;
+
+function clusterConfig(env: Env, address: string, lmtpPort: number): string {
   writeFileSync(join(env.dir, 'redis-password'), `${REDIS_PASSWORD}\n`);
-  return `${baseConfig(env, {
-    extraAuth: '    maxFailures: 3\n',
-    extraSmtp: `  limits:
+  return `${onAddress(
+    baseConfig(env, {
+      extraAuth: '    maxFailures: 3\n',
+      extraSmtp: `  limits:
     maxConnectionsPerClient: 3
     sendRate: { messages: 3, recipients: 100, window: 1h }
     rejectedRecipients: { delayAfter: 100, disconnectAfter: 4, window: 10m }
 `,
-  })}mailboxes:
+    }),
+    address,
+  )}mailboxes:
   store: lmtp
   lmtp: { address: 127.0.0.1:${lmtpPort} }
 cluster:
@@ -39,9 +47,11 @@ cluster:
 before(async () => {
   redis = await TestRedis.start({ password: REDIS_PASSWORD });
   const lmtpPort = await freePort(); // nothing listens: local mail waits in the queues
-  for (let i = 0; i < 3; i++) {
+  for (const address of ADDRESSES) {
     const env = await makeEnv();
-    replicas.push(await startMailplane(env, clusterConfig(env, lmtpPort)));
+    const mp = await startMailplane(env, clusterConfig(env, address, lmtpPort));
+    hosts.set(mp, address);
+    replicas.push(mp);
   }
   for (const r of replicas) await r.waitFor('Redis to be up', async () => (await r.metric('mailplane_cluster_redis_up')) === 1);
 });
@@ -53,7 +63,7 @@ after(async () => {
 
 /** One AUTH with a wrong password on a replica's implicit-TLS submission listener: the reply (or the refusal at connect). */
 async function failAuth(mp: MailplaneProcess): Promise<number> {
-  const { client, greeting } = await SmtpClient.connect({ port: mp.env.ports.submissions, implicitTls: true });
+  const { client, greeting } = await SmtpClient.connect({ host: hostOf(mp), port: mp.env.ports.submissions, implicitTls: true });
   if (greeting.code !== 220) return greeting.code;
   await client.ehlo();
   const r = await client.authPlain('alice', 'wrong-password');
@@ -63,7 +73,7 @@ async function failAuth(mp: MailplaneProcess): Promise<number> {
 
 /** alice sends one message to bob through a replica's submission; the reply to MAIL, or to DATA. */
 async function sendAsAlice(mp: MailplaneProcess, subject: string): Promise<number> {
-  const { client } = await SmtpClient.connect({ port: mp.env.ports.submissions, implicitTls: true, localAddress: CLIENTS.other });
+  const { client } = await SmtpClient.connect({ host: hostOf(mp), port: mp.env.ports.submissions, implicitTls: true, localAddress: CLIENTS.other });
   await client.ehlo();
   assert.equal((await client.authPlain('alice', USERS.alice.password)).code, 235);
   const r = await client.send('alice@example.com', ['bob@example.com'], message(subject));
@@ -96,7 +106,7 @@ test('unlock reaches Redis without a running server on the data dir', async () =
   assert.equal(await failAuth(a), 421);
   // a config of its own (another data dir, where no server runs), the same Redis
   const env = await makeEnv();
-  writeFileSync(env.configFile, clusterConfig(env, await freePort()));
+  writeFileSync(env.configFile, clusterConfig(env, ADDRESSES[0], await freePort()));
   const u = await mailplane(['unlock', CLIENTS.untrusted, '--config', env.configFile]);
   assert.equal(u.code, 0, u.stderr);
   assert.match(u.stdout, /lifted the lockout of 127\.0\.0\.1 in Redis/);
@@ -119,30 +129,30 @@ test('connections per client and refused recipients are counted across replicas'
   // maxConnectionsPerClient 3: two open on a, one on b, so c refuses a fourth
   const open: SmtpClient[] = [];
   for (const r of [a, a, b]) {
-    const { client, greeting } = await SmtpClient.connect({ port: r.env.ports.mx, localAddress: CLIENTS.untrusted });
+    const { client, greeting } = await SmtpClient.connect({ host: hostOf(r), port: r.env.ports.mx, localAddress: CLIENTS.untrusted });
     assert.equal(greeting.code, 220);
     open.push(client);
   }
-  const refused = await SmtpClient.connect({ port: c.env.ports.mx, localAddress: CLIENTS.untrusted });
+  const refused = await SmtpClient.connect({ host: hostOf(c), port: c.env.ports.mx, localAddress: CLIENTS.untrusted });
   assert.equal(refused.greeting.code, 421);
   assert.match(refused.greeting.text, /Too many connections/);
   refused.client.destroy();
   await open.pop()!.quit();
   await waitFor('a connection slot on c once one closed on b', async () => {
-    const { client, greeting } = await SmtpClient.connect({ port: c.env.ports.mx, localAddress: CLIENTS.untrusted });
+    const { client, greeting } = await SmtpClient.connect({ host: hostOf(c), port: c.env.ports.mx, localAddress: CLIENTS.untrusted });
     client.destroy();
     return greeting.code === 220;
   });
   for (const x of open) await x.quit();
 
   // disconnectAfter 4 refused RCPTs: two in a session on a, then the fourth of the address on b
-  const first = (await SmtpClient.connect({ port: a.env.ports.mx, localAddress: CLIENTS.untrusted })).client;
+  const first = (await SmtpClient.connect({ host: hostOf(a), port: a.env.ports.mx, localAddress: CLIENTS.untrusted })).client;
   await first.ehlo();
   assert.equal((await first.cmd('MAIL FROM:<someone@example.net>')).code, 250);
   assert.equal((await first.cmd('RCPT TO:<nobody1@example.com>')).code, 550);
   assert.equal((await first.cmd('RCPT TO:<nobody2@example.com>')).code, 550);
   await first.quit();
-  const second = (await SmtpClient.connect({ port: b.env.ports.mx, localAddress: CLIENTS.untrusted })).client;
+  const second = (await SmtpClient.connect({ host: hostOf(b), port: b.env.ports.mx, localAddress: CLIENTS.untrusted })).client;
   await second.ehlo();
   assert.equal((await second.cmd('MAIL FROM:<someone@example.net>')).code, 250);
   assert.equal((await second.cmd('RCPT TO:<nobody3@example.com>')).code, 550);
@@ -155,7 +165,7 @@ test('connections per client and refused recipients are counted across replicas'
 /** A session whose every decision asks the limits: connect, MAIL, a refused RCPT; how long it took. */
 async function session(mp: MailplaneProcess): Promise<number> {
   const t0 = Date.now();
-  const { client, greeting } = await SmtpClient.connect({ port: mp.env.ports.mx, localAddress: CLIENTS.other });
+  const { client, greeting } = await SmtpClient.connect({ host: hostOf(mp), port: mp.env.ports.mx, localAddress: CLIENTS.other });
   assert.equal(greeting.code, 220);
   await client.ehlo();
   assert.equal((await client.cmd('MAIL FROM:<someone@example.net>')).code, 250);

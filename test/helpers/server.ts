@@ -83,6 +83,11 @@ observability:
 `;
 }
 
+/** A config whose SMTP listeners bind `address` instead of 127.0.0.1 (a replica of several on one machine); the ops endpoint stays. */
+export function onAddress(config: string, address: string): string {
+  return config.replace(/(- \{ name: \w+, address: )127\.0\.0\.1/g, `$1${address}`);
+}
+
 const children = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
