@@ -1,7 +1,7 @@
 // `npm run bench`: mailplane against Postfix and a bare smtp-server+fsync baseline, measured in the
 // same run with Postfix's smtp-source as the load generator, mailplane with its inbound checks on
-// and off (bench/checks.ts) and with its spam filter on and off (bench/spam.ts), then mailplane at
-// scale (bench/scale.ts).
+// and off (bench/checks.ts) and with its spam filter on and off (bench/spam.ts), three replicas
+// sharing limits in Redis against one (bench/replicas.ts), then mailplane at scale (bench/scale.ts).
 // Prints a table and writes bench/results/latest.{json,md}. Never part of `npm test`.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
@@ -12,6 +12,7 @@ import { spamVariant } from './spam.js';
 import { ensureSmtpSource, freePort, idleConnections, mailplaneConfig, percentile, probeLatency, ROOT, smtpSource, startBaseline, startSink, startMailplane, type ServerUnderTest } from './harness.js';
 import { postfixUnavailable, startPostfix } from './postfix.js';
 import { reloadUnderLoad } from './reload.js';
+import { replicasLine, replicasRow, tableRow, type ReplicasResult } from './replicas.js';
 import { bigQueueRestart, restartLine, restartMarkdown, type RestartResult } from './restart.js';
 import { bigMessages, fanOut, queueStartup, removeTree, scaleLine, scaleMarkdown, schedulingCost, type ScaleResult, type Started } from './scale.js';
 
@@ -26,6 +27,10 @@ const SCALE = process.argv.includes('--scale') && !HEADLINE;
 const PAIRS: readonly PairVariant[] = [checksVariant, spamVariant];
 const PAIR_ONLY = HEADLINE || SCALE ? null : (PAIRS.find((v) => process.argv.includes(`--${v.flag}`)) ?? null);
 const PAIR_ROUNDS = PAIR_ONLY ? Number(process.argv[process.argv.indexOf(`--${PAIR_ONLY.flag}`) + 1] ?? 3) : 0;
+// `--replicas N`: only the row "three replicas vs one on the same machine", N interleaved rounds;
+// nothing is written.
+const REPLICAS_ONLY = process.argv.includes('--replicas') && !HEADLINE && !SCALE && !PAIR_ONLY;
+const REPLICA_ROUNDS = REPLICAS_ONLY ? Number(process.argv[process.argv.indexOf('--replicas') + 1] ?? 3) : 0;
 // `--restart`: only the row "25 × 20 MB queued, restart, slow relay"; nothing is written.
 const RESTART_ONLY = process.argv.includes('--restart') && !HEADLINE && !SCALE;
 // `--queue N`: queued entries for the start-up row (a million; a tenth of that with --quick).
@@ -75,7 +80,7 @@ async function main(): Promise<void> {
 
   if (!Number.isInteger(QUEUE) || QUEUE < 100) throw new Error('--queue takes a number of entries (at least 100)');
   const noPostfix = postfixUnavailable();
-  if (noPostfix && !SCALE) console.log(`*** Postfix is left out of this run: ${noPostfix} ***\n`);
+  if (noPostfix && !SCALE && !REPLICAS_ONLY) console.log(`*** Postfix is left out of this run: ${noPostfix} ***\n`);
   // Every server started is stopped again, whatever happens (a failed start, Ctrl-C); the work
   // dir goes too (the start-up row leaves a million files there while it runs).
   const servers: ServerUnderTest[] = [];
@@ -110,12 +115,24 @@ async function main(): Promise<void> {
     return;
   }
   const rows: Row[] = [];
+  let replicas: ReplicasResult | null = null;
   const head = 'server        sessions  size     conn   messages    msg/s  cpu ms/msg  p50 ms  p99 ms';
   console.log(head);
   const print = (r: Row) =>
     console.log(
       `${r.server.padEnd(12)}  ${String(r.sessions).padStart(8)}  ${(r.size >= 1024 ? kib(r.size) : `${r.size} B`).padEnd(7)}  ${(r.reuse ? 'reuse' : 'new').padEnd(5)}  ${String(r.messages).padStart(8)}  ${r.rate.toFixed(0).padStart(7)}  ${r.cpuMsPerMsg.toFixed(3).padStart(10)}  ${r.p50.toFixed(2).padStart(6)}  ${r.p99.toFixed(2).padStart(6)}${r.ok ? '' : '  (errors)'}`,
     );
+  if (REPLICAS_ONLY) {
+    let r: ReplicasResult;
+    try {
+      r = await replicasRow(bin, join(work, 'replicas'), started, REPLICA_ROUNDS, SECONDS, print);
+    } finally {
+      await stopAll();
+    }
+    console.log(`\n${replicasLine(r)}\n(--replicas: nothing written to bench/results)`);
+    rmSync(work, { recursive: true, force: true });
+    return;
+  }
   if (PAIR_ONLY) {
     try {
       rows.push(...(await pairRows(PAIR_ONLY, bin, join(work, PAIR_ONLY.flag), started, PAIR_ROUNDS, print)));
@@ -164,6 +181,10 @@ async function main(): Promise<void> {
       }
     }
     if (!HEADLINE) for (const v of PAIRS) rows.push(...(await pairRows(v, bin, join(work, v.flag), started, QUICK ? 1 : 3, print)));
+    if (!HEADLINE) {
+      replicas = await replicasRow(bin, join(work, 'replicas'), started, QUICK ? 1 : 3, SECONDS, print);
+      for (const round of replicas.rounds) rows.push(tableRow(round.one), tableRow(round.three));
+    }
   } finally {
     await stopAll();
   }
@@ -196,6 +217,7 @@ async function main(): Promise<void> {
   console.log(`\nheadline (20 sessions, 1 KiB, new connection per message, median of interleaved runs): ${headline(summary)}`);
   const pairs = Object.fromEntries(PAIRS.map((v) => [v.flag, pairSummary(v, rows)]));
   for (const v of PAIRS) if (pairs[v.flag]) console.log(pairLine(v, pairs[v.flag]!));
+  if (replicas) console.log(replicasLine(replicas));
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version },
@@ -206,6 +228,7 @@ async function main(): Promise<void> {
     summary,
     checks: pairs.checks ?? null,
     spam: pairs.spam ?? null,
+    replicas,
   };
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
@@ -395,6 +418,7 @@ function markdown(r: {
   summary: ReturnType<typeof summarize>;
   checks: ReturnType<typeof pairSummary>;
   spam: ReturnType<typeof pairSummary>;
+  replicas: ReplicasResult | null;
 }): string {
   const lines = [
     `Run ${r.date} on ${String(r.machine.cpus)}× ${String(r.machine.model)}, ${String(r.machine.memGiB)} GiB, Linux ${String(r.machine.kernel)}, Node ${String(r.machine.node)}.`,
@@ -417,6 +441,7 @@ function markdown(r: {
     '',
     ...(r.checks ? [`${pairLine(checksVariant, r.checks, '**').replace(/^inbound checks/, 'Inbound checks')}.`, ''] : []),
     ...(r.spam ? [`${pairLine(spamVariant, r.spam, '**').replace(/^spam filter/, 'Spam filter')}.`, ''] : []),
+    ...(r.replicas ? [`${replicasLine(r.replicas, '**')}.`, ''] : []),
     `Reload under load: ${r.reload.applied}/${r.reload.changes} changes applied, file change → applied p50 ${r.reload.p50.toFixed(0)} ms, p99 ${r.reload.p99.toFixed(0)} ms; ${r.reload.failed} failed or 4xx/5xx transactions out of ${r.reload.sent}.`,
     '',
     `Memory: ${r.memory.rss0.toFixed(1)} MiB idle, ${r.memory.rss1k.toFixed(1)} MiB with 1,000 idle connections, ${r.memory.rss5k.toFixed(1)} MiB with 5,000 (${r.memory.perConnKiB.toFixed(1)} KiB per connection); ${r.memory.rssAt1.toFixed(1)} MiB after ${r.memory.at1} messages, ${r.memory.rssAt2.toFixed(1)} MiB after ${r.memory.at2}. Start-up to /readyz: ${r.memory.startupMs.toFixed(0)} ms (median of 3).`,

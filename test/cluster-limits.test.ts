@@ -122,6 +122,24 @@ test('a sending rate is spent across replicas', async () => {
   assert.equal(await sendAsAlice(c, 'rate three'), 250);
   for (const r of replicas) assert.equal(await sendAsAlice(r, 'rate four'), 451);
   assert.match(a.logs + b.logs + c.logs, /sending rate limit reached/);
+
+  // 100 recipients per hour for bob, wherever he sends them: 60 on one replica leave 40 on the others
+  const bobSends = async (mp: MailplaneProcess, n: number, tag: string) => {
+    const { client } = await SmtpClient.connect({ host: hostOf(mp), port: mp.env.ports.submissions, implicitTls: true, localAddress: CLIENTS.other });
+    await client.ehlo();
+    assert.equal((await client.authPlain('bob', USERS.bob.password)).code, 235);
+    const r = await client.send(
+      'bob@example.com',
+      Array.from({ length: n }, (_, i) => `${tag}-${i}@remote.example`),
+      message(tag),
+    );
+    await client.quit();
+    return { mail: r.mail.code, accepted: r.rcpt.filter((x) => x.code === 250).length, refused: r.rcpt.filter((x) => x.code !== 250).map((x) => x.code), data: r.data?.code };
+  };
+  assert.deepEqual(await bobSends(a, 60, 'sixty'), { mail: 250, accepted: 60, refused: [], data: 250 });
+  assert.deepEqual(await bobSends(b, 50, 'fifty'), { mail: 250, accepted: 40, refused: Array(10).fill(451), data: 250 }, 'the 41st recipient is over 100');
+  assert.equal((await bobSends(c, 1, 'one-more')).mail, 451, 'the 101st recipient: refused at MAIL');
+  assert.match(a.logs + b.logs + c.logs, /sending rate limit reached.*"limit":"100 recipients per 1h"/);
 });
 
 test('connections per client and refused recipients are counted across replicas', async () => {

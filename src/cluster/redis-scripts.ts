@@ -73,13 +73,13 @@ return v`,
 export const RATE_CHECK = script(
   1,
   `redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
-local sent = redis.call('ZRANGE', KEYS[1], 0, -1)
 local maxm = tonumber(ARGV[2])
-if maxm > 0 and #sent + 1 > maxm then return 'messages' end
+if maxm > 0 and redis.call('ZCARD', KEYS[1]) + 1 > maxm then return 'messages' end
 local maxr = tonumber(ARGV[3])
 if maxr > 0 then
+  -- only accepted messages are recorded, each with at least one recipient: at most maxr of them
   local total = tonumber(ARGV[4])
-  for _, m in ipairs(sent) do total = total + tonumber(string.match(m, '^%d+:(%d+):')) end
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do total = total + tonumber(string.match(m, '^%d+:(%d+):')) end
   if total > maxr then return 'recipients' end
 end
 return ''`,
