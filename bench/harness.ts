@@ -29,6 +29,20 @@ export function ensureSmtpSource(): string {
   return bin;
 }
 
+/** One line of the bench's table (bench/run.ts): a server under one load. */
+export interface Row {
+  server: string;
+  sessions: number;
+  size: number;
+  reuse: boolean;
+  messages: number;
+  rate: number;
+  cpuMsPerMsg: number;
+  p50: number;
+  p99: number;
+  ok: boolean;
+}
+
 export interface ServerUnderTest {
   readonly name: string;
   readonly port: number;

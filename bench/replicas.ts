@@ -17,7 +17,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { BENCH_USER_HASH, freePort, percentile, probeLatency, rssMiB, smtpSource, startCountingSink, startMailplane, stopper, treeCpuMs, waitPort, type ServerUnderTest } from './harness.js';
+import { BENCH_USER_HASH, freePort, percentile, probeLatency, rssMiB, smtpSource, startCountingSink, startMailplane, stopper, treeCpuMs, waitPort, type Row, type ServerUnderTest } from './harness.js';
 import { metricCounts } from './pairs.js';
 import type { Started } from './scale.js';
 
@@ -30,22 +30,8 @@ const SIZE = 1024;
 /** How long a round may wait for the sink to have every accepted message. */
 const SETTLE_MS = 120_000;
 
-/** The columns of run.ts's table. */
-export interface ReplicaRow {
-  server: string;
-  sessions: number;
-  size: number;
-  reuse: boolean;
-  messages: number;
-  rate: number;
-  cpuMsPerMsg: number;
-  p50: number;
-  p99: number;
-  ok: boolean;
-}
-
 /** One side of a round: one replica, or three. */
-export interface ReplicaSide extends ReplicaRow {
+export interface ReplicaSide extends Row {
   replicas: number;
   /** sessions of each generator (one per replica) */
   split: number[];
@@ -258,7 +244,7 @@ async function runSide(
 }
 
 /** The columns of run.ts's table, of one side. */
-export function tableRow(s: ReplicaSide): ReplicaRow {
+export function tableRow(s: ReplicaSide): Row {
   const { server, sessions, size, reuse, messages, rate, cpuMsPerMsg, p50, p99, ok } = s;
   return { server, sessions, size, reuse, messages, rate, cpuMsPerMsg, p50, p99, ok };
 }

@@ -9,7 +9,21 @@ import { join } from 'node:path';
 import { checksVariant } from './checks.js';
 import { countsBetween, type PairSetup, type PairVariant } from './pairs.js';
 import { spamVariant } from './spam.js';
-import { ensureSmtpSource, freePort, idleConnections, mailplaneConfig, percentile, probeLatency, ROOT, smtpSource, startBaseline, startSink, startMailplane, type ServerUnderTest } from './harness.js';
+import {
+  ensureSmtpSource,
+  freePort,
+  idleConnections,
+  mailplaneConfig,
+  percentile,
+  probeLatency,
+  ROOT,
+  smtpSource,
+  startBaseline,
+  startSink,
+  startMailplane,
+  type Row,
+  type ServerUnderTest,
+} from './harness.js';
 import { postfixUnavailable, startPostfix } from './postfix.js';
 import { reloadUnderLoad } from './reload.js';
 import { replicasLine, replicasRow, tableRow, type ReplicasResult } from './replicas.js';
@@ -35,19 +49,6 @@ const REPLICA_ROUNDS = REPLICAS_ONLY ? Number(process.argv[process.argv.indexOf(
 const RESTART_ONLY = process.argv.includes('--restart') && !HEADLINE && !SCALE;
 // `--queue N`: queued entries for the start-up row (a million; a tenth of that with --quick).
 const QUEUE = process.argv.includes('--queue') ? Number(process.argv[process.argv.indexOf('--queue') + 1]) : QUICK ? 100_000 : 1_000_000;
-
-interface Row {
-  server: string;
-  sessions: number;
-  size: number;
-  reuse: boolean;
-  messages: number;
-  rate: number;
-  cpuMsPerMsg: number;
-  p50: number;
-  p99: number;
-  ok: boolean;
-}
 
 /** The message smtp-source sends over and over (instead of its own of `size` bytes), and the same for the probe. */
 interface Load {
