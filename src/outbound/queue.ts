@@ -538,8 +538,12 @@ export class OutboundQueue {
       if (h && h.until > next) h.until = next;
     }
     const pending = entry.recipients.filter((r) => r.state === 'pending');
-    if (pending.length) entry.nextAttemptAt = pending.reduce((t, r) => Math.min(t, dueOf(r, entry)), Infinity);
-    await this.persist(open, entry);
+    if (pending.length) {
+      entry.nextAttemptAt = pending.reduce((t, r) => Math.min(t, dueOf(r, entry)), Infinity);
+      await this.persist(open, entry);
+    }
+    // else nothing is left to try: record() made every result durable, and settle() removes the
+    // entry (or writes it again while a bounce cannot be stored): one state write fewer a message
     return next;
   }
 
