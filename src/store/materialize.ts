@@ -93,7 +93,11 @@ function targets(r: JournalRecord, l: Layout, recovery: boolean, size: number, a
   let json: Target | null = null;
   if (r.queue && SAFE_NAME.test(r.queue.id)) {
     const { id } = r.queue;
-    mkdirSync(join(l.queue, 'tmp'), { recursive: true, mode: 0o700 });
+    const tmp = join(l.queue, 'tmp');
+    if (!ensured.has(tmp)) {
+      mkdirSync(tmp, { recursive: true, mode: 0o700 });
+      ensured.add(tmp); // once per process, as for Maildirs: not a mkdir for every queued message
+    }
     const eml = join(l.queue, `${id}.eml`);
     const final = join(l.queue, `${id}.json`);
     if (!(recovery && existsSync(final) && sameSize(eml, size))) {
