@@ -5,21 +5,21 @@
 // the group (as the systemd unit runs it) whenever that user can read this checkout.
 // Needs root (users, Dovecot's privilege drop) and Debian's dovecot-imapd.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BIN } from './helpers/cli.js';
 import { TestDns } from './helpers/dns.js';
-import { accepts, freePort } from './helpers/ports.js';
+import { freePort } from './helpers/ports.js';
 import { baseConfig, makeEnv, MailplaneProcess, waitFor, type Env } from './helpers/server.js';
 import { message, SmtpClient } from './helpers/smtp.js';
 import { tempDir } from './helpers/tmp.js';
 import { docBlock } from './helpers/docs.js';
+import { Dovecot, DOVECOT, plainImapBlock } from './helpers/dovecot.js';
+import { Imap } from './helpers/imap.js';
 import { ensureUser, idOf, sh } from './helpers/system-users.js';
 
-const DOVECOT = '/usr/sbin/dovecot';
 // test-only names for the docs' `vmail` (the mail group and Dovecot's user) and `mailplane`
 const VMAIL = 'mptest-vmail';
 const SERVICE_USER = 'mptest-mailplane';
@@ -45,61 +45,8 @@ function canRunAs(user: string): boolean {
   return spawnSync('setpriv', ['--reuid', user, '--regid', user, '--init-groups', process.execPath, BIN, '--help'], { stdio: 'ignore' }).status === 0;
 }
 
-/** A minimal IMAP client: one tagged command at a time, the whole response as text. */
-class Imap {
-  private buf = '';
-  private n = 0;
-  private wake: (() => void) | null = null;
-  private constructor(private readonly socket: Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      this.wake?.();
-    });
-    socket.on('close', () => this.wake?.());
-  }
-
-  static async connect(port: number): Promise<Imap> {
-    const socket = connect({ port, host: '127.0.0.1' });
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const c = new Imap(socket);
-    await c.until(/^\* OK .*\r\n/m);
-    return c;
-  }
-
-  private async until(re: RegExp): Promise<string> {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const m = re.exec(this.buf);
-      if (m) {
-        const out = this.buf.slice(0, m.index + m[0].length);
-        this.buf = this.buf.slice(m.index + m[0].length);
-        return out;
-      }
-      if (this.socket.destroyed || Date.now() > deadline) throw new Error(`IMAP: no ${re} in ${JSON.stringify(this.buf)}`);
-      await new Promise<void>((r) => {
-        this.wake = r;
-        setTimeout(r, 100);
-      });
-    }
-  }
-
-  /** Sends a command; resolves with everything up to its tagged reply, which must be OK. */
-  async cmd(line: string): Promise<string> {
-    const tag = `t${++this.n}`;
-    this.socket.write(`${tag} ${line}\r\n`);
-    const out = await this.until(new RegExp(`^${tag} (OK|NO|BAD)[^\\r\\n]*\\r\\n`, 'm'));
-    assert.match(out, new RegExp(`^${tag} OK`, 'm'), `${line}:\n${out}`);
-    return out;
-  }
-
-  close(): void {
-    this.socket.end('z LOGOUT\r\n');
-  }
-}
-
 async function login(port: number, user: keyof typeof USERS, as = `${user}@example.com`): Promise<Imap> {
-  const c = await Imap.connect(port);
+  const c = await Imap.connect(port, { tls: false });
   await c.cmd(`LOGIN ${as} ${USERS[user].password}`);
   return c;
 }
@@ -119,7 +66,7 @@ function files(dir: string): string[] {
 describe('Dovecot reads the Maildirs mailplane writes (storage.mailboxGroup)', { skip: !available }, () => {
   let env: Env;
   let mp: MailplaneProcess;
-  let dovecot: ChildProcess | null = null;
+  let dovecot: Dovecot | null = null;
   let dovecotDir: string;
   let imapPort: number;
   let nonRoot = false;
@@ -127,7 +74,7 @@ describe('Dovecot reads the Maildirs mailplane writes (storage.mailboxGroup)', {
   let serviceUid: number;
   let dns: TestDns | undefined;
 
-  const dovecotLog = () => (existsSync(join(dovecotDir, 'dovecot.log')) ? readFileSync(join(dovecotDir, 'dovecot.log'), 'utf8') : '');
+  const dovecotLog = () => dovecot?.log ?? '';
 
   before(async () => {
     // docs/install.md, step 3 and 5: the service user in the mail group, the data dir made by hand
@@ -181,43 +128,13 @@ describe('Dovecot reads the Maildirs mailplane writes (storage.mailboxGroup)', {
       .replaceAll('/var/lib/mailplane', env.dataDir)
       .replaceAll('/etc/dovecot/users', dovecotUsers)
       .replace(/\bvmail\b/g, VMAIL);
-    writeFileSync(
-      join(dovecotDir, 'dovecot.conf'),
-      `base_dir = ${dovecotDir}/run
-state_dir = ${dovecotDir}/state
-log_path = ${dovecotDir}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-service imap-login {
-  inet_listener imap {
-    port = ${imapPort}
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-${snippet}`,
-    );
-    dovecot = spawn(DOVECOT, ['-F', '-c', join(dovecotDir, 'dovecot.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    dovecot.stdout!.on('data', (d) => (out += d));
-    dovecot.stderr!.on('data', (d) => (out += d));
-    await waitFor(
-      'Dovecot to listen',
-      () => accepts(imapPort),
-      15_000,
-      () => `${out}\n${dovecotLog()}`,
-    );
+    dovecot = new Dovecot(dovecotDir, [imapPort]);
+    dovecot.write(`${plainImapBlock(imapPort)}${snippet}`);
+    await dovecot.start();
   });
 
   after(async () => {
-    if (dovecot && dovecot.exitCode === null) {
-      const exited = new Promise((r) => dovecot!.once('exit', r));
-      dovecot.kill('SIGTERM');
-      await exited;
-    }
+    await dovecot?.stop();
     await mp?.stop();
     dns?.stop();
   });

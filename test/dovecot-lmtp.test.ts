@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ROOT } from './helpers/cli.js';
@@ -21,6 +20,7 @@ import { SmtpClient } from './helpers/smtp.js';
 import { tempDir } from './helpers/tmp.js';
 import { docBlock } from './helpers/docs.js';
 import { ensureUser, idOf } from './helpers/system-users.js';
+import { imapLogin, pop3Retr, type Imap } from './helpers/imap.js';
 import { Dovecot, dovecotDir, dovecotMissing, lmtpDovecotBlock, lmtpMailplaneBlock } from './helpers/dovecot.js';
 
 // test-only name for the docs' `vmail` (Dovecot's mail user, and the group of the passwd-file)
@@ -46,129 +46,10 @@ if (available && !ldapAvailable) {
   console.warn('\n*** SKIPPED LOUDLY: slapd or dovecot-ldap is missing; Dovecot with LDAP accounts is not tested here ***\n');
 }
 
-/** A TLS client for IMAP and POP3: the raw bytes (latin1), read up to a pattern. */
-class Wire {
-  private buf = '';
-  private wake: (() => void) | null = null;
-  private constructor(private readonly socket: TLSSocket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      this.wake?.();
-    });
-    socket.on('close', () => this.wake?.());
-    socket.on('error', () => this.wake?.());
-  }
-
-  static async connect(port: number): Promise<Wire> {
-    const socket = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false, servername: 'mail.example.com' });
-    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-    return new Wire(socket);
-  }
-
-  write(s: string): void {
-    this.socket.write(Buffer.from(s, 'latin1'));
-  }
-
-  /** Everything up to and including the first match of `re` (consumed). */
-  async until(re: RegExp, timeoutMs = 15_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(this.buf);
-      if (m) {
-        const out = this.buf.slice(0, m.index + m[0].length);
-        this.buf = this.buf.slice(m.index + m[0].length);
-        return out;
-      }
-      if (this.socket.destroyed || Date.now() > deadline) throw new Error(`no ${re} in ${JSON.stringify(this.buf.slice(0, 2000))}`);
-      await new Promise<void>((r) => {
-        this.wake = r;
-        setTimeout(r, 100);
-      });
-    }
-  }
-
-  close(): void {
-    this.socket.end();
-  }
-}
-
-class Imap {
-  private n = 0;
-  private constructor(private readonly w: Wire) {}
-
-  static async connect(port: number): Promise<Imap> {
-    const w = await Wire.connect(port);
-    await w.until(/^\* OK .*\r\n/m);
-    return new Imap(w);
-  }
-
-  /** A command; its whole response up to the tagged reply, and whether that was OK. */
-  async run(line: string): Promise<{ ok: boolean; text: string }> {
-    const tag = `t${++this.n}`;
-    this.w.write(`${tag} ${line}\r\n`);
-    const text = await this.w.until(new RegExp(`^${tag} (OK|NO|BAD)[^\\r\\n]*\\r\\n`, 'm'));
-    return { ok: new RegExp(`^${tag} OK`, 'm').test(text), text };
-  }
-
-  async cmd(line: string): Promise<string> {
-    const r = await this.run(line);
-    assert.ok(r.ok, `${line}:\n${r.text}`);
-    return r.text;
-  }
-
-  /** BODY[] of message n, exactly as Dovecot has it. */
-  async fetch(n: number, mailbox = 'INBOX'): Promise<Buffer> {
-    await this.cmd(`EXAMINE ${mailbox}`);
-    const text = await this.cmd(`FETCH ${n} BODY.PEEK[]`);
-    const m = /BODY\[\] \{(\d+)\}\r\n/.exec(text);
-    assert.ok(m, text.slice(0, 500));
-    const start = m.index + m[0].length;
-    return Buffer.from(text.slice(start, start + Number(m[1])), 'latin1');
-  }
-
-  async count(mailbox = 'INBOX'): Promise<number> {
-    const t = await this.cmd(`EXAMINE ${mailbox}`);
-    return Number(/^\* (\d+) EXISTS/m.exec(t)![1]);
-  }
-
-  close(): void {
-    this.w.write('z LOGOUT\r\n');
-    this.w.close();
-  }
-}
-
-async function imapLogin(port: number, user: string, password: string): Promise<Imap | null> {
-  const c = await Imap.connect(port);
-  const r = await c.run(`LOGIN ${user} "${password}"`);
-  if (r.ok) return c;
-  c.close();
-  return null;
-}
-
 async function imapAs(port: number, user: User): Promise<Imap> {
   const c = await imapLogin(port, user, USERS[user].password);
   assert.ok(c, `${user} logs in to IMAP`);
   return c;
-}
-
-/** POP3 RETR 1 (dot-unstuffed), after USER/PASS over TLS. */
-async function pop3Retr(port: number, user: User): Promise<Buffer> {
-  const w = await Wire.connect(port);
-  try {
-    await w.until(/^\+OK.*\r\n/m);
-    w.write(`USER ${user}\r\n`);
-    await w.until(/^\+OK.*\r\n/m);
-    w.write(`PASS ${USERS[user].password}\r\n`);
-    await w.until(/^\+OK.*\r\n/m);
-    w.write('RETR 1\r\n');
-    await w.until(/^\+OK.*\r\n/m);
-    const data = await w.until(/\r\n\.\r\n/);
-    w.write('QUIT\r\n');
-    return Buffer.from(data.slice(0, -3).replace(/(^|\r\n)\.\./g, '$1.'), 'latin1');
-  } finally {
-    w.close();
-  }
 }
 
 /** SMTP to the mx listener: MAIL (with BODY=8BITMIME), RCPT each, DATA; the final reply must be 250. */
@@ -298,7 +179,7 @@ describe('store lmtp: mailplane delivers to Dovecot over LMTP, IMAPS and POP3S r
     } finally {
       c.close();
     }
-    const popped = await pop3Retr(pop3s, 'alice');
+    const popped = await pop3Retr(pop3s, 'alice', USERS.alice.password);
     assert.ok(popped.subarray(popped.length - original.length).equals(original), 'POP3 RETR gives the same bytes');
     assert.equal(await mp.metric('mailplane_delivery_total', 'transport="lmtp",result="delivered"'), 1);
     assert.ok(((await mp.metric('mailplane_delivery_duration_seconds_count', 'transport="lmtp"')) ?? 0) >= 1);
@@ -488,7 +369,7 @@ describe('store maildir with the passwd-file: Dovecot reads the Maildirs mailpla
       readdirSync(join(env.dataDir, 'mail', 'bob', 'cur')).some((f) => f.endsWith(':2,S')),
       dovecot.log.slice(-1500),
     );
-    const popped = await pop3Retr(pop3s, 'bob');
+    const popped = await pop3Retr(pop3s, 'bob', USERS.bob.password);
     assert.match(popped.toString('latin1'), /Subject: shared maildir/);
   });
 });

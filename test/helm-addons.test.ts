@@ -14,7 +14,7 @@ import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { test } from 'node:test';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { BIN, mailplane } from './helpers/cli.js';
@@ -27,6 +27,7 @@ import { SmtpClient } from './helpers/smtp.js';
 import { serverCert } from './helpers/tls.js';
 import { tempDir } from './helpers/tmp.js';
 import { docBlock } from './helpers/docs.js';
+import { imapLogin, pop3Retr, Wire } from './helpers/imap.js';
 
 const skip = helmOrSkip() ? false : 'helm is not installed';
 
@@ -683,72 +684,22 @@ test('mailboxes.dovecot: a Dovecot container over the data volume, IMAPS/POP3S o
   }
 });
 
-/** A TLS client for IMAP and POP3, reading up to a pattern. */
-class Wire {
-  private buf = '';
-  private constructor(readonly socket: TLSSocket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => (this.buf += d));
-    socket.on('error', () => {});
-  }
-
-  static async connect(port: number): Promise<Wire> {
-    const socket = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false, servername: 'mail.example.net' });
-    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-    return new Wire(socket);
-  }
-
-  async send(line: string, until: RegExp): Promise<string> {
-    if (line) this.socket.write(`${line}\r\n`);
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const m = until.exec(this.buf);
-      if (m) {
-        const out = this.buf.slice(0, m.index + m[0].length);
-        this.buf = this.buf.slice(m.index + m[0].length);
-        return out;
-      }
-      if (this.socket.destroyed || Date.now() > deadline) throw new Error(`no ${until} in ${JSON.stringify(this.buf.slice(0, 2000))}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
-
 /** IMAPS: LOGIN, then BODY[] of the newest message of INBOX; null when the login is refused. */
 async function imapFetchLast(port: number, user: string, password: string): Promise<string | null> {
-  const w = await Wire.connect(port);
+  const c = await imapLogin(port, user, password, { servername: 'mail.example.net' });
+  if (!c) return null;
   try {
-    await w.send('', /^\* OK .*\r\n/m);
-    const login = await w.send(`a LOGIN ${user} "${password}"`, /^a (OK|NO|BAD).*\r\n/m);
-    if (!/^a OK/m.test(login)) return null;
-    const exists = Number(/^\* (\d+) EXISTS/m.exec(await w.send('b EXAMINE INBOX', /^b OK.*\r\n/m))![1]);
-    if (exists === 0) return '';
-    const text = await w.send(`c FETCH ${exists} BODY.PEEK[]`, /^c OK.*\r\n/m);
-    const m = /BODY\[\] \{(\d+)\}\r\n/.exec(text)!;
-    return text.slice(m.index + m[0].length, m.index + m[0].length + Number(m[1]));
+    const exists = await c.count();
+    return exists === 0 ? '' : (await c.fetch(exists)).toString('latin1');
   } finally {
-    w.socket.end('z LOGOUT\r\n');
-  }
-}
-
-/** POP3S: USER/PASS, then RETR 1 (dot-unstuffed). */
-async function pop3Retr(port: number, user: string, password: string): Promise<string> {
-  const w = await Wire.connect(port);
-  try {
-    await w.send('', /^\+OK.*\r\n/m);
-    await w.send(`USER ${user}`, /^\+OK.*\r\n/m);
-    await w.send(`PASS ${password}`, /^\+OK.*\r\n/m);
-    const text = await w.send('RETR 1', /\r\n\.\r\n/);
-    return text.slice(text.indexOf('\r\n') + 2, -3).replace(/^\.\./gm, '.');
-  } finally {
-    w.socket.end('QUIT\r\n');
+    c.close();
   }
 }
 
 /** The certificate IMAPS presents. */
 async function imapsCertificate(port: number): Promise<string> {
-  const w = await Wire.connect(port);
-  const fp = w.socket.getPeerX509Certificate()!.fingerprint256;
+  const w = await Wire.connect(port, { servername: 'mail.example.net' });
+  const fp = (w.socket as TLSSocket).getPeerX509Certificate()!.fingerprint256;
   w.socket.destroy();
   return fp;
 }
@@ -882,7 +833,7 @@ test(
         if (body === '') await new Promise((r) => setTimeout(r, 100));
       }
       assert.ok(body?.endsWith(message), `IMAP FETCH BODY[]:\n${body}\n${dlog}`);
-      assert.ok((await pop3Retr(pop3s, 'alice', USERS.alice.password)).endsWith(message));
+      assert.ok((await pop3Retr(pop3s, 'alice', USERS.alice.password, { servername: 'mail.example.net' })).toString('latin1').endsWith(message));
       assert.equal(await imapFetchLast(imaps, 'alice', 'wrong-password'), null);
 
       // a user added in the values: the ConfigMap swapped, mailplane rewrites the passwd-file, Dovecot lets bob in

@@ -4,24 +4,24 @@
 // message into Junk over IMAP makes Rspamd learn it as spam; copying it out of Junk, as ham.
 // Everything on loopback; Dovecot's mail processes run as `nobody`.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { accepts, freePorts } from './helpers/ports.js';
+import { freePorts } from './helpers/ports.js';
 import { rspamdOrSkip, TestRspamd } from './helpers/rspamd.js';
 import { waitFor } from './helpers/server.js';
 import { tempDir } from './helpers/tmp.js';
 import { docBlock } from './helpers/docs.js';
+import { Dovecot, DOVECOT, plainImapBlock } from './helpers/dovecot.js';
+import { REDIS_SERVER, TestRedis } from './helpers/redis.js';
 
-const DOVECOT = '/usr/sbin/dovecot';
-const REDIS = '/usr/bin/redis-server';
 const SIEVE = '/usr/lib/dovecot/modules/lib95_imap_sieve_plugin.so';
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const isRoot = process.getuid?.() === 0;
 
 function available(): boolean {
-  const missing = [DOVECOT, REDIS, SIEVE, '/usr/bin/rspamc', '/usr/bin/sievec'].filter((f) => !existsSync(f));
+  const missing = [DOVECOT, REDIS_SERVER, SIEVE, '/usr/bin/rspamc', '/usr/bin/sievec'].filter((f) => !existsSync(f));
   if (!missing.length && isRoot && rspamdOrSkip()) return true;
   const why = missing.length ? `missing ${missing.join(', ')} (apt-get install dovecot-imapd dovecot-sieve redis-server rspamd)` : 'not root (Dovecot must start as root)';
   if (process.env.CI) throw new Error(`the Rspamd learning test cannot run: ${why}`);
@@ -31,21 +31,19 @@ function available(): boolean {
 
 describe('Rspamd learns from moves into and out of Junk (docs/rspamd.md)', { skip: !available() }, () => {
   const dir = tempDir('learn');
-  let redis: ChildProcess;
-  let redisPort: number;
+  let redis: TestRedis;
   let rspamd: TestRspamd;
-  let dovecot: ChildProcess;
+  let dovecot: Dovecot;
   let imapPort: number;
 
-  const learns = (statfile: string) => Number(spawnSync('redis-cli', ['-p', String(redisPort), 'hget', statfile, 'learns'], { encoding: 'utf8' }).stdout.trim() || 0);
+  const learns = (statfile: string) => Number(spawnSync('redis-cli', ['-p', String(redis.port), 'hget', statfile, 'learns'], { encoding: 'utf8' }).stdout.trim() || 0);
 
   before(async () => {
     chmodSync(dir, 0o755); // the mail user (nobody) runs the pipe program from here
     let dnsPort: number;
-    [redisPort, imapPort, dnsPort] = (await freePorts(3)) as [number, number, number];
-    redis = spawn(REDIS, ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-    await waitFor('redis', () => accepts(redisPort), 10_000);
-    rspamd = await new TestRspamd(dnsPort, redisPort).start();
+    [imapPort, dnsPort] = (await freePorts(2)) as [number, number];
+    redis = await TestRedis.start();
+    rspamd = await new TestRspamd(dnsPort, redis.port).start();
 
     // the documented pieces, with this test's paths and ports
     const etc = join(dir, 'etc');
@@ -62,25 +60,9 @@ describe('Rspamd learns from moves into and out of Junk (docs/rspamd.md)', { ski
     const home = join(dir, 'home');
     mkdirSync(home, { mode: 0o755 });
     chownSync(home, Number(spawnSync('id', ['-u', 'nobody']).stdout), Number(spawnSync('id', ['-g', 'nobody']).stdout));
-    const conf = join(dir, 'dovecot.conf');
-    writeFileSync(
-      conf,
-      `base_dir = ${dir}/run
-state_dir = ${dir}/state
-log_path = ${dir}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-service imap-login {
-  inet_listener imap {
-    port = ${imapPort}
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-passdb {
+    dovecot = new Dovecot(dir, [imapPort]);
+    dovecot.write(
+      `${plainImapBlock(imapPort)}passdb {
   driver = passwd-file
   args = ${dir}/users
 }
@@ -93,21 +75,15 @@ ${paths(docBlock('rspamd.md', '1. `apt-get install dovecot-sieve`'))}
 `,
     );
     for (const s of ['report-spam', 'report-ham']) {
-      const c = spawnSync('sievec', ['-c', conf, join(etc, `sieve/${s}.sieve`)], { encoding: 'utf8' });
+      const c = spawnSync('sievec', ['-c', join(dir, 'dovecot.conf'), join(etc, `sieve/${s}.sieve`)], { encoding: 'utf8' });
       assert.equal(c.status, 0, `sievec ${s}: ${c.stderr}`);
     }
-    dovecot = spawn(DOVECOT, ['-F', '-c', conf], { stdio: 'ignore' });
-    await waitFor('Dovecot', () => accepts(imapPort), 15_000);
+    await dovecot.start();
   });
 
   after(async () => {
-    for (const c of [dovecot, redis]) {
-      if (c && c.exitCode === null) {
-        const exited = new Promise((r) => c.once('exit', r));
-        c.kill('SIGTERM');
-        await exited;
-      }
-    }
+    await dovecot?.stop();
+    await redis?.stop();
     await rspamd?.stop();
   });
 
@@ -134,7 +110,7 @@ assert m.copy('1', 'Junk')[0] == 'OK'`);
       'Rspamd learned spam',
       () => learns('BAYES_SPAM') === 1,
       15_000,
-      () => readFileSync(join(dir, 'dovecot.log'), 'utf8'),
+      () => dovecot.log,
     );
     assert.equal(learns('BAYES_HAM'), 0);
     const back = imap(`m.select('Junk')
@@ -144,7 +120,7 @@ assert m.copy('1', 'INBOX')[0] == 'OK'`);
       'Rspamd learned ham',
       () => learns('BAYES_HAM') === 1,
       15_000,
-      () => readFileSync(join(dir, 'dovecot.log'), 'utf8'),
+      () => dovecot.log,
     );
   });
 });

@@ -75,6 +75,22 @@ ${blocks}`,
   }
 }
 
+/** IMAP in clear on a loopback port and no IMAPS: for the tests that log in without TLS. */
+export function plainImapBlock(port: number): string {
+  return `protocols = imap
+ssl = no
+disable_plaintext_auth = no
+service imap-login {
+  inet_listener imap {
+    port = ${port}
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+`;
+}
+
 /** The docs' mailplane block for the lmtp store: the data dir, the mail group and the LMTP port moved. */
 export function lmtpMailplaneBlock(o: { dataDir: string; vmail: string; lmtp: number }): string {
   return docBlock('dovecot.md', '<!-- test/dovecot-lmtp.test.ts runs mailplane with this block (lmtp store')
