@@ -81,23 +81,31 @@ function queueFiles(env: Env): number {
   return readdirSync(join(env.dataDir, 'queue')).filter((f) => f.endsWith('.json')).length;
 }
 
-test('hand-off: every undelivered recipient reaches the peer once, with its envelope and arrival time; the leaving replica exits', async () => {
-  const relayA = await new TestRelay({ port: await freePort(), mode: 'plain' }).start(); // defers defer-*
+/**
+ * Two replicas that hand off to each other, stopped when the file ends: A's relay defers
+ * defer-* (that mail waits at A), B's relays everything; local mail goes over LMTP to a port
+ * where nothing listens.
+ */
+async function pair() {
+  const relayA = await new TestRelay({ port: await freePort(), mode: 'plain' }).start();
   const relayB = await new TestRelay({ port: await freePort(), mode: 'plain' }).start();
   relayB.deferring = false;
-  cleanup.push(
-    () => relayA.stop(),
-    () => relayB.stop(),
-  );
   const lmtp = await freePort();
   const a = await replica();
   const b = await replica(a.env);
   const B = await startMailplane(b.env, config(b, { relay: relayB.o.port, to: a, lmtp }));
   const A = await startMailplane(a.env, config(a, { relay: relayA.o.port, to: b, lmtp }));
   cleanup.push(
+    () => relayA.stop(),
+    () => relayB.stop(),
     () => A.stop(),
     () => B.stop(),
   );
+  return { relayA, relayB, a, b, A, B };
+}
+
+test('hand-off: every undelivered recipient reaches the peer once, with its envelope and arrival time; the leaving replica exits', async () => {
+  const { relayA, relayB, a, b, A, B } = await pair();
 
   // partly delivered: ok-* go out through A's relay, defer-* wait there (451, retried in an hour)
   for (let i = 0; i < 5; i++) {
@@ -189,23 +197,9 @@ test('a peer listener refuses whoever is not a peer: outsiders, LAN clients, a w
 });
 
 test('kill -9 during a hand-off: after a restart the rest is handed off; at most the message in flight twice, none lost', async () => {
-  const relayA = await new TestRelay({ port: await freePort(), mode: 'plain' }).start(); // defers everything here
-  const relayB = await new TestRelay({ port: await freePort(), mode: 'plain' }).start();
-  relayB.deferring = false;
-  cleanup.push(
-    () => relayA.stop(),
-    () => relayB.stop(),
-  );
-  const lmtp = await freePort();
-  const a = await replica();
-  const b = await replica(a.env);
-  const B = await startMailplane(b.env, config(b, { relay: relayB.o.port, to: a, lmtp }));
-  const configA = config(a, { relay: relayA.o.port, to: b, lmtp });
-  let A = await startMailplane(a.env, configA);
-  cleanup.push(
-    () => A.stop(),
-    () => B.stop(),
-  );
+  const p = await pair();
+  const { relayB, a, B } = p;
+  let A = p.A;
   const N = 24;
   const big = `${'x'.repeat(900)}\r\n`.repeat(500); // ~450 KB each: the hand-off takes a while
   for (let i = 0; i < N; i++) assert.equal(await submit(A, [`defer-${i}@remote.example`], message(`big ${i}`, big)), 250);
@@ -220,6 +214,7 @@ test('kill -9 during a hand-off: after a restart the rest is handed off; at most
   assert.ok(left > 0 && left < N, `${left} of ${N} left after the kill`);
 
   A = spawnMailplane(a.env);
+  cleanup.push(() => A.stop());
   await A.waitReady();
   const r2 = await mailplane(['queue', 'handoff', '--config', a.env.configFile]);
   assert.equal(r2.code, 0, `${r2.stdout}\n${r2.stderr}\n${A.logs}`);
